@@ -1,0 +1,23 @@
+# One command to set up and test, one to set up and run the demo (see README.md).
+PY    ?= python3
+VENV  ?= .venv
+BIN   := $(VENV)/bin
+# CPU build by default; GPU users: make setup TORCH="torch" (after installing the CUDA wheel, see README)
+TORCH ?= torch==2.13.0
+
+.PHONY: setup test demo bench
+
+$(BIN)/coalqa: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/coalqa
+
+test: setup
+	$(BIN)/python -m pytest
+
+demo: setup
+	$(BIN)/coalqa demo

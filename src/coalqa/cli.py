@@ -1,0 +1,37 @@
+"""The ``coalqa`` command: one subcommand per pipeline stage.
+
+Each stage keeps its command in ``coalqa/<stage>/command.py`` and imports heavy libraries
+(torch, transformers) inside the command body, so ``coalqa --help`` and ``coalqa corpus`` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from coalqa.errors import CoalqaError
+
+app = typer.Typer(
+    name="coalqa",
+    help="煤矿安全规程问答模型工具链 / Coal-mine-safety regulations → QA pairs → fine-tuned QA model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Stage commands register here, in pipeline order.
+
+
+def main() -> None:
+    """Entry point: run the CLI; user errors (:class:`CoalqaError`) print one red line and exit 2."""
+    try:
+        app()
+    except CoalqaError as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

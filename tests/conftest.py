@@ -1,0 +1,28 @@
+"""Shared test fixtures: paths to the real corpus and eval set in ../shared (never copied here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CORPUS_DIR = SHARED / "corpus" / "coal-safety"
+EVAL_FILE = SHARED / "eval" / "dev.jsonl"
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """The real regulations folder (38 .txt + 2 .docx)."""
+    if not CORPUS_DIR.is_dir():
+        pytest.fail(f"real corpus not found at {CORPUS_DIR}: the tests expect ../shared beside the checkout")
+    return CORPUS_DIR
+
+
+@pytest.fixture(scope="session")
+def eval_file() -> Path:
+    """The public evaluation set (30 JSON lines)."""
+    if not EVAL_FILE.is_file():
+        pytest.fail(f"eval set not found at {EVAL_FILE}: the tests expect ../shared beside the checkout")
+    return EVAL_FILE
