@@ -26,3 +26,19 @@ def eval_file() -> Path:
     if not EVAL_FILE.is_file():
         pytest.fail(f"eval set not found at {EVAL_FILE}: the tests expect ../shared beside the checkout")
     return EVAL_FILE
+
+
+@pytest.fixture(scope="session")
+def r1_tokenizer():
+    """The real DeepSeek-R1-Distill-Qwen tokenizer, rebuilt offline (cached after the first build)."""
+    from coalqa.offline import build_r1_distill_tokenizer
+
+    return build_r1_distill_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory, r1_tokenizer) -> Path:
+    """A folder with a tiny random Qwen2ForCausalLM (9.8M params) + the R1-Distill tokenizer."""
+    from coalqa.offline import build_tiny_qwen2
+
+    return build_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2"), tokenizer=r1_tokenizer)

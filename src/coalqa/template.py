@@ -1,0 +1,148 @@
+"""The prompt format — the one definition shared by training (``coalqa train``) and inference
+(``coalqa ask``, ``coalqa eval``, serving). No other module builds prompts.
+
+A QA pair ``(question, answer)`` becomes token ids in two parts:
+
+* **prompt** = :func:`encode_prompt` — exactly the ids the model is fed at inference;
+* **completion** = what the model must learn to generate after it, ending with EOS.
+
+Templates (``PromptFormat.template``):
+
+* ``chat`` (default): the base model's own chat template with a system prompt and the user question,
+  ``add_generation_prompt=True``. For DeepSeek-R1-Distill that prompt ends with
+  ``<｜Assistant｜><think>\\n`` (see the model's ``tokenizer_config.json``; TRL ships the same template
+  as ``trl.chat_template_utils.deepseek_r1_distill_chat_template``).
+* ``plain``: the original CoalQA design's text format
+  ``system: {system}\\nuser: {input}\\nresponse: {output}`` + EOS.
+
+``<think>`` policy (``PromptFormat.think``) for reasoning models whose prompt opens ``<think>``:
+
+* ``empty`` (default): the target is ``<think>\\n\\n</think>\\n\\n{answer}`` — since the prompt already
+  ends with ``<think>\\n``, the completion is ``\\n</think>\\n\\n{answer}`` + EOS, so the trained prompt
+  is exactly the inference prompt;
+* ``keep``: the data's own ``<think>…</think>`` reasoning is kept (a leading ``<think>`` that the
+  prompt already holds is not repeated); rows without one are treated as ``empty``.
+
+Traps designed out here (each covered by tests): the prompt is tokenised once, by the same code, so
+training and inference prompt ids are identical; special tokens of the rendered template are not
+added again (one BOS); the completion always ends with the EOS id, also after truncation.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+from pydantic import BaseModel, Field
+
+SYSTEM_PROMPT = (
+    "你是一个煤矿安全领域的知识达人，你对相关煤矿安全规章规程制度、技术等文档非常熟悉。"
+    "请你专业正确地解答用户想问的煤矿安全相关问题。"
+)
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+class PromptFormat(BaseModel):
+    """How a question is turned into a prompt; saved with every adapter and reused at inference."""
+
+    template: Literal["chat", "plain"] = Field("chat", description="prompt template: the model's chat template or the original plain text format")
+    think: Literal["empty", "keep"] = Field("empty", description="<think> policy for reasoning models: train an empty reasoning block, or keep the data's own")
+    system_prompt: str = Field(SYSTEM_PROMPT, description="system prompt used in training and inference")
+
+
+class ExampleTooLong(ValueError):
+    """The prompt alone leaves no room for an answer within ``max_length`` tokens."""
+
+
+def _messages(question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": fmt.system_prompt}] if fmt.system_prompt else []
+    for q, a in history:
+        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return messages + [{"role": "user", "content": question}]
+
+
+def render_prompt(tokenizer, question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]] = ()) -> str:
+    """The prompt as text (for display and logging); :func:`encode_prompt` gives the ids to use."""
+    if fmt.template == "plain":
+        turns = "".join(f"user: {q}\nresponse: {a}\n" for q, a in history)
+        return f"system: {fmt.system_prompt}\n{turns}user: {question}\nresponse: "
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '?')} has no chat template; use template 'plain'"
+        )
+    return tokenizer.apply_chat_template(_messages(question, fmt, history), add_generation_prompt=True, tokenize=False)
+
+
+def encode_prompt(tokenizer, question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]] = ()) -> list[int]:
+    """Token ids fed to the model to answer ``question`` (after optional earlier turns ``history``).
+
+    Returns:
+        list of ids. ``chat``: the rendered chat template tokenised without adding special tokens
+        (the template writes its own BOS); ``plain``: the text format tokenised with the tokenizer's
+        own special tokens (one BOS for R1-Distill).
+    """
+    text = render_prompt(tokenizer, question, fmt, history)
+    return tokenizer(text, add_special_tokens=fmt.template == "plain")["input_ids"]
+
+
+def prompt_opens_think(tokenizer, fmt: PromptFormat) -> bool:
+    """True when the inference prompt ends inside an opened ``<think>`` block (R1-Distill's chat template)."""
+    return fmt.template == "chat" and render_prompt(tokenizer, "?", fmt).rstrip("\n").endswith(THINK_OPEN)
+
+
+def completion_text(answer: str, fmt: PromptFormat, opens_think: bool) -> str:
+    """The text the model learns to generate after the prompt (EOS not included)."""
+    if not opens_think:
+        return answer
+    if fmt.think == "keep" and answer.lstrip().startswith(THINK_OPEN) and THINK_CLOSE in answer:
+        rest = answer.lstrip()[len(THINK_OPEN):]
+        return rest[1:] if rest.startswith("\n") else rest
+    return f"\n{THINK_CLOSE}\n\n{answer}"
+
+
+def encode_example(
+    tokenizer, question: str, answer: str, fmt: PromptFormat, max_length: int | None = None
+) -> dict[str, list[int]]:
+    """Tokenise one QA pair for supervised fine-tuning.
+
+    Returns:
+        ``{"input_ids": [...], "completion_mask": [...]}``, equal lengths ``L <= max_length``.
+        ``input_ids = encode_prompt(...) + completion ids + [eos_token_id]``; ``completion_mask`` is 0
+        on prompt tokens and 1 on completion tokens and the final EOS (the tokens that get a loss).
+        If too long, the completion is cut and the EOS re-appended, so EOS is always the last token.
+
+    Raises:
+        ExampleTooLong: the prompt leaves fewer than 2 tokens for the completion.
+        ValueError: the tokenizer has no EOS token.
+    """
+    if tokenizer.eos_token_id is None:
+        raise ValueError("tokenizer has no eos_token_id; cannot mark the end of an answer")
+    prompt = encode_prompt(tokenizer, question, fmt)
+    completion = tokenizer(completion_text(answer, fmt, prompt_opens_think(tokenizer, fmt)), add_special_tokens=False)[
+        "input_ids"
+    ]
+    if max_length is not None:
+        room = max_length - len(prompt) - 1
+        if room < 1:
+            raise ExampleTooLong(f"prompt is {len(prompt)} tokens, max_length is {max_length}")
+        completion = completion[:room]
+    ids = prompt + completion + [tokenizer.eos_token_id]
+    return {"input_ids": ids, "completion_mask": [0] * len(prompt) + [1] * (len(completion) + 1)}
+
+
+def split_reasoning(generated: str, opens_think: bool) -> tuple[str, str, bool]:
+    """Split decoded model output into ``(reasoning, answer, finished_reasoning)``.
+
+    R1-Distill's output contains ``</think>`` without an opening ``<think>`` (it sits in the prompt).
+    If the prompt opened a think block and no ``</think>`` was generated (cut by the token limit),
+    everything is reasoning, the answer is ``""`` and ``finished_reasoning`` is False.
+    """
+    text = generated.strip()
+    if THINK_CLOSE in text:
+        reasoning, answer = text.split(THINK_CLOSE, 1)
+        reasoning = reasoning.strip()
+        if reasoning.startswith(THINK_OPEN):
+            reasoning = reasoning[len(THINK_OPEN):].strip()
+        return reasoning, answer.strip(), True
+    if text.startswith(THINK_OPEN) or opens_think:
+        return text.removeprefix(THINK_OPEN).strip(), "", False
+    return "", text, True
