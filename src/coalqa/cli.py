@@ -22,6 +22,9 @@ app = typer.Typer(
 )
 
 # Stage commands register here, in pipeline order.
+from coalqa.corpus.command import corpus  # noqa: E402
+
+app.command("corpus")(corpus)
 
 
 def main() -> None:

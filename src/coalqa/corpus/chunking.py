@@ -1,0 +1,304 @@
+"""Cut a document into chunks along its own structure.
+
+The cleaned text is read line by line. Headings (编/章/节, a standard's top-level ``6 施工``,
+``附录A``, ``一、…``, docx heading styles) open a new heading path; articles ``第X条`` and
+numbered clauses ``1.0.1`` / ``6.2.2.8`` open a new *unit*; every other line (``（一）`` items,
+``1.`` sub-items, tables, continuation paragraphs) belongs to the unit above it. Units are then
+packed in order into chunks of at most ``max_chars`` characters, never across a heading of
+chapter rank; a unit larger than that is split at sentence ends (``。！？``, then ``；``,
+then ``，``). Every line of the document lands in exactly one chunk, in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from coalqa.corpus.readers import Document
+
+CN_NUM = "零〇一二三四五六七八九十百千两"
+ARTICLE = re.compile(rf"^第([{CN_NUM}]+|\d+)条")
+LAW_HEADING = re.compile(rf"^第[{CN_NUM}\d]+([编章节])")
+LAW_LEVEL = {"编": 1, "章": 2, "节": 3}
+ITEM = re.compile(r"^[（(]([一二三四五六七八九十]+)[)）]")
+CLAUSE = re.compile(r"^((?:[1-9]\d?|[A-Z])(?:\.\d{1,3}){1,4})(?![\d.．~～%‰℃°×/\-–—)）:：,，、])\s*(?=\S)")
+TOP_SECTION = re.compile(r"^([1-9]\d?)\s*(?=[^\d\s.．、，。)）~～%])")
+APPENDIX = re.compile(r"^附\s*录\s*[A-Z一二三四五六七八九十]?(?![\u4e00-\u9fff]{8})")
+CN_SECTION = re.compile(r"^[一二三四五六七八九十]+、")
+STANDARD_SECTION_NAMES = ("规范性引用文件", "术语和定义", "术语", "范围", "总则", "一般规定", "基本规定", "符号")
+NUMBERED = re.compile(r"^((?:[1-9]\d?|[A-Z])(?:\.\d{1,3}){0,4})(?![\d.])")
+SENTENCE_PUNCT = re.compile(r"[，,。；;：:！!？?]")
+BREAK_LEVEL = 4  # headings of this level or higher (numerically lower) start a new chunk
+FRONT = "卷首"  # locator of text before any heading/article (title, promulgation note)
+
+
+@dataclass
+class Chunk:
+    """One piece of a document, as written to chunks.jsonl.
+
+    ``locator`` names the article(s)/clause(s) it holds (``第五十八条``, ``第五十八条–第六十条``,
+    ``6.2.2.8``; parts of a split article carry item numbers, ``第八十条(三)–第八十条(六)``);
+    ``heading`` is the 编/章/节 (or section) path it sits under, ``""`` when none.
+    """
+
+    id: str
+    source: str
+    title: str
+    locator: str
+    text: str
+    chars: int
+    heading: str = ""
+
+
+@dataclass
+class _Unit:
+    label: str | None
+    heading: str
+    breaks: bool  # a chapter-rank heading starts here: do not merge with what precedes
+    lines: list[str] = field(default_factory=list)
+    items: list[str | None] = field(default_factory=list)  # the （一） item each line sits in
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _split_heading_line(line: str, doc_headings: dict[str, int], last_top: int) -> tuple[int, str, str] | None:
+    """If ``line`` starts with a heading, return (level, heading text, rest of line); else None."""
+    if line in doc_headings:
+        return min(doc_headings[line], BREAK_LEVEL), line, ""
+    m = LAW_HEADING.match(line)
+    if m:
+        inner = re.search(rf"第[{CN_NUM}\d]+[编章节条]", line[m.end():])
+        if inner and inner.start() <= 30 and not SENTENCE_PUNCT.search(line[m.end() : m.end() + inner.start()]):
+            cut = m.end() + inner.start()  # "第四章矿井防治水第一节地面防治水", "第一编总则第一条为…"
+            return LAW_LEVEL[m.group(1)], line[:cut], line[cut:]
+        art = re.search(rf"第[{CN_NUM}\d]+条", line[m.end():])
+        if art and art.start() <= 30:
+            cut = m.end() + art.start()
+            return LAW_LEVEL[m.group(1)], line[:cut], line[cut:]
+        if len(line) <= 40 and not re.search(r"[。；;，,]", line):
+            return LAW_LEVEL[m.group(1)], line, ""
+        return None
+    m = TOP_SECTION.match(line)
+    if m and not CLAUSE.match(line) and last_top < int(m.group(1)) <= last_top + 5:
+        n, rest = m.group(1), line[m.end():]
+        clause = re.search(rf"{n}\.\d", rest)
+        if clause and 0 < clause.start() <= 30 and not SENTENCE_PUNCT.search(rest[: clause.start()]):
+            return 2, line[: m.end() + clause.start()], rest[clause.start():]
+        if len(rest) <= 30 and not SENTENCE_PUNCT.search(rest):
+            return 2, line, ""
+        for name in STANDARD_SECTION_NAMES:
+            if rest.startswith(name):
+                return 2, line[: m.end() + len(name)], rest[len(name):]
+        stop = re.match(r"[^，,。；;：:]{2,15}。", rest)  # "9输浆管路。根据…"
+        if stop and int(n) == last_top + 1:
+            return 2, line[: m.end() + stop.end()], rest[stop.end():]
+        return None
+    c = CLAUSE.match(line)
+    if c:  # "4.5基本功能4.5.1数据采集": a clause heading followed by its first sub-clause
+        label, rest = c.group(1), line[c.end():]
+        sub = re.search(rf"{re.escape(label)}\.\d", rest)
+        if sub and 0 < sub.start() <= 30 and not SENTENCE_PUNCT.search(rest[: sub.start()]):
+            return 5 + label.count("."), line[: c.end() + sub.start()], rest[sub.start():]
+        return None
+    if APPENDIX.match(line) and len(line) <= 40 and not SENTENCE_PUNCT.search(line):
+        return 2, line, ""
+    if CN_SECTION.match(line) and len(line) <= 30 and not re.search(r"[。；;，,]", line):
+        return 4, line, ""
+    return None
+
+
+def _is_clause_heading(line: str, label: str, next_line: str) -> bool:
+    """A short unpunctuated clause line followed by its own sub-clause (``6.2.2瓦斯防治`` then ``6.2.2.1…``)."""
+    return (
+        len(line) <= 40
+        and not SENTENCE_PUNCT.search(line[len(label):])
+        and next_line.startswith(label + ".")
+    )
+
+
+def parse_units(doc: Document) -> list[_Unit]:
+    """Group the document's lines into units (one article/clause each, or unnumbered text under a heading)."""
+    lines = doc.text.split("\n")
+    units: list[_Unit] = []
+    path: list[tuple[int, str]] = []
+    pending: list[str] = []  # heading lines waiting for the unit they introduce
+    pending_break = False
+    last_top = 0
+    item: str | None = None
+
+    def heading_text() -> str:
+        return " / ".join(text for _, text in path)
+
+    def drop_stale(number: str) -> None:
+        """Forget numbered headings that do not contain clause ``number`` (their end was not marked)."""
+        path[:] = [
+            (lv, t) for lv, t in path
+            if (m := NUMBERED.match(t)) is None or number == m.group(1) or number.startswith(m.group(1) + ".")
+        ]
+
+    def open_unit(label: str | None) -> _Unit:
+        nonlocal pending, pending_break
+        if label and not label.startswith("第"):
+            drop_stale(label)
+        unit = _Unit(label, heading_text(), pending_break)
+        unit.lines, unit.items = list(pending), [None] * len(pending)
+        pending, pending_break = [], False
+        units.append(unit)
+        return unit
+
+    def push_heading(level: int, text: str) -> None:
+        nonlocal pending_break
+        number = NUMBERED.match(text)
+        if number and level > BREAK_LEVEL:
+            drop_stale(number.group(1))
+        while path and path[-1][0] >= level:
+            path.pop()
+        path.append((level, text))
+        pending.append(text)
+        pending_break = pending_break or level <= BREAK_LEVEL
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        head = _split_heading_line(line, doc.headings, last_top)
+        if head:
+            level, text, rest = head
+            top = TOP_SECTION.match(text)
+            if top and level == 2 and not LAW_HEADING.match(text):
+                last_top = int(top.group(1))
+            push_heading(level, text)
+            if rest:
+                lines.insert(i, rest)
+            continue
+        current = units[-1] if units and not pending else None
+        m = ARTICLE.match(line)
+        c = CLAUSE.match(line)
+        label = m.group(0) if m else c.group(1) if c else None
+        if label and c and not m and i < len(lines) and _is_clause_heading(line, label, lines[i]):
+            push_heading(5 + label.count("."), line)
+            continue
+        if label and not (current is not None and current.label == label and m):
+            current = open_unit(label)
+            item = None
+        elif current is None:
+            current = open_unit(None)
+        after = line[m.end():] if m else line
+        im = ITEM.match(after)
+        if im:
+            item = f"({im.group(1)})"
+        elif m:
+            item = None  # "第一百八十条通风瓦斯日报…": the article's own text again, outside any item
+        current.lines.append(line)
+        current.items.append(item)
+    if pending:  # headings at the very end
+        (units[-1] if units else open_unit(None)).lines.extend(pending)
+        units[-1].items.extend([None] * len(pending))
+    return units
+
+
+def _segments(unit: _Unit, max_chars: int, warnings: list[str]) -> list[tuple[int, str, str | None]]:
+    """Split a unit into (line index, piece, item) no longer than ``max_chars``, at the gentlest boundary."""
+    out: list[tuple[int, str, str | None]] = []
+
+    def cut(text: str, level: int) -> list[str]:
+        if len(text) <= max_chars:
+            return [text]
+        patterns = [r"[。！？!?]+[”’」』\"')）]*", r"[；;]+", r"[，,、：:]+"]
+        if level < len(patterns):
+            parts = re.findall(rf".*?(?:{patterns[level]})|.+", text)  # each part keeps its punctuation
+            if len(parts) == 1:
+                return cut(text, level + 1)
+            return [piece for p in parts for piece in cut(p, level + 1)]
+        warnings.append(f"a {len(text)}-character run without punctuation was cut at {max_chars} characters")
+        return [text[k : k + max_chars] for k in range(0, len(text), max_chars)]
+
+    for n, (line, item) in enumerate(zip(unit.lines, unit.items)):
+        out.extend((n, piece, item) for piece in cut(line, 0))
+    return out
+
+
+def _split_unit(unit: _Unit, max_chars: int, warnings: list[str]) -> list[tuple[str, str | None, list[str | None], bool]]:
+    """Pack an oversize unit's sentences into pieces: (text, label, items in the piece, holds the unit's lead)."""
+    pieces: list[tuple[str, str | None, list[str | None], bool]] = []
+    text, items, lead, last_line = "", [], False, -1
+    for n, seg, item in _segments(unit, max_chars, warnings):
+        sep = "" if n == last_line else "\n"
+        if text and len(text) + len(sep) + len(seg) > max_chars:
+            pieces.append((text, unit.label, items, lead))
+            text, items, lead, sep = "", [], False, ""
+        text += (sep if text else "") + seg
+        items.append(item)
+        lead = lead or item is None
+        last_line = n
+    if text:
+        pieces.append((text, unit.label, items, lead))
+    return pieces
+
+
+def _piece_locator(label: str | None, items: list[str | None], lead: bool) -> str | None:
+    named = [it for it in items if it]
+    if label is None or lead or not named:
+        return label
+    first, last = f"{label}{named[0]}", f"{label}{named[-1]}"
+    return first if first == last else f"{first}–{last}"
+
+
+def _locator(labels: list[str | None], heading: str) -> str:
+    named = [lab for lab in labels if lab]
+    if not named:
+        return heading.rsplit(" / ", 1)[-1] if heading else FRONT
+    return named[0] if named[0] == named[-1] else f"{named[0]}–{named[-1]}"
+
+
+def split_into_chunks(doc: Document, max_chars: int = 1500) -> list[Chunk]:
+    """Cut ``doc`` into chunks that follow its structure.
+
+    Neighbouring units are merged up to ``max_chars``; a chapter-rank heading always starts a new
+    chunk, and so does a change of a standard's top-level section (``4.x`` → ``5.x``); an oversize
+    unit is split at sentence boundaries. The chunks' texts, joined, hold every
+    non-whitespace character of ``doc.text`` in order (nothing dropped or duplicated).
+
+    Returns chunks in document order, each with ``chars <= max_chars``. Ids are content hashes,
+    stable across runs for the same input. A run of text with no punctuation longer than
+    ``max_chars`` is cut hard and reported in ``doc.warnings``.
+    """
+    groups: list[tuple[list[str], list[str | None], list[str]]] = []  # (texts, labels, headings)
+    size = 0
+    prev_top: str | None = None
+    for unit in parse_units(doc):
+        text = unit.text
+        top = unit.label.split(".")[0] if unit.label and not unit.label.startswith("第") else None
+        new_section = top is not None and prev_top is not None and top != prev_top  # 4.x -> 5.x
+        prev_top = top or prev_top
+        if len(text) > max_chars:
+            for piece, label, items, lead in _split_unit(unit, max_chars, doc.warnings):
+                groups.append(([piece], [_piece_locator(label, items, lead)], [unit.heading]))
+            size = max_chars + 1  # nothing merges into a split article
+            continue
+        front = bool(groups) and not any(groups[-1][1]) and not any(groups[-1][2])  # title, preamble
+        if groups and (front or not unit.breaks) and not new_section and size + 1 + len(text) <= max_chars:
+            groups[-1][0].append(text)
+            groups[-1][1].append(unit.label)
+            groups[-1][2].append(unit.heading)
+            size += 1 + len(text)
+        else:
+            groups.append(([text], [unit.label], [unit.heading]))
+            size = len(text)
+    chunks: list[Chunk] = []
+    seen: set[str] = set()
+    for texts, labels, headings in groups:
+        text = "\n".join(texts)
+        heading = next((h for h, lab in zip(headings, labels) if lab), "") or next(filter(None, headings), "")
+        locator = _locator(labels, heading)
+        digest = hashlib.sha1(f"{doc.source}\n{locator}\n{text}".encode()).hexdigest()[:16]
+        cid, k = digest, 1
+        while cid in seen:
+            k += 1
+            cid = f"{digest}-{k}"
+        seen.add(cid)
+        chunks.append(Chunk(cid, doc.source, doc.title, locator, text, len(text), heading))
+    return chunks

@@ -1,0 +1,328 @@
+"""Read regulation files of any common format/encoding into clean text.
+
+Formats are recognised by content, not by extension: a zip holding ``word/document.xml`` is a
+docx (even when named ``.doc``), ``%PDF-`` is a PDF, the OLE2 signature is a legacy Word ``.doc``
+(converted with LibreOffice when installed), anything else must decode as text. Cleaning only
+normalises layout (literal ``\\n``, line endings, odd spaces, blank lines); every visible
+character of the regulation is kept.
+"""
+
+from __future__ import annotations
+
+import codecs
+import difflib
+import re
+import shutil
+import subprocess
+import tempfile
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from charset_normalizer import from_bytes
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
+OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
+_GB_FAMILY = {"gb2312", "gbk", "gb18030", "hz", "hz_gb_2312", "cp936"}
+_BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
+
+
+class ReadError(Exception):
+    """A file could not be turned into text; the message is the reason shown to the user."""
+
+
+@dataclass
+class Document:
+    """One readable regulation file.
+
+    Attributes:
+        source: the file name (no folder), used as the chunks' ``source``.
+        path: where it was read from.
+        title: the document's own title (first title line / docx title, else the file name
+            without its ``12-`` number prefix).
+        text: cleaned text, one paragraph per line, no blank lines.
+        headings: heading text -> level (1 = top) for lines styled as headings in the original
+            (docx "Heading N"), so the splitter can recognise headings that carry no number.
+        warnings: non-fatal problems met while reading or splitting.
+    """
+
+    source: str
+    path: Path
+    title: str
+    text: str
+    headings: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def iter_files(paths: list[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Expand files and folders (recursively) into a sorted, de-duplicated file list.
+
+    Returns ``(files, problems)``: files to read, and ``(path, reason)`` for paths that do not
+    exist. Every file is tried, whatever its extension (its content decides how it is read);
+    hidden files/folders and Office ``~$`` lock files inside folders are ignored.
+    """
+    files: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                hidden = any(part.startswith(".") for part in f.relative_to(p).parts)
+                if f.is_file() and not hidden and not f.name.startswith("~$"):
+                    files.append(f)
+        elif p.is_file():
+            files.append(p)
+        else:
+            problems.append((p, "no such file or folder"))
+    seen: set[Path] = set()
+    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
+    return unique, problems
+
+
+def sniff_format(data: bytes) -> str:
+    """Return ``"docx"``, ``"pdf"``, ``"doc"`` (legacy OLE2 Word), ``"zip"`` (other zip) or ``"text"``."""
+    if data.startswith(b"PK\x03\x04"):
+        try:
+            import io
+
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                return "docx" if "word/document.xml" in z.namelist() else "zip"
+        except zipfile.BadZipFile:
+            return "zip"
+    if data.lstrip()[:5] == b"%PDF-":
+        return "pdf"
+    if data.startswith(OLE2_MAGIC):
+        return "doc"
+    return "text"
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """Decode bytes of a text file, detecting the encoding; returns ``(text, encoding)``.
+
+    A byte-order mark wins, then strict UTF-8, then charset-normalizer's best guess (a GB2312/GBK
+    guess is decoded as its superset GB18030).
+
+    Raises:
+        ReadError: the bytes look binary or match no encoding.
+    """
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            return data.decode(enc), enc.replace("-sig", " with BOM")
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    best = from_bytes(data).best()
+    if best is None:
+        raise ReadError("binary content, not text in any known encoding")
+    enc = best.encoding.lower()
+    if enc in _GB_FAMILY:
+        enc = "gb18030"
+    try:
+        text = data.decode(enc)
+    except (UnicodeDecodeError, LookupError) as e:
+        raise ReadError(f"binary content, not text ({e})") from e
+    bad = sum(1 for ch in text if unicodedata.category(ch) in ("Cc", "Co", "Cs") and ch not in "\r\n\t\f")
+    if bad > max(2, len(text) // 200):
+        raise ReadError(f"binary content, not text ({bad} control characters when read as {enc})")
+    return text, enc
+
+
+_LITERAL_NEWLINE = re.compile(r"\\r\\n|\\n|\\r")
+_SPACES = re.compile(r"[^\S\n]+")  # any whitespace but newline: tabs, full-width and no-break spaces
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+
+
+def clean_text(text: str) -> str:
+    """Normalise layout without touching wording or numbers.
+
+    Literal backslash-n (and ``\\r\\n``) becomes a line break; CR/LF variants become ``\\n``;
+    full-width/no-break spaces and tabs become one ASCII space; zero-width characters and other
+    control characters are removed; lines are stripped and blank lines dropped.
+    Returns the cleaned text (one paragraph per line); every other character is kept in order.
+    """
+    text = _LITERAL_NEWLINE.sub("\n", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n")
+    text = _INVISIBLE.sub("", text)
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _docx_lines(path: Path) -> tuple[list[str], str, dict[str, int]]:
+    """Paragraphs and table rows of a docx in document order; returns (lines, title, heading texts)."""
+    import docx
+    from docx.table import Table
+
+    d = docx.Document(str(path))
+    lines: list[str] = []
+    headings: dict[str, int] = {}
+    title = (d.core_properties.title or "").strip()
+
+    def table_lines(table: Table) -> None:
+        for row in table.rows:
+            cells: list[str] = []
+            for cell in row.cells:
+                t = " ".join(cell.text.split())
+                if t and (not cells or cells[-1] != t):  # merged cells repeat their text
+                    cells.append(t)
+            if cells:
+                lines.append(" | ".join(cells))
+            for cell in row.cells:
+                for inner in cell.tables:
+                    table_lines(inner)
+
+    for block in d.iter_inner_content():
+        if isinstance(block, Table):
+            table_lines(block)
+            continue
+        t = block.text.strip()
+        if not t:
+            continue
+        style = (block.style.name if block.style is not None else "") or ""
+        if style == "Title" and not title:
+            title = t
+        level = re.fullmatch(r"(?:Heading|标题)\s*(\d)", style)
+        if level:
+            headings[" ".join(t.split())] = int(level.group(1))
+        lines.append(t)
+    return lines, title, headings
+
+
+def _pdf_text(path: Path) -> tuple[str, str]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise ReadError("encrypted PDF: save an unencrypted copy")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = str((reader.metadata or {}).get("/Title") or "").strip()
+    except (PdfReadError, ValueError, KeyError) as e:
+        raise ReadError(f"unreadable PDF ({e})") from e
+    if not "".join(pages).strip():
+        raise ReadError("PDF has no extractable text (a scanned image? run OCR first)")
+    return "\n".join(pages), title
+
+
+def _soffice(configured: str | None) -> str | None:
+    if configured:
+        return shutil.which(configured) or (configured if Path(configured).is_file() else None)
+    return shutil.which("soffice") or shutil.which("libreoffice")
+
+
+def _convert_doc(path: Path, soffice: str | None) -> tuple[list[str], str, dict[str, int]]:
+    exe = _soffice(soffice)
+    if exe is None:
+        raise ReadError(
+            "legacy binary Word .doc needs LibreOffice to convert; install it "
+            "(e.g. `apt-get install libreoffice-writer`) or re-save the file as .docx"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            subprocess.run(
+                [exe, "--headless", "--convert-to", "docx", "--outdir", tmp, str(path)],
+                check=True, capture_output=True, timeout=180,
+            )
+        except (subprocess.SubprocessError, OSError) as e:
+            raise ReadError(f"LibreOffice could not convert this .doc ({e})") from e
+        out = Path(tmp) / (path.stem + ".docx")
+        if not out.is_file():
+            raise ReadError("LibreOffice produced no .docx for this .doc")
+        return _docx_lines(out)
+
+
+_TITLE_BAD = re.compile(r"[。；;，,：:]|^第[零〇一二三四五六七八九十百千两\d]+[编章节条]|^\d")
+
+
+def _guess_title(text: str, path: Path, given: str = "") -> str:
+    """The document's title: ``given`` (docx/PDF metadata) if any, else its first line when that
+    looks like a title and resembles a Chinese file name (so a cover letter's first line is not
+    taken), else the file name without its ``12-`` number prefix."""
+    if given:
+        return " ".join(given.split())
+    stem = re.sub(r"^\d+[-_.、 ]+", "", path.stem).strip("《》 ") or path.stem
+    first = text.split("\n", 1)[0].strip() if text else ""
+    if first and len(first) <= 50 and not _TITLE_BAD.search(first):
+        named_in_chinese = re.search(r"[\u4e00-\u9fff]", stem) is not None
+        if not named_in_chinese or stem in first or difflib.SequenceMatcher(None, first, stem).ratio() >= 0.5:
+            return first
+    return stem
+
+
+def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
+    """Read one file of any supported format into a :class:`Document` with cleaned text.
+
+    Raises:
+        ReadError: empty, unreadable, unsupported or binary file; the message is the reason.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ReadError(f"cannot open ({e.strerror or e})") from e
+    if not data.strip():
+        raise ReadError("empty file")
+    kind = sniff_format(data)
+    warnings: list[str] = []
+    headings: dict[str, int] = {}
+    given_title = ""
+    suffix = path.suffix.lower()
+    if kind in ("docx", "doc"):
+        try:
+            lines, given_title, headings = _docx_lines(path) if kind == "docx" else _convert_doc(path, soffice)
+        except ReadError:
+            raise
+        except Exception as e:  # python-docx raises assorted errors on damaged files
+            raise ReadError(f"unreadable Word file ({type(e).__name__}: {e})") from e
+        raw = "\n".join(lines)
+        if kind == "docx" and suffix != ".docx":
+            warnings.append(f"named {suffix or 'without extension'} but is a Word .docx; read as docx")
+    elif kind == "pdf":
+        raw, given_title = _pdf_text(path)
+        if suffix != ".pdf":
+            warnings.append(f"named {suffix or 'without extension'} but is a PDF; read as PDF")
+    elif kind == "zip":
+        raise ReadError("a zip archive that is not a Word .docx; unsupported")
+    else:
+        raw, encoding = decode_text(data)
+        if suffix not in TEXT_SUFFIXES:
+            warnings.append(f"named {suffix or 'without extension'} but is plain text ({encoding}); read as text")
+    text = clean_text(raw)
+    if not text:
+        raise ReadError("no text after cleaning (only whitespace)")
+    return Document(
+        source=path.name,
+        path=path,
+        title=_guess_title(text, path, given_title),
+        text=text,
+        headings=headings,
+        warnings=warnings,
+    )
+
+
+def load_documents(
+    paths: list[str | Path], *, soffice: str | None = None
+) -> tuple[list[Document], list[tuple[Path, str]]]:
+    """Read every supported file under ``paths`` (files or folders, recursive).
+
+    Returns ``(documents, skipped)``: the readable documents in path order, and
+    ``(path, reason)`` for each file or path that could not be read (empty, binary,
+    unsupported, legacy .doc without LibreOffice, missing). Never raises for bad files.
+    """
+    files, skipped = iter_files(paths)
+    documents: list[Document] = []
+    for f in files:
+        try:
+            documents.append(read_document(f, soffice=soffice))
+        except ReadError as e:
+            skipped.append((f, str(e)))
+    return documents, skipped
