@@ -1,0 +1,36 @@
+"""Generate stage: corpus chunks → QA pairs (``QAdata_all.json``), by LLM or offline.
+
+>>> cfg = GenerateConfig(provider="clause")
+>>> summary = run_generate(load_chunks(Path("chunks.jsonl")), "QAdata_all.json", cfg)
+
+The provider layer (:func:`make_chat_client`) is reusable, e.g. for an LLM judge.
+"""
+
+from coalqa.generate.clause import clause_pairs, split_text
+from coalqa.generate.command import load_chunks
+from coalqa.generate.config import GenerateConfig
+from coalqa.generate.dedup import make_deduper, normalize
+from coalqa.generate.llm import FatalLLMError, make_chat_client, redact
+from coalqa.generate.parse import parse_pairs
+from coalqa.generate.prompt import load_prompt, render_prompt
+from coalqa.generate.run import build_dataset, run_generate
+from coalqa.generate.validate import check_pair, is_refusal
+
+__all__ = [
+    "FatalLLMError",
+    "GenerateConfig",
+    "build_dataset",
+    "check_pair",
+    "clause_pairs",
+    "is_refusal",
+    "load_chunks",
+    "load_prompt",
+    "make_chat_client",
+    "make_deduper",
+    "normalize",
+    "parse_pairs",
+    "redact",
+    "render_prompt",
+    "run_generate",
+    "split_text",
+]

@@ -1,0 +1,247 @@
+"""Run the generate stage: chunks → (checkpoint) → validated, de-duplicated ``QAdata_all.json``.
+
+Flow: read the checkpoint beside the output; skip chunks already ``done`` (same text); ask the
+provider for the rest (a thread pool bounded by ``concurrency``; ``clause`` runs inline), appending
+each chunk's record to the checkpoint the moment it finishes; then rebuild the dataset from the
+checkpoint in chunk order — validate, de-duplicate, attach provenance — and write it, a rejects
+log and a run summary atomically. Because the dataset is always rebuilt from the checkpoint,
+an interrupted run resumed later yields the same file as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from coalqa.errors import CoalqaError
+from coalqa.generate.checkpoint import check_header, open_checkpoint, read_checkpoint, text_sha, write_atomic
+from coalqa.generate.clause import clause_pairs, occurrences
+from coalqa.generate.config import GenerateConfig
+from coalqa.generate.dedup import make_deduper
+from coalqa.generate.llm import ChatFn, FatalLLMError, make_chat_client, redact
+from coalqa.generate.parse import parse_pairs
+from coalqa.generate.prompt import Prompt, load_prompt, render_prompt
+from coalqa.generate.validate import check_pair
+
+log = logging.getLogger("coalqa.generate")
+CLAUSE_VERSION = "clause-v1"
+
+
+def side_paths(output: Path, cfg: GenerateConfig) -> dict[str, Path]:
+    """Files written beside ``output``: checkpoint, summary and rejects log."""
+    stem = output.with_suffix("") if output.suffix == ".json" else output
+    return {
+        "checkpoint": cfg.checkpoint or Path(f"{stem}.checkpoint.jsonl"),
+        "summary": Path(f"{stem}.summary.json"),
+        "rejects": Path(f"{stem}.rejects.jsonl"),
+    }
+
+
+def _header(cfg: GenerateConfig, prompt: Prompt | None) -> dict[str, Any]:
+    lo, hi = cfg.pair_bounds()
+    llm = cfg.provider != "clause"
+    return {
+        "type": "header",
+        "provider": cfg.provider,
+        "model": cfg.model if llm else CLAUSE_VERSION,
+        "prompt_version": prompt.version if prompt else CLAUSE_VERSION,
+        "pairs": [lo, hi] if llm else None,
+        "max_question_chars": cfg.max_question_chars,
+        "max_answer_chars": cfg.max_answer_chars,
+    }
+
+
+def _llm_record(chunk: dict[str, Any], chat: ChatFn, prompt: Prompt, cfg: GenerateConfig) -> dict[str, Any]:
+    """Ask the LLM about one chunk; a failed call becomes a ``failed`` record (FatalLLMError propagates)."""
+    lo, hi = cfg.pair_bounds()
+    content = render_prompt(
+        prompt, chunk["text"], max_question_chars=cfg.max_question_chars,
+        max_answer_chars=cfg.max_answer_chars, min_pairs=lo, max_pairs=hi,
+    )
+    record: dict[str, Any] = {"chunk_id": chunk["id"], "text_sha": text_sha(chunk["text"])}
+    try:
+        raw, usage = chat([{"role": "user", "content": content}])
+    except FatalLLMError:
+        raise
+    except Exception as e:  # retries exhausted or a non-retryable 4xx: redo on the next run
+        return record | {"status": "failed", "error": redact(f"{type(e).__name__}: {e}")[:500], "pairs": [], "problems": []}
+    pairs, problems = parse_pairs(raw)
+    for p in problems:
+        log.warning("chunk %s: %s: %s", chunk["id"], p["reason"], p["detail"])
+    status = "done" if pairs else "failed"
+    error = None if pairs else "no usable pairs in the reply: " + "; ".join(p["detail"] for p in problems)[:300]
+    return record | {"status": status, "error": error, "pairs": pairs, "problems": problems, "usage": usage, "raw": raw}
+
+
+def _clause_record(chunk: dict[str, Any], cfg: GenerateConfig, occurrence: int) -> dict[str, Any]:
+    pairs = clause_pairs(chunk, cfg.max_answer_chars, cfg.max_question_chars, occurrence)
+    return {"chunk_id": chunk["id"], "text_sha": text_sha(chunk["text"]), "status": "done", "error": None,
+            "pairs": pairs, "problems": [] if pairs else [{"reason": "empty_chunk", "detail": "chunk has no text"}]}
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("done {task.fields[done]} · failed {task.fields[failed]} · pairs {task.fields[pairs]}"),
+        TimeElapsedColumn(), console=console,
+    )
+
+
+def _produce(todo: list[dict], cfg: GenerateConfig, append: Callable[[dict], None], console: Console,
+             make_record: Callable[[dict], dict]) -> dict[str, int]:
+    """Generate records for ``todo``, appending each as it completes; returns session counts."""
+    counts = {"done": 0, "failed": 0, "pairs": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+    def finished(rec: dict) -> None:
+        append(rec)
+        counts[rec["status"]] += 1
+        counts["pairs"] += len(rec["pairs"])
+        for k, v in (rec.get("usage") or {}).items():
+            counts[k] = counts.get(k, 0) + v
+        if rec["status"] == "failed":
+            log.warning("chunk %s failed: %s", rec["chunk_id"], rec.get("error"))
+        bar.update(task, advance=1, done=counts["done"], failed=counts["failed"], pairs=counts["pairs"])
+
+    with _progress(console) as bar:
+        task = bar.add_task("generate", total=len(todo), done=0, failed=0, pairs=0)
+        if cfg.provider == "clause":
+            for chunk in todo:
+                finished(make_record(chunk))
+            return counts
+        pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="coalqa-gen")
+        pending = {pool.submit(make_record, c) for c in todo}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    finished(fut.result())  # FatalLLMError surfaces here
+        finally:
+            pool.shutdown(wait=not pending, cancel_futures=True)
+    return counts
+
+
+def build_dataset(chunks: list[dict], records: dict[str, dict], cfg: GenerateConfig) -> tuple[list[dict], list[dict], dict[str, int]]:
+    """Rebuild the dataset from checkpoint records, in chunk order.
+
+    Returns ``(dataset, rejects, reasons)``: dataset items are ``{"input", "output", "chunk_id",
+    "source", "locator"}``; rejects are ``{"chunk_id", "source", "locator", "reason", "detail"}``
+    for parse problems, invalid pairs and duplicates; ``reasons`` counts rejects by reason.
+    """
+    seen = make_deduper(cfg.near_dup_threshold)
+    dataset, rejects, reasons = [], [], {}
+
+    def reject(chunk: dict, reason: str, detail: str) -> None:
+        reasons[reason] = reasons.get(reason, 0) + 1
+        rejects.append({"chunk_id": chunk["id"], "source": chunk.get("source"), "locator": chunk.get("locator"),
+                        "reason": reason, "detail": detail[:300]})
+
+    for chunk in chunks:
+        rec = records.get(chunk["id"])
+        if not rec or rec.get("status") != "done" or rec.get("text_sha") != text_sha(chunk["text"]):
+            continue
+        for p in rec.get("problems") or []:
+            reject(chunk, p["reason"], p["detail"])
+        for pair in rec["pairs"]:
+            why = check_pair(pair, cfg)
+            if why is None:
+                why = seen(pair["input"])
+            if why:
+                reject(chunk, why, json.dumps(pair, ensure_ascii=False))
+                continue
+            dataset.append({"input": pair["input"].strip(), "output": pair["output"].strip(), "chunk_id": chunk["id"],
+                            "source": chunk.get("source"), "locator": chunk.get("locator")})
+    return dataset, rejects, reasons
+
+
+def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: GenerateConfig, *,
+                 chat: ChatFn | None = None, console: Console | None = None) -> dict[str, Any]:
+    """Generate QA pairs for ``chunks`` into ``output``; resumable; returns the run summary.
+
+    Args:
+        chunks: dicts with at least ``id`` (unique) and ``text``; ``source``/``title``/``locator``/
+            ``heading`` are used for provenance and by the clause generator.
+        output: the dataset path (JSON array); the checkpoint, ``*.summary.json`` and
+            ``*.rejects.jsonl`` are written beside it (see :func:`side_paths`).
+        chat: an injected ``chat(messages) -> (text, usage)``; default :func:`make_chat_client`.
+
+    Raises:
+        CoalqaError: missing API key, a checkpoint made with other settings, or the provider
+            rejecting every request (:class:`FatalLLMError`) — finished chunks stay in the checkpoint.
+    """
+    started = time.monotonic()
+    output = Path(output)
+    console = console or Console(stderr=True)
+    chunks = chunks[: cfg.limit] if cfg.limit else chunks
+    llm = cfg.provider != "clause"
+    prompt = load_prompt(cfg.prompt) if llm else None
+    paths = side_paths(output, cfg)
+    header = _header(cfg, prompt)
+    found, records, _ = read_checkpoint(paths["checkpoint"])
+    check_header(paths["checkpoint"], found, header)
+
+    def finished_before(c: dict) -> bool:
+        rec = records.get(c["id"])
+        return bool(rec) and rec.get("status") == "done" and rec.get("text_sha") == text_sha(c["text"])
+
+    todo = [c for c in chunks if not finished_before(c)]
+    if todo and llm and chat is None:
+        chat = make_chat_client(cfg.provider, cfg.model, cfg.base_url, cfg.timeout, cfg.max_retries,
+                                retry_wait=cfg.retry_wait, temperature=cfg.temperature, top_p=cfg.top_p,
+                                max_tokens=cfg.max_tokens)
+    if len(todo) < len(chunks):
+        console.print(f"resuming from {paths['checkpoint']}: {len(chunks) - len(todo)} of {len(chunks)} chunks already done")
+    if llm:
+        make_record = lambda c: _llm_record(c, chat, prompt, cfg)  # noqa: E731
+    else:
+        nth = occurrences(chunks)
+        make_record = lambda c: _clause_record(c, cfg, nth[c["id"]])  # noqa: E731
+    append, close = open_checkpoint(paths["checkpoint"], header, durable=llm)
+    try:
+        session = _produce(todo, cfg, append, console, make_record)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: finished chunks are saved in {paths['checkpoint']}; rerun the same command to resume")
+        raise
+    finally:
+        close()
+
+    _, records, tokens = read_checkpoint(paths["checkpoint"])
+    dataset, rejects, reasons = build_dataset(chunks, records, cfg)
+    ids = {c["id"] for c in chunks}
+    failed = [{"chunk_id": c["id"], "error": records[c["id"]].get("error")} for c in chunks
+              if c["id"] in records and records[c["id"]].get("status") == "failed"]
+    done = sum(1 for c in chunks if finished_before(c))  # records were re-read: counts every run
+    dups = {k: reasons.get(f"duplicate_{k}", 0) for k in ("exact", "near")}
+    summary = {
+        "output": str(output),
+        "provider": cfg.provider,
+        "model": header["model"],
+        "base_url": cfg.base_url if llm else None,
+        "prompt": {"version": header["prompt_version"], "file": prompt.path if prompt else None},
+        "chunks": {"total": len(chunks), "done": done, "failed": len(failed), "not_attempted": len(chunks) - done - len(failed),
+                   "reused_from_checkpoint": len(chunks) - len(todo), "generated_this_run": session["done"]},
+        "pairs": {
+            "kept": len(dataset),
+            "candidates": sum(len(records[i]["pairs"]) for i in ids if i in records and records[i].get("status") == "done"),
+            "rejected": sum(v for k, v in reasons.items() if not k.startswith("duplicate_")),
+            "rejected_by_reason": {k: v for k, v in sorted(reasons.items()) if not k.startswith("duplicate_")},
+            "duplicates_removed": sum(dups.values()),
+            "duplicates_by_kind": dups,
+        },
+        "tokens": {"this_run": {k: session[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+                   "all_runs": tokens},
+        "failed_chunks": failed,
+        "settings": cfg.model_dump(mode="json"),
+        "files": {k: str(v) for k, v in paths.items()},
+        "elapsed_s": round(time.monotonic() - started, 2),
+    }
+    write_atomic(output, json.dumps(dataset, ensure_ascii=False, indent=2) + "\n")
+    write_atomic(paths["rejects"], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
+    write_atomic(paths["summary"], redact(json.dumps(summary, ensure_ascii=False, indent=2)) + "\n")
+    return summary
