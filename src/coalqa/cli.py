@@ -25,6 +25,9 @@ app = typer.Typer(
 from coalqa.corpus.command import corpus  # noqa: E402
 
 app.command("corpus")(corpus)
+from coalqa.generate.command import generate  # noqa: E402
+
+app.command("generate")(generate)
 
 
 def main() -> None:
