@@ -28,6 +28,9 @@ app.command("corpus")(corpus)
 from coalqa.generate.command import generate  # noqa: E402
 
 app.command("generate")(generate)
+from coalqa.train.command import train  # noqa: E402
+
+app.command("train")(train)
 
 
 def main() -> None:

@@ -1,0 +1,10 @@
+"""Training stage: QA pairs (``QAdata_all.json``) → LoRA adapter folder.
+
+``from coalqa.train import TrainConfig, train``; ``train(config) -> Path`` (the run folder). Heavy
+libraries (torch, transformers, TRL, PEFT) are imported inside the functions.
+"""
+
+from coalqa.train.config import TrainConfig
+from coalqa.train.trainer import TrainResult, run, train
+
+__all__ = ["TrainConfig", "TrainResult", "run", "train"]
