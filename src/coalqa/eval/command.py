@@ -1,0 +1,101 @@
+"""``coalqa eval``: score answers against references; compare two runs.
+
+    coalqa eval --references ../shared/eval/dev.jsonl --peft_model output/deepseek-coal-safety-… -o tuned
+    coalqa eval --references ../shared/eval/dev.jsonl --peft_model output/deepseek-coal-safety-… --no-adapter -o base
+    coalqa eval --references ../shared/eval/dev.jsonl --predictions results.json -o report
+    coalqa eval --compare base.json tuned.json -o comparison
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from coalqa.config import config_options, load_config
+from coalqa.errors import CoalqaError
+from coalqa.eval.config import EvalConfig
+from coalqa.eval.data import load_predictions, load_references
+from coalqa.eval.report import METRICS, load_report, write_comparison, write_report
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    """A rich table of a report's averages (overall and per group)."""
+    scopes = [("all", report["overall"])] + list(report.get("groups", {}).items())
+    keys = [k for k in METRICS if any(s.get(k) is not None for _, s in scopes)]
+    table = Table(title=f"coalqa eval: {report['label']}  (ROUGE/BLEU tokens: {report['tokenization']})")
+    for col in ["items", "n", *(METRICS[k] for k in keys), "key facts found", "empty answers"]:
+        table.add_column(col, justify="left" if col == "items" else "right")
+    for name, s in scopes:
+        table.add_row(
+            name, str(s["n"]), *("–" if s.get(k) is None else f"{s[k]:.3f}" for k in keys),
+            f"{s['facts_found']}/{s['facts_total']}", str(s["empty_answers"]),
+        )
+    return table
+
+
+@config_options(EvalConfig, bool_style="value")
+def eval_command(
+    references: Annotated[Path | None, typer.Option("--references", "-r", help="Eval set (JSON lines: id, question, reference_answer, key_facts, …) or a QA file (QAdata_all.json format).")] = None,
+    peft_model: Annotated[Path | None, typer.Option("--peft_model", help="Adapter folder from `coalqa train`: generate the answers with it.")] = None,
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Evaluate the base model without the adapter (with --peft_model: its base and prompt format).")] = False,
+    predictions: Annotated[Path | None, typer.Option("--predictions", help="Score existing answers (`coalqa ask --output_file` output) instead of generating.")] = None,
+    compare: Annotated[tuple[Path, Path] | None, typer.Option("--compare", help="Two reports (e.g. base.json tuned.json): side-by-side table + bar chart.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report path stem: writes STEM.json and STEM.md (compare: STEM.md and STEM.png).")] = Path("report"),
+    label: Annotated[str | None, typer.Option("--label", help="Name of this run in reports (default: base / the adapter folder / the predictions file).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file with EvalConfig settings.")] = None,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Score answers: character ROUGE-L, BLEU-4 and key-fact recall (+ optional LLM judge).
+
+    Answers come from --predictions, or are generated here with --peft_model / --no-adapter
+    (greedy by default). Writes STEM.json (every item) and STEM.md; --compare A.json B.json writes a
+    side-by-side table and a bar chart instead.
+    """
+    console = Console(stderr=True)
+    if compare:
+        reports = [load_report(p) for p in compare]
+        md_path, png_path, text = write_comparison(reports, output)
+        console.print(Markdown(text))
+        console.print(f"wrote {md_path} and {png_path}", highlight=False)
+        return
+    cfg = load_config(EvalConfig, config, overrides)
+    if references is None:
+        raise CoalqaError("--references FILE is required (e.g. ../shared/eval/dev.jsonl), or use --compare A.json B.json")
+    if predictions is not None and (peft_model is not None or no_adapter):
+        raise CoalqaError("give either --predictions FILE or a model to answer with (--peft_model / --no-adapter), not both")
+    refs = load_references(references)
+    if cfg.limit:
+        refs = refs[: cfg.limit]
+    meta: dict[str, Any] = {"references": str(references)}
+    if predictions is not None:
+        preds = load_predictions(predictions)
+        meta["predictions"] = str(predictions)
+        label = label or predictions.stem
+    else:
+        from coalqa.eval.run import generate_predictions, load_eval_model
+
+        loaded = load_eval_model(peft_model, no_adapter=no_adapter, model_name_or_path=cfg.model_name_or_path,
+                                 load_in_4bit=cfg.load_in_4bit)
+        label = label or ("base" if no_adapter else Path(peft_model).name)
+        console.print(f"answering {len(refs)} questions with {label} (greedy)" if cfg.temperature == 0 else
+                      f"answering {len(refs)} questions with {label} (temperature {cfg.temperature})", highlight=False)
+        preds = generate_predictions(refs, loaded, cfg)
+        pred_path = Path(f"{output.with_suffix('') if output.suffix == '.json' else output}.predictions.json")
+        pred_path.parent.mkdir(parents=True, exist_ok=True)
+        pred_path.write_text(json.dumps(preds, ensure_ascii=False, indent=2), encoding="utf-8")
+        console.print(f"saved the answers to {pred_path}", highlight=False)
+        meta |= {"predictions": str(pred_path), "model": {"base": str(loaded.base), "adapter": None if no_adapter else str(loaded.adapter)},
+                 "generation": cfg.model_dump(include={"temperature", "max_new_tokens", "seed"})}
+    from coalqa.eval.run import evaluate
+
+    report = evaluate(refs, preds, cfg, label=label, source=str(meta["predictions"]), meta=meta)
+    json_path, md_path = write_report(report, output)
+    console.print(summary_table(report))
+    console.print(f"wrote {json_path} and {md_path}", highlight=False)

@@ -1,0 +1,261 @@
+"""Scoring a run and writing its report; comparing runs side by side (Markdown + bar chart).
+
+A report is one JSON file (``REPORT_VERSION``)::
+
+    {"coalqa_eval": 1, "label", "created", "references", "predictions", "model", "tokenization",
+     "tokenization_note", "overall": {"n", "rouge_l", "bleu4", "key_fact_recall", ...},
+     "groups": {"<group>": {...}}, "items": [{"id", "question", "reference_answer", "key_facts",
+     "answer", "reasoning", "rouge_l", "bleu4", "key_fact_recall", "facts_found", "facts_missed", ...}]}
+
+plus a short Markdown rendering beside it. ``overall`` averages over items (macro); key-fact recall
+averages over the items that have key facts, and ``facts_found``/``facts_total`` count them all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from coalqa.errors import CoalqaError
+from coalqa.eval.data import answer_text
+from coalqa.eval.metrics import TOKENIZATION_NOTE, Tokenization, score_answer
+
+REPORT_VERSION = 1
+METRICS = {  # key → label (all in [0, 1])
+    "rouge_l": "ROUGE-L F1",
+    "bleu4": "BLEU-4",
+    "key_fact_recall": "key-fact recall",
+    "judge": "LLM judge (1-5 → 0-1)",
+}
+
+
+def score_items(
+    references: list[dict[str, Any]], predictions: list[dict[str, Any]], tokenization: Tokenization = "char"
+) -> list[dict[str, Any]]:
+    """Per-item scores: each reference with its prediction's answer/reasoning and :func:`score_answer`."""
+    items = []
+    for ref, pred in zip(references, predictions, strict=True):
+        answer, reasoning = answer_text(pred)
+        item = dict(ref) | {"answer": answer, "reasoning": reasoning}
+        for extra in ("tokens", "seconds", "finished_reasoning"):
+            if extra in pred:
+                item[extra] = pred[extra]
+        item |= score_answer(answer, ref["reference_answer"], ref.get("key_facts"), tokenization)
+        items.append(item)
+    return items
+
+
+def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Averages of the item scores (see the module docstring); metrics with no values are ``None``."""
+
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    with_facts = [i for i in items if i.get("key_fact_recall") is not None]
+    out: dict[str, Any] = {
+        "n": len(items),
+        "rouge_l": mean([i["rouge_l"] for i in items]),
+        "bleu4": mean([i["bleu4"] for i in items]),
+        "key_fact_recall": mean([i["key_fact_recall"] for i in with_facts]),
+        "items_with_key_facts": len(with_facts),
+        "facts_found": sum(len(i["facts_found"]) for i in with_facts),
+        "facts_total": sum(len(i["facts_found"]) + len(i["facts_missed"]) for i in with_facts),
+        "empty_answers": sum(1 for i in items if not i["answer"]),
+    }
+    judged = [i["judge_score"] for i in items if i.get("judge_score") is not None]
+    if any("judge_score" in i for i in items):
+        out["judge"] = mean([(s - 1) / 4 for s in judged])
+        out["judged"] = len(judged)
+    return out
+
+
+def build_report(
+    items: list[dict[str, Any]], *, label: str, tokenization: Tokenization, **meta: Any
+) -> dict[str, Any]:
+    """The report dict: metadata, ``overall``, ``groups`` (by each item's ``group``, if any) and ``items``."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        if item.get("group") is not None:
+            groups.setdefault(str(item["group"]), []).append(item)
+    return {
+        "coalqa_eval": REPORT_VERSION,
+        "label": label,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **meta,
+        "tokenization": tokenization,
+        "tokenization_note": TOKENIZATION_NOTE[tokenization],
+        "overall": summarize(items),
+        "groups": {name: summarize(group) for name, group in groups.items()},
+        "items": items,
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _metric_keys(summaries: Sequence[dict[str, Any]]) -> list[str]:
+    return [k for k in METRICS if any(s.get(k) is not None for s in summaries)]
+
+
+def _md_cell(text: str, limit: int = 40) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """A short Markdown rendering: overall (and per-group) averages, then one line per item."""
+    scopes = [("all", report["overall"])] + [(name, s) for name, s in report.get("groups", {}).items()]
+    keys = _metric_keys([s for _, s in scopes])
+    lines = [
+        f"# coalqa eval: {report['label']}",
+        "",
+        f"References: `{report.get('references')}` · tokens for ROUGE/BLEU: {report['tokenization_note']} · "
+        "key facts: NFKC, casefold, whitespace removed, numbers matched whole.",
+        "",
+        "| items | n | " + " | ".join(METRICS[k] for k in keys) + " | key facts found | empty answers |",
+        "|---|---:|" + "---:|" * len(keys) + "---:|---:|",
+    ]
+    for name, s in scopes:
+        lines.append(
+            f"| {name} | {s['n']} | " + " | ".join(_fmt(s.get(k)) for k in keys)
+            + f" | {s['facts_found']}/{s['facts_total']} | {s['empty_answers']} |"
+        )
+    lines += ["", "| id | ROUGE-L | BLEU-4 | key facts | missed | answer |", "|---|---:|---:|---:|---|---|"]
+    for i in report["items"]:
+        facts = "–" if i["key_fact_recall"] is None else f"{len(i['facts_found'])}/{len(i['facts_found']) + len(i['facts_missed'])}"
+        missed = "、".join(i["facts_missed"] or []) or ""
+        lines.append(
+            f"| {i['id']} | {i['rouge_l']:.3f} | {i['bleu4']:.3f} | {facts} | {_md_cell(missed, 30)} | {_md_cell(i['answer'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], stem: str | Path) -> tuple[Path, Path]:
+    """Write ``<stem>.json`` (everything) and ``<stem>.md`` (short tables); returns both paths."""
+    stem = Path(stem)
+    if stem.suffix in (".json", ".md"):
+        stem = stem.with_suffix("")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = Path(f"{stem}.json"), Path(f"{stem}.md")
+    json_path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    md_path.write_text(report_markdown(report), encoding="utf-8")
+    return json_path, md_path
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a report written by :func:`write_report`.
+
+    Raises:
+        CoalqaError: missing file, not JSON, or not a ``coalqa eval`` report.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CoalqaError(f"report not found: {path}")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CoalqaError(f"{path}: not valid JSON ({e.msg})") from e
+    if not isinstance(report, dict) or report.get("coalqa_eval") != REPORT_VERSION or "items" not in report:
+        raise CoalqaError(f"{path}: not a coalqa eval report (write one with `coalqa eval ... -o REPORT`)")
+    return report
+
+
+def _check_comparable(reports: Sequence[dict[str, Any]]) -> None:
+    ids = [[i["id"] for i in r["items"]] for r in reports]
+    if any(set(x) != set(ids[0]) for x in ids[1:]):
+        diff = sorted(set().union(*map(set, ids)) - set.intersection(*map(set, ids)))
+        raise CoalqaError(
+            f"the reports score different items (e.g. {', '.join(diff[:10])}); compare runs on the same references"
+        )
+    if len({r["tokenization"] for r in reports}) > 1:
+        raise CoalqaError("the reports use different tokenizations; rerun them with the same --tokenization")
+
+
+def compare_markdown(reports: Sequence[dict[str, Any]]) -> str:
+    """Side-by-side Markdown: averages per run (overall and per group, with the change last − first),
+    then each item's key-fact recall and ROUGE-L per run.
+
+    Raises:
+        CoalqaError: the reports do not score the same items with the same tokenization.
+    """
+    _check_comparable(reports)
+    labels = [r["label"] for r in reports]
+    scopes = ["all"] + [g for g in reports[0].get("groups", {}) if all(g in r.get("groups", {}) for r in reports)]
+    summaries = [[r["overall"] if s == "all" else r["groups"][s] for r in reports] for s in scopes]
+    keys = _metric_keys([x for row in summaries for x in row])
+    two = len(reports) == 2
+    head = "| items | n | metric | " + " | ".join(labels) + (" | change |" if two else " |")
+    lines = [head, "|---|---:|---|" + "---:|" * (len(labels) + two)]
+    for scope, row in zip(scopes, summaries):
+        for k in keys:
+            values = [s.get(k) for s in row]
+            delta = ""
+            if two:
+                delta = " | –" if None in values else f" | {values[1] - values[0]:+.3f}"
+            lines.append(f"| {scope} | {row[0]['n']} | {METRICS[k]} | " + " | ".join(map(_fmt, values)) + delta + " |")
+    lines += ["", f"Tokens for ROUGE/BLEU: {reports[0]['tokenization_note']}.", ""]
+    per_item = [{i["id"]: i for i in r["items"]} for r in reports]
+    lines += [
+        "| id | group | " + " | ".join(f"key facts {x}" for x in labels) + " | " + " | ".join(f"ROUGE-L {x}" for x in labels) + " |",
+        "|---|---|" + "---:|" * (2 * len(labels)),
+    ]
+    for item in reports[0]["items"]:
+        rows = [p[item["id"]] for p in per_item]
+        facts = [
+            "–" if r["key_fact_recall"] is None else f"{len(r['facts_found'])}/{len(r['facts_found']) + len(r['facts_missed'])}"
+            for r in rows
+        ]
+        lines.append(
+            f"| {item['id']} | {item.get('group') or ''} | " + " | ".join(facts) + " | "
+            + " | ".join(f"{r['rouge_l']:.3f}" for r in rows) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def compare_chart(reports: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Grouped bar chart (PNG) of the average metrics of each run, overall and per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _check_comparable(reports)
+    scopes = ["all"] + [g for g in reports[0].get("groups", {}) if all(g in r.get("groups", {}) for r in reports)]
+    keys = _metric_keys([r["overall"] for r in reports])
+    fig, axes = plt.subplots(1, len(scopes), figsize=(4.5 * len(scopes), 4), squeeze=False, sharey=True)
+    width = 0.8 / len(reports)
+    for ax, scope in zip(axes[0], scopes):
+        for j, report in enumerate(reports):
+            summary = report["overall"] if scope == "all" else report["groups"][scope]
+            values = [summary.get(k) or 0.0 for k in keys]
+            xs = [x + (j - (len(reports) - 1) / 2) * width for x in range(len(keys))]
+            bars = ax.bar(xs, values, width, label=report["label"])
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        n = (reports[0]["overall"] if scope == "all" else reports[0]["groups"][scope])["n"]
+        ax.set_title(f"{scope} (n={n})")
+        ax.set_xticks(range(len(keys)), [METRICS[k].replace(" (1-5 → 0-1)", "") for k in keys], fontsize=8)
+        ax.set_ylim(0, 1.05)
+    axes[0][0].set_ylabel("score (0-1)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("coalqa eval: " + " vs ".join(r["label"] for r in reports))
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_comparison(reports: Sequence[dict[str, Any]], stem: str | Path) -> tuple[Path, Path, str]:
+    """Write ``<stem>.md`` and ``<stem>.png`` comparing ``reports``; returns their paths and the Markdown."""
+    stem = Path(stem)
+    if stem.suffix in (".md", ".png", ".json"):
+        stem = stem.with_suffix("")
+    text = compare_markdown(reports)
+    md_path = Path(f"{stem}.md")
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(f"# coalqa eval: {' vs '.join(r['label'] for r in reports)}\n\n" + text, encoding="utf-8")
+    return md_path, compare_chart(reports, f"{stem}.png"), text
