@@ -21,6 +21,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _root() -> None:
+    """煤矿安全规程问答模型工具链 / Coal-mine-safety regulations → QA pairs → fine-tuned QA model."""
+    # An explicit callback keeps `coalqa <stage>` a subcommand even while only one stage is registered.
+
+
 # Stage commands register here, in pipeline order.
 from coalqa.corpus.command import corpus  # noqa: E402
 
