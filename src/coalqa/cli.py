@@ -38,6 +38,9 @@ app.command("generate")(generate)
 from coalqa.train.command import train  # noqa: E402
 
 app.command("train")(train)
+from coalqa.ask.command import ask  # noqa: E402
+
+app.command("ask")(ask)
 from coalqa.eval.command import eval_command  # noqa: E402
 
 app.command("eval")(eval_command)

@@ -1,0 +1,158 @@
+"""Batch mode of ``coalqa ask``: read a questions file, answer what is not answered yet, save as it goes.
+
+Questions file (format by extension ``.json``/``.jsonl``/``.ndjson``/``.txt``, else sniffed from the
+content; rows numbered from 1 in errors):
+
+* a JSON list of strings, or of objects with ``input`` (QAdata_all.json) or ``question`` (eval set);
+* JSON Lines of such objects (or strings);
+* plain text, one question per line (blank lines skipped).
+
+Results file: a JSON list, one object per answered question, in questions-file order: the row's
+other fields (e.g. ``id``, ``output``; a field named like a result key is kept as ``input_<key>``),
+then ``question``, ``answer``, ``reasoning``, ``tokens``, ``seconds``, ``finished_reasoning``. It is
+rewritten atomically (temporary file + ``os.replace``) after every batch, so a killed run keeps what
+it finished, and a rerun with the same output file answers only the rest (matched on ``id`` when rows
+have one, else on the question text). Settings go to ``<output stem>.settings.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from coalqa.errors import CoalqaError
+
+RESULT_KEYS = ("question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning")
+
+
+def _row(path: Path, n: int, value: Any) -> dict:
+    """One questions-file row → ``{"question": ..., **other fields}``."""
+    if isinstance(value, str):
+        row = {"question": value}
+    elif isinstance(value, dict):
+        key = "input" if "input" in value else "question" if "question" in value else None
+        if key is None:
+            raise CoalqaError(f"{path} row {n}: object has no 'input' or 'question' field (fields: {', '.join(value)})")
+        row = {k: v for k, v in value.items() if k != key}
+        for k in RESULT_KEYS:
+            if k in row:
+                row[f"input_{k}"] = row.pop(k)
+        row["question"] = value[key]
+    else:
+        raise CoalqaError(f"{path} row {n}: expected a question string or an object, got {type(value).__name__}")
+    if not isinstance(row["question"], str):
+        raise CoalqaError(f"{path} row {n}: question is {type(row['question']).__name__}, expected text")
+    if not row["question"].strip():
+        raise CoalqaError(f"{path} row {n}: empty question")
+    row["question"] = row["question"].strip()
+    return row
+
+
+def read_questions(path: str | Path) -> list[dict]:
+    """Read a questions file (see module doc) into rows ``{"question": str, **other fields}``.
+
+    Raises:
+        CoalqaError: file missing/unreadable/not UTF-8, invalid JSON (with line number), a row that is
+            neither text nor an object with ``input``/``question``, an empty question, or no questions.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CoalqaError(f"questions file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CoalqaError(f"cannot read questions file {path} as UTF-8 text: {e}") from e
+    stripped = text.lstrip()
+    kind = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text"}.get(path.suffix.lower())
+    if kind is None:  # unknown extension: sniff the content
+        kind = "json" if stripped.startswith("[") else "jsonl" if stripped.startswith(("{", '"')) else "text"
+    if kind == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CoalqaError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+        if not isinstance(data, list):
+            raise CoalqaError(f"{path}: expected a JSON list of questions, got {type(data).__name__}")
+        rows = [_row(path, n, v) for n, v in enumerate(data, 1)]
+    elif kind == "jsonl":
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CoalqaError(f"{path} row {n}: invalid JSON line: {e.msg} (column {e.colno})") from e
+            rows.append(_row(path, n, value))
+    else:
+        rows = [_row(path, n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not rows:
+        raise CoalqaError(f"{path}: no questions found")
+    return rows
+
+
+def row_keys(rows: list[dict]) -> list[tuple]:
+    """Resume keys: ``("id", id)`` when a row has an ``id``, else ``("q", question, occurrence)``."""
+    seen: Counter = Counter()
+    keys = []
+    for r in rows:
+        if "id" in r:
+            keys.append(("id", json.dumps(r["id"], ensure_ascii=False)))
+        else:
+            seen[r.get("question")] += 1
+            keys.append(("q", r.get("question"), seen[r.get("question")]))
+    return keys
+
+
+def load_results(path: str | Path) -> list[dict]:
+    """Results already in ``path`` (``[]`` when it does not exist).
+
+    Raises:
+        CoalqaError: the file exists but is not a JSON list of result objects.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CoalqaError(f"output file {path} exists but is not readable JSON ({e}); move it away or pick another --output_file") from e
+    if not isinstance(data, list) or not all(isinstance(r, dict) and "question" in r and "answer" in r for r in data):
+        raise CoalqaError(f"output file {path} exists but is not a results list from `coalqa ask`; move it away or pick another --output_file")
+    return data
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write ``data`` as UTF-8 JSON to ``path`` via a temporary file in the same folder + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def settings_path(output_file: str | Path) -> Path:
+    """``results.json`` → ``results.settings.json`` (generation settings and model, beside the results)."""
+    output_file = Path(output_file)
+    return output_file.with_name(output_file.stem + ".settings.json")
+
+
+def settings_differences(old: dict, new: dict) -> list[str]:
+    """Differences in ``model`` and ``generation`` between two settings files (what changes answers)."""
+    diffs = []
+    for section in ("model", "generation"):
+        a, b = old.get(section) or {}, new.get(section) or {}
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                diffs.append(f"{section}.{key}: {a.get(key)!r} → {b.get(key)!r}")
+    return diffs

@@ -1,0 +1,283 @@
+"""``coalqa ask``: chat with, ask, or batch-query the fine-tuned model.
+
+Three modes, with the original design's flags::
+
+    coalqa ask --peft_model DIR                                   # interactive chat (streams)
+    coalqa ask --peft_model DIR --question "…"                    # one question
+    coalqa ask --peft_model DIR --questions_file q.json --output_file results.json   # batch
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from coalqa.ask.batch import (
+    load_results,
+    read_questions,
+    row_keys,
+    settings_differences,
+    settings_path,
+    write_json_atomic,
+)
+from coalqa.ask.config import AskConfig
+from coalqa.config import config_options, load_config
+from coalqa.errors import CoalqaError
+from coalqa.template import THINK_CLOSE, THINK_OPEN, prompt_opens_think
+
+
+@config_options(AskConfig, bool_style="flag")
+def ask(
+    peft_model: Annotated[
+        Path | None, typer.Option("--peft_model", help="LoRA adapter folder written by `coalqa train`.")
+    ] = None,
+    question: Annotated[str | None, typer.Option("--question", help="Answer this one question and exit.")] = None,
+    questions_file: Annotated[
+        Path | None,
+        typer.Option("--questions_file", help="Batch: JSON list (strings or objects with input/question), JSON Lines, or text lines."),
+    ] = None,
+    output_file: Annotated[
+        Path | None, typer.Option("--output_file", help="Batch: results JSON (rerun to resume); settings beside it.")
+    ] = None,
+    adapter: Annotated[
+        bool, typer.Option("--adapter/--no-adapter", help="--no-adapter: the base model alone, same prompt format (for comparison).")
+    ] = True,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file with AskConfig settings.")] = None,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Answer coal-mine-safety questions with a fine-tuned adapter: chat, one question, or a batch file.
+
+    The prompt format, base model and 4-bit loading come from the adapter's train_config.yaml.
+    Reasoning (<think>) is hidden unless --show_think.
+    """
+    cfg = load_config(AskConfig, config, overrides)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    if question is not None and questions_file is not None:
+        raise CoalqaError("give either --question or --questions_file, not both")
+    if output_file is not None and questions_file is None:
+        raise CoalqaError("--output_file needs --questions_file (batch mode)")
+    if questions_file is not None and output_file is None:
+        raise CoalqaError("--questions_file needs --output_file (where the answers are written)")
+    if question is not None and not question.strip():
+        raise CoalqaError("--question is empty")
+    if peft_model is None and cfg.model_name_or_path is None:
+        raise CoalqaError("give --peft_model DIR (the output folder of `coalqa train`), or --model_name_or_path with --no-adapter")
+    rows = read_questions(questions_file) if questions_file is not None else None
+    existing = load_results(output_file) if output_file is not None else []
+
+    from coalqa.ask.inference import load_model
+
+    err.print(f"loading {peft_model or cfg.model_name_or_path} …", style="dim")
+    loaded = load_model(
+        peft_model,
+        model_name_or_path=cfg.model_name_or_path,
+        load_in_4bit=cfg.load_in_4bit,
+        dtype=cfg.dtype,
+        use_adapter=adapter,
+    )
+    err.print(
+        f"base {loaded.base} · adapter {loaded.adapter or '(none)'} · "
+        f"{'4-bit NF4' if loaded.load_in_4bit else loaded.dtype} · template {loaded.fmt.template}/{loaded.fmt.think} · "
+        + (f"temperature {cfg.temperature}, top_p {cfg.top_p}" if cfg.sampling else "greedy")
+        + f" · max_new_tokens {cfg.max_new_tokens}",
+        style="dim",
+    )
+    if rows is not None:
+        _batch(loaded, rows, existing, output_file, questions_file, cfg, err)
+    elif question is not None:
+        result = _stream_turn(loaded, question.strip(), cfg, [], err)
+        if result["interrupted"]:
+            raise typer.Exit(130)
+    else:
+        _chat(loaded, cfg, err)
+
+
+# ----------------------------------------------------------------------------------------- chat
+
+
+def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str, str]], err: Console) -> dict:
+    """Stream one answer to stdout (reasoning only with --show_think); Ctrl-C stops it. Returns the result."""
+    from coalqa.ask.inference import stream_answer
+
+    out = Console(highlight=False, soft_wrap=True)
+    opens_think = prompt_opens_think(loaded.tokenizer, loaded.fmt)
+    stream = stream_answer(loaded, question, cfg, history)
+    shown = {"reasoning": 0, "answer": 0, "phase": "start"}
+
+    def show(buf: str) -> None:
+        body, thinking = buf, opens_think
+        if not thinking and body.lstrip().startswith(THINK_OPEN):
+            body, thinking = body.lstrip()[len(THINK_OPEN):], True
+        if thinking and THINK_CLOSE not in body:
+            reasoning, text = body.lstrip(), None
+        elif thinking:
+            reasoning, text = body.split(THINK_CLOSE, 1)
+            reasoning, text = reasoning.strip(), text.lstrip()
+        else:
+            reasoning, text = "", body.lstrip()
+        if thinking and shown["phase"] == "start":
+            shown["phase"] = "thinking"
+            if cfg.show_think:
+                out.out(THINK_OPEN, style="dim")
+            else:
+                err.print("(思考中 / thinking …)", style="dim")
+        if cfg.show_think and reasoning[shown["reasoning"]:]:
+            out.out(reasoning[shown["reasoning"]:], style="dim", end="")
+            shown["reasoning"] = len(reasoning)
+        if text is not None and text:
+            if shown["phase"] == "thinking" and cfg.show_think:
+                out.out(f"\n{THINK_CLOSE}\n", style="dim")
+            shown["phase"] = "answer"
+            out.out(text[shown["answer"]:], end="")
+            shown["answer"] = len(text)
+        out.file.flush()
+
+    buf, interrupted = "", False
+    pieces = iter(stream)
+    while True:
+        try:
+            piece = next(pieces)
+            if not interrupted:
+                buf += piece
+                show(buf)
+        except StopIteration:
+            break
+        except KeyboardInterrupt:
+            stream.stop()
+            interrupted = True
+    result = stream.result()
+    out.out("")
+    if result["interrupted"]:
+        err.print("(已停止 / stopped)", style="yellow")
+    elif not result["finished_reasoning"]:
+        err.print(f"(推理在 {cfg.max_new_tokens} 个 token 处被截断，没有答案 / reasoning cut at max_new_tokens: "
+                  "no answer; raise --max_new_tokens or use --show_think)", style="yellow")
+    err.print(
+        f"[prompt {len(stream.prompt_ids)} tokens · generated {result['tokens']} tokens · {result['seconds']:.1f} s]",
+        style="dim",
+    )
+    return result
+
+
+def _chat(loaded, cfg: AskConfig, err: Console) -> None:
+    """Interactive loop: keeps the conversation; /clear forgets it, /exit (or Ctrl-D) quits, Ctrl-C stops an answer."""
+    if cfg.sampling and cfg.seed is not None:
+        from transformers import set_seed
+
+        set_seed(cfg.seed)
+    err.print("煤矿安全问答 · /clear 清空对话 · /exit 退出 · Ctrl-C 停止当前回答\n"
+              "coal-safety QA · /clear forget the conversation · /exit quit · Ctrl-C stop the current answer",
+              style="bold")
+    history: list[tuple[str, str]] = []
+    while True:
+        try:
+            line = input("\n问> ")
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            err.print("\n(/exit 退出 / to quit)", style="dim")
+            continue
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/clear":
+            history.clear()
+            err.print("(对话已清空 / conversation cleared)", style="dim")
+            continue
+        result = _stream_turn(loaded, text, cfg, history, err)
+        if not result["interrupted"] and result["answer"]:
+            history.append((text, result["answer"]))
+
+
+# ---------------------------------------------------------------------------------------- batch
+
+
+def _versions() -> dict:
+    found = {}
+    for pkg in ("coalqa", "torch", "transformers", "peft", "bitsandbytes"):
+        try:
+            found[pkg] = version(pkg)
+        except PackageNotFoundError:
+            found[pkg] = None
+    return found
+
+
+def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, questions_file: Path,
+           cfg: AskConfig, err: Console) -> None:
+    """Answer the rows not yet in ``output_file``; rewrite it atomically after every batch."""
+    from coalqa.ask.inference import answer
+
+    model_info = loaded.describe()
+    if model_info["adapter"]:
+        model_info["adapter"] = str(Path(model_info["adapter"]).resolve())
+    settings = {
+        "model": model_info,
+        "generation": cfg.generation_settings(),
+        "ask_config": cfg.model_dump(mode="json"),
+        "questions_file": str(questions_file),
+        "output_file": str(output_file),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": str(loaded.model.device),
+        "host": platform.node(),
+        "versions": _versions(),
+    }
+    sfile = settings_path(output_file)
+    if existing and sfile.is_file():
+        try:
+            old = json.loads(sfile.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CoalqaError(f"{sfile}: not readable JSON ({e}); cannot tell how {output_file} was made") from e
+        diffs = settings_differences(old, settings)
+        if diffs:
+            raise CoalqaError(
+                f"{output_file} holds answers made with other settings ({'; '.join(diffs)}); "
+                "rerun with the same settings to resume, or pick another --output_file"
+            )
+    elif existing:
+        err.print(f"[yellow]warning:[/] no {sfile.name} beside {output_file}: assuming its answers used these settings")
+
+    keys = row_keys(rows)
+    done = dict(zip(row_keys(existing), existing))
+    wanted = set(keys)
+    orphans = [r for k, r in done.items() if k not in wanted]
+    if orphans:
+        err.print(f"[yellow]warning:[/] {len(orphans)} result(s) in {output_file} match no question of {questions_file}; kept at the end")
+    todo = [i for i, k in enumerate(keys) if k not in done]
+    err.print(f"{len(rows)} questions, {len(rows) - len(todo)} already answered in {output_file}, {len(todo)} to go")
+    write_json_atomic(sfile, settings)
+
+    def save(indices: list[int], results: list[dict]) -> None:
+        for i, r in zip(indices, results):
+            extras = {k: v for k, v in rows[todo[i]].items() if k != "question"}
+            done[keys[todo[i]]] = {**extras, **r}
+        write_json_atomic(output_file, [done[k] for k in keys if k in done] + orphans)
+
+    t0 = time.perf_counter()
+    try:
+        results = answer(loaded, [rows[i]["question"] for i in todo], cfg, on_batch=save)
+    except KeyboardInterrupt:
+        answered = sum(k in done for k in keys)
+        err.print(f"[yellow]interrupted:[/] {answered}/{len(rows)} answers saved in {output_file}; rerun the same command to continue")
+        raise typer.Exit(130) from None
+    seconds = time.perf_counter() - t0
+    if not todo:
+        write_json_atomic(output_file, [done[k] for k in keys if k in done] + orphans)
+    cut = sum(not r["finished_reasoning"] for r in results)
+    tokens = sum(r["tokens"] for r in results)
+    settings["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json_atomic(sfile, settings)
+    rate = f", {len(results) / seconds:.2f} questions/s, {tokens / seconds:.1f} tokens/s" if results and seconds > 0 else ""
+    err.print(f"answered {len(results)} in {seconds:.1f} s{rate} → {output_file} (settings: {sfile})")
+    if cut:
+        err.print(f"[yellow]warning:[/] {cut} answer(s) cut at max_new_tokens={cfg.max_new_tokens} inside <think>: empty answer")
