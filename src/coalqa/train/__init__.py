@@ -5,6 +5,6 @@ libraries (torch, transformers, TRL, PEFT) are imported inside the functions.
 """
 
 from coalqa.train.config import TrainConfig
-from coalqa.train.trainer import TrainResult, run, train
+from coalqa.train.trainer import TrainResult, prepare, run, train
 
-__all__ = ["TrainConfig", "TrainResult", "run", "train"]
+__all__ = ["TrainConfig", "TrainResult", "prepare", "run", "train"]

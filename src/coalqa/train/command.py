@@ -26,6 +26,10 @@ def train(
     settings = load_config(TrainConfig, config, overrides)
     console = Console(stderr=True)
     result = run(settings)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return
     if result.interrupted:
         console.print(f"[yellow]interrupted[/]: checkpoint saved; continue with "
                       f"`coalqa train --config {result.run_dir / 'train_config.yaml'} "

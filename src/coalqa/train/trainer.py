@@ -44,14 +44,16 @@ RUN_PREFIX = "deepseek-coal-safety-"
 
 @dataclass
 class TrainResult:
-    """What :func:`run` returns: the run folder, the trainer (model inside) and what happened."""
+    """What :func:`prepare`/:func:`run` return: the run folder, the trainer (model inside) and what happened."""
 
     run_dir: Path
     trainer: Any
     data: TokenisedData
-    config: TrainConfig
+    config: TrainConfig  # resolved: gradient_checkpointing and packing decided
+    checkpoint: Path | None = None
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
 
 
 def train(config: TrainConfig) -> Path:
@@ -65,11 +67,45 @@ def train(config: TrainConfig) -> Path:
 
 def run(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     """:func:`train`, returning the trainer too (for tests and notebooks). ``callbacks``: extra ``TrainerCallback``s."""
+    from accelerate import PartialState
+
+    result = prepare(config, callbacks)
+    state, trainer, run_dir = PartialState(), result.trainer, result.run_dir
+    if state.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(result.config, run_dir / "train_config.yaml")
+        _trim_log(run_dir / "train_log.jsonl", result.checkpoint)
+    state.wait_for_everyone()
+
+    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
+    with stopper.installed():
+        trainer.train(resume_from_checkpoint=str(result.checkpoint) if result.checkpoint else None)
+    result.interrupted = stopper.stopped_at is not None
+    if result.interrupted:
+        result.notes.append(f"interrupted at step {stopper.stopped_at}; resume with --resume_from_checkpoint {run_dir}")
+    elif result.data.eval:
+        trainer.evaluate()
+    trainer.save_model(str(run_dir))  # adapter + tokenizer, rank 0 only
+    if state.is_main_process:
+        history = _read_log(run_dir / "train_log.jsonl")
+        plot_losses(history, run_dir / "loss_curve.png")
+        _write_run_card(run_dir, result.config, result.data, history, time.time() - result.started,
+                        result.interrupted, result.notes + result.data.notes)
+    state.wait_for_everyone()
+    return result
+
+
+def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
+    """Everything before training: validate data, tokenise and split, load the base, build the ``SFTTrainer``.
+
+    Nothing is written yet. Raises the errors listed in :func:`train`.
+    """
     import torch
     from accelerate import PartialState
 
     started = time.time()
-    state = PartialState()  # joins the process group under torchrun / accelerate launch
+    # joins the process group under torchrun / accelerate launch (gloo on CPU, NCCL on GPUs)
+    state = PartialState(cpu=not torch.cuda.is_available())
     rows = read_qa_file(config.data)
     if config.max_samples:
         rows = rows[: config.max_samples]
@@ -79,8 +115,10 @@ def run(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     tokenizer = load_tokenizer(config.model_name_or_path)
     fmt = PromptFormat(template=config.template, think=config.think, system_prompt=config.system_prompt)
     data = tokenise(rows, tokenizer, fmt, config.max_length, config.val_ratio, config.seed)
-    for note in [data.split_note, *data.notes]:
-        log.info(note)
+    log.info("rank %d/%d: %s; %d train / %d eval pairs", state.process_index, state.num_processes,
+             data.split_note, len(data.train), len(data.eval))
+    for note in data.notes:
+        log.warning(note)
 
     dtype = resolve_dtype(config.bnb_4bit_compute_dtype)
     on_gpu = torch.cuda.is_available()
@@ -101,34 +139,13 @@ def run(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     packing = config.packing
     if packing:
         packing, reason = packing_supported(model, tokenizer)
+        log.info("packing %s: %s", "on" if packing else "turned off", reason)
         if not packing:
-            log.warning("packing turned off: %s", reason)
             notes.append(f"packing turned off: {reason}")
     resolved = config.model_copy(update={"gradient_checkpointing": gc, "packing": packing})
-
     trainer = _build_trainer(resolved, model, tokenizer, data, run_dir, bf16=dtype == torch.bfloat16,
                              callbacks=callbacks or [])
-    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
-    if state.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(resolved, run_dir / "train_config.yaml")
-        _trim_log(run_dir / "train_log.jsonl", checkpoint)
-    state.wait_for_everyone()
-
-    with stopper.installed():
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    interrupted = stopper.stopped_at is not None
-    if interrupted:
-        notes.append(f"interrupted at step {stopper.stopped_at}; resume with --resume_from_checkpoint {run_dir}")
-    elif data.eval:
-        trainer.evaluate()
-    trainer.save_model(str(run_dir))  # adapter + tokenizer, rank 0 only
-    if state.is_main_process:
-        history = _read_log(run_dir / "train_log.jsonl")
-        plot_losses(history, run_dir / "loss_curve.png")
-        _write_run_card(run_dir, resolved, data, history, time.time() - started, interrupted, notes + data.notes)
-    state.wait_for_everyone()
-    return TrainResult(run_dir, trainer, data, resolved, interrupted, notes)
+    return TrainResult(run_dir, trainer, data, resolved, checkpoint, notes=notes, started=started)
 
 
 def _run_dir(config: TrainConfig, state) -> tuple[Path, Path | None]:
@@ -272,6 +289,7 @@ class JsonLog:
 def _build_trainer(config: TrainConfig, model, tokenizer, data: TokenisedData, run_dir: Path, *, bf16: bool,
                    callbacks: list):
     """The ``SFTTrainer`` for a resolved config (packing and gradient checkpointing decided)."""
+    import torch
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -292,8 +310,9 @@ def _build_trainer(config: TrainConfig, model, tokenizer, data: TokenisedData, r
         optim=config.optim,
         gradient_checkpointing=bool(config.gradient_checkpointing),
         gradient_checkpointing_kwargs={"use_reentrant": False},
-        bf16=bf16,
+        bf16=bf16,  # never fp16: Qwen2 overflows to NaN losses
         fp16=False,
+        use_cpu=not torch.cuda.is_available(),
         seed=config.seed,
         logging_steps=config.logging_steps,
         logging_first_step=True,
