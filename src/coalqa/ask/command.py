@@ -159,11 +159,13 @@ def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str,
     if result["interrupted"]:
         err.print("(已停止 / stopped)", style="yellow")
     elif not result["finished_reasoning"]:
+        hint = "" if cfg.show_think else " or look with --show_think"
         err.print(f"(推理在 {cfg.max_new_tokens} 个 token 处被截断，没有答案 / reasoning cut at max_new_tokens: "
-                  "no answer; raise --max_new_tokens or use --show_think)", style="yellow")
+                  f"no answer; raise --max_new_tokens{hint})", style="yellow")
     err.print(
         f"[prompt {len(stream.prompt_ids)} tokens · generated {result['tokens']} tokens · {result['seconds']:.1f} s]",
         style="dim",
+        markup=False,
     )
     return result
 
@@ -196,7 +198,7 @@ def _chat(loaded, cfg: AskConfig, err: Console) -> None:
             err.print("(对话已清空 / conversation cleared)", style="dim")
             continue
         result = _stream_turn(loaded, text, cfg, history, err)
-        if not result["interrupted"] and result["answer"]:
+        if not result["interrupted"]:  # a stopped answer is dropped; a cut one (answer "") keeps its question
             history.append((text, result["answer"]))
 
 

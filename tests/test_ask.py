@@ -1,0 +1,338 @@
+"""``coalqa ask`` and its API, on the tiny Qwen2 + rebuilt R1 tokenizer with an adapter saved by ``coalqa train``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from coalqa.ask import AskConfig, answer, load_model
+from coalqa.ask.batch import read_questions, settings_path
+from coalqa.ask.inference import _result
+from coalqa.cli import app, main
+from coalqa.errors import CoalqaError
+from coalqa.offline import R1_EOS_ID
+from coalqa.template import PromptFormat
+
+QA = [
+    ("主要通风机多久检查一次？", "每月至少检查1次。"),
+    ("井下爆破工作必须由谁担任？", "专职爆破工。"),
+    ("矿灯应当保证最少连续正常使用多长时间？", "11h。"),
+    ("采掘工作面的进风流中，氧气浓度不低于多少？", "20%。"),
+    ("高瓦斯矿井采掘工作面每班至少检查甲烷浓度几次？", "每班至少3次。"),
+    ("井下保护接地网上任一保护接地点的接地电阻值不得超过多少？", "2Ω。"),
+]
+# Varied lengths, so batches are left padded.
+QUESTIONS = [q for q, _ in QA] + ["停电？", "井下电气设备检修时，应当怎样做才能防止误送电？请说明闭锁和挂牌要求。"]
+GREEDY = AskConfig(temperature=0, max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def trained_adapter(tmp_path_factory, tiny_qwen2_dir) -> Path:
+    """A real ``coalqa train`` run on the tiny model (fp32 base, a few steps): the adapter folder."""
+    work = tmp_path_factory.mktemp("ask-train")
+    data = work / "QAdata_all.json"
+    rows = [{"input": q, "output": a, "chunk_id": f"c{i}", "source": "s.txt", "locator": "第1条"} for i, (q, a) in enumerate(QA)]
+    data.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    args = [
+        "train", "--data", str(data), "--model_name_or_path", str(tiny_qwen2_dir), "--output_dir", str(work / "runs"),
+        "--use_4bit", "false", "--bnb_4bit_compute_dtype", "float32", "--max_steps", "4",
+        "--per_device_train_batch_size", "6", "--gradient_accumulation_steps", "1", "--learning_rate", "3e-2",
+        "--val_ratio", "0", "--lora_rank", "8", "--lora_alpha", "16", "--max_length", "128", "--save_steps", "1000",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (work / "runs").iterdir()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def loaded(trained_adapter):
+    return load_model(trained_adapter)
+
+
+def _cli(args: list[str], input: str | None = None):
+    return CliRunner().invoke(app, ["ask", *args], input=input)
+
+
+# ------------------------------------------------------------------------------------------ API
+
+
+def test_load_model_uses_the_adapters_training_settings(loaded, trained_adapter, tiny_qwen2_dir) -> None:
+    from peft import PeftModel
+
+    recorded = yaml.safe_load((trained_adapter / "train_config.yaml").read_text(encoding="utf-8"))
+    assert isinstance(loaded.model, PeftModel)
+    assert loaded.base == str(tiny_qwen2_dir) == recorded["model_name_or_path"]
+    assert loaded.fmt == PromptFormat(**{k: recorded[k] for k in PromptFormat.model_fields})
+    assert loaded.load_in_4bit is False and loaded.adapter == trained_adapter and loaded.dtype == "float32"
+
+
+def test_prompt_ids_equal_training_prompt_ids(loaded) -> None:
+    """The ids generate() receives (pads removed) are the prompt part of the training examples."""
+    from coalqa.train.data import tokenise
+
+    rows = [{"input": q, "output": a} for q, a in QA]
+    examples = tokenise(rows, loaded.tokenizer, loaded.fmt, max_length=128, val_ratio=0, seed=0).train
+    train_prompts = {tuple(ex["input_ids"][: ex["completion_mask"].index(1)]) for ex in examples}
+    fed: list[tuple[int, ...]] = []
+    original = loaded.model.generate
+
+    def spy(*args, **kwargs):
+        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+        fed.extend(tuple(row[m.bool()].tolist()) for row, m in zip(ids, mask))
+        return original(*args, **kwargs)
+
+    loaded.model.generate = spy
+    try:
+        answer(loaded, [q for q, _ in QA], AskConfig(temperature=0, max_new_tokens=2, batch_size=4), progress=False)
+    finally:
+        del loaded.model.generate
+    assert len(train_prompts) == len(QA)
+    assert set(fed) == train_prompts
+
+
+def test_batched_answers_equal_one_by_one_under_greedy(loaded) -> None:
+    one_by_one = answer(loaded, QUESTIONS, GREEDY.model_copy(update={"batch_size": 1}), progress=False)
+    batched = answer(loaded, QUESTIONS, GREEDY.model_copy(update={"batch_size": 8}), progress=False)
+    assert [r["question"] for r in batched] == QUESTIONS
+    for a, b in zip(one_by_one, batched):
+        assert (a["answer"], a["reasoning"], a["tokens"], a["finished_reasoning"]) == (
+            b["answer"], b["reasoning"], b["tokens"], b["finished_reasoning"])
+    assert all(0 < r["tokens"] <= GREEDY.max_new_tokens and r["seconds"] > 0 for r in batched)
+    assert set(batched[0]) == {"question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning"}
+
+
+def test_result_stops_at_eos_and_handles_r1_think_quirk(loaded) -> None:
+    """Output holds ``</think>`` without ``<think>`` (it is in the prompt); padding after EOS is not counted."""
+    tok = loaded.tokenizer
+    gen = tok("推理。\n</think>\n\n每月1次。", add_special_tokens=False)["input_ids"] + [R1_EOS_ID] * 4
+    r = _result(loaded, "q", gen, [R1_EOS_ID], 0.5)
+    assert (r["reasoning"], r["answer"], r["finished_reasoning"]) == ("推理。", "每月1次。", True)
+    assert r["tokens"] == len(gen) - 3
+    cut = _result(loaded, "q", tok("还在想", add_special_tokens=False)["input_ids"], [R1_EOS_ID], 0.5)
+    assert (cut["reasoning"], cut["answer"], cut["finished_reasoning"]) == ("还在想", "", False)
+
+
+def test_empty_question_is_refused(loaded) -> None:
+    with pytest.raises(CoalqaError, match="question 2 is empty"):
+        answer(loaded, ["主要通风机多久检查一次？", "  "], GREEDY, progress=False)
+
+
+def test_4bit_default_comes_from_the_adapter(trained_adapter, tmp_path) -> None:
+    import bitsandbytes as bnb
+
+    copy = shutil.copytree(trained_adapter, tmp_path / "adapter-4bit", ignore=shutil.ignore_patterns("checkpoint-*"))
+    cfg = yaml.safe_load((copy / "train_config.yaml").read_text(encoding="utf-8"))
+    cfg["use_4bit"] = True
+    (copy / "train_config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    four = load_model(copy)
+    assert four.load_in_4bit and any(isinstance(m, bnb.nn.Linear4bit) for m in four.model.modules())
+    (r,) = answer(four, [QA[0][0]], GREEDY, progress=False)
+    assert r["tokens"] > 0
+    assert load_model(copy, load_in_4bit=False).load_in_4bit is False
+
+
+def test_no_adapter_serves_the_base_with_the_same_format(trained_adapter, tiny_qwen2_dir) -> None:
+    from peft import PeftModel
+
+    base_only = load_model(trained_adapter, use_adapter=False)
+    assert not isinstance(base_only.model, PeftModel) and base_only.adapter is None
+    assert base_only.base == str(tiny_qwen2_dir)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def test_single_question_mode(trained_adapter, loaded) -> None:
+    q = QA[0][0]
+    (expected,) = answer(loaded, [q], GREEDY, progress=False)
+    result = _cli(["--peft_model", str(trained_adapter), "--question", q, "--temperature", "0",
+                   "--max_new_tokens", "12", "--show_think"])
+    assert result.exit_code == 0, result.output
+    assert expected["reasoning"] in result.stdout and expected["answer"] in result.stdout
+    assert f"generated {expected['tokens']} tokens" in result.stderr
+
+
+def test_interactive_mode_keeps_and_clears_the_conversation(trained_adapter) -> None:
+    script = "主要通风机多久检查一次？\n矿灯呢？\n/clear\n主要通风机多久检查一次？\n/exit\n"
+    result = _cli(["--peft_model", str(trained_adapter), "--temperature", "0", "--max_new_tokens", "6"], input=script)
+    assert result.exit_code == 0, result.output
+    import re
+
+    prompts = [int(n) for n in re.findall(r"\[prompt (\d+) tokens", result.stderr)]
+    assert len(prompts) == 3
+    assert prompts[1] > prompts[0] + 6  # the first turn is part of the second prompt
+    assert prompts[2] == prompts[0]  # /clear forgot it
+
+
+def test_ctrl_c_stops_the_answer_not_the_program(tiny_qwen2_dir) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coalqa.cli", "ask", "--model_name_or_path", str(tiny_qwen2_dir), "--no-adapter",
+         "--temperature", "0", "--max_new_tokens", "3000"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+
+    def wait_for(text: str, timeout: float = 120) -> None:
+        end = time.monotonic() + timeout
+        while not any(text in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < end, "".join(lines)
+            time.sleep(0.1)
+
+    try:
+        proc.stdin.write("主要通风机多久检查一次？\n")
+        proc.stdin.flush()
+        wait_for("thinking")
+        proc.send_signal(signal.SIGINT)
+        wait_for("stopped")
+        proc.stdin.write("/exit\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=60) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(timeout=5)
+    import re
+
+    (generated,) = [int(n) for n in re.findall(r"generated (\d+) tokens", "".join(lines))]
+    assert generated < 3000
+
+
+def test_batch_mode_writes_carries_fields_and_resumes(trained_adapter, loaded, tmp_path) -> None:
+    qfile = tmp_path / "questions.json"
+    rows = [{"id": f"q{i}", "input": q, "output": a, "answer": "ref"} for i, (q, a) in enumerate(QA)]
+    qfile.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "results.json"
+    args = ["--peft_model", str(trained_adapter), "--questions_file", str(qfile), "--output_file", str(out),
+            "--temperature", "0", "--max_new_tokens", "12", "--batch_size", "4"]
+    first = _cli(args)
+    assert first.exit_code == 0, first.output
+    results = json.loads(out.read_text(encoding="utf-8"))
+    expected = answer(loaded, [q for q, _ in QA], GREEDY, progress=False)
+    assert [r["id"] for r in results] == [f"q{i}" for i in range(len(QA))]
+    assert [r["answer"] for r in results] == [e["answer"] for e in expected]
+    assert all(r["output"] == a and r["input_answer"] == "ref" for r, (_, a) in zip(results, QA))
+    assert {"question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning"} <= set(results[0])
+    settings = json.loads(settings_path(out).read_text(encoding="utf-8"))
+    assert settings["generation"] == {"do_sample": False, "max_new_tokens": 12}
+    assert settings["model"]["adapter"] == str(trained_adapter.resolve())
+
+    # A killed run left two answers: the rerun keeps them and answers only the rest.
+    partial = results[:2]
+    partial[0]["answer"] = "KEPT"
+    out.write_text(json.dumps(partial, ensure_ascii=False), encoding="utf-8")
+    again = _cli(args)
+    assert again.exit_code == 0, again.output
+    assert "2 already answered" in again.stderr and f"{len(QA) - 2} to go" in again.stderr
+    resumed = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["id"] for r in resumed] == [r["id"] for r in results]
+    def strip(records: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+    assert resumed[0]["answer"] == "KEPT" and resumed[1] == results[1]
+    assert strip(resumed[2:]) == strip(results[2:])
+
+    # Other generation settings would mix two models' answers in one file: refused.
+    other = _cli([*args[:-4], "--max_new_tokens", "5", "--batch_size", "4"])
+    assert isinstance(other.exception, CoalqaError) and "max_new_tokens" in str(other.exception)
+
+
+# ---------------------------------------------------------------------------------- questions files
+
+
+def test_questions_file_formats(tmp_path) -> None:
+    (tmp_path / "a.json").write_text('["问一", "问二"]', encoding="utf-8")
+    (tmp_path / "b.json").write_text('[{"input": "问一", "output": "答"}, {"question": "问二", "id": 7}]', encoding="utf-8")
+    (tmp_path / "c.jsonl").write_text('{"id": "x", "question": "问一"}\n\n"问二"\n', encoding="utf-8")
+    (tmp_path / "d.txt").write_text("\ufeff问一\n\n  问二  \n", encoding="utf-8")
+    for name in ("a.json", "b.json", "c.jsonl", "d.txt"):
+        assert [r["question"] for r in read_questions(tmp_path / name)] == ["问一", "问二"], name
+    assert read_questions(tmp_path / "b.json")[0] == {"output": "答", "question": "问一"}
+    assert read_questions(tmp_path / "c.jsonl")[0] == {"id": "x", "question": "问一"}
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.jsonl", '{"question": "问一"}\n{"question": 问二}\n', r"bad\.jsonl row 2: invalid JSON"),
+        ("bad.json", '[{"question": "问一"}, {"q": "问二"}]', r"bad\.json row 2: object has no 'input' or 'question'"),
+        ("bad.json", '["问一", ""]', r"bad\.json row 2: empty question"),
+        ("bad.json", '["问一",', r"bad\.json: invalid JSON at line 1"),
+        ("bad.json", '[3]', r"row 1: expected a question string"),
+        ("bad.txt", b"\xff\xfe\x00\x00", r"cannot read .*UTF-8"),
+        ("empty.txt", "\n\n", "no questions"),
+    ],
+)
+def test_unreadable_questions_file(tmp_path, name, content, message) -> None:
+    path = tmp_path / name
+    (path.write_bytes if isinstance(content, bytes) else lambda c: path.write_text(c, encoding="utf-8"))(content)
+    with pytest.raises(CoalqaError, match=message):
+        read_questions(path)
+
+
+# ---------------------------------------------------------------------------------------- bad input
+
+
+def _main_error(monkeypatch, capsys, args: list[str]) -> str:
+    """Run the real entry point; assert exit status 2 without a traceback; return stderr."""
+    monkeypatch.setattr(sys, "argv", ["coalqa", "ask", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert "Traceback" not in err and "error:" in err
+    return " ".join(err.split())
+
+
+def test_bad_adapter_folders(monkeypatch, capsys, tmp_path, tiny_qwen2_dir) -> None:
+    assert "adapter folder not found" in _main_error(monkeypatch, capsys, ["--peft_model", str(tmp_path / "nope"), "--question", "问"])
+    err = _main_error(monkeypatch, capsys, ["--peft_model", str(tiny_qwen2_dir), "--question", "问"])
+    assert "not a PEFT adapter folder" in err and "--no-adapter" in err
+
+
+def test_adapter_for_a_different_base_is_refused(monkeypatch, capsys, tmp_path, trained_adapter, r1_tokenizer) -> None:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    other = Qwen2ForCausalLM(Qwen2Config(vocab_size=151936, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         num_key_value_heads=1, intermediate_size=64, tie_word_embeddings=False))
+    other_dir = tmp_path / "other-base"
+    other.save_pretrained(other_dir)
+    r1_tokenizer.save_pretrained(other_dir)
+    err = _main_error(monkeypatch, capsys, ["--peft_model", str(trained_adapter), "--model_name_or_path", str(other_dir),
+                                            "--question", "问"])
+    recorded = yaml.safe_load((trained_adapter / "train_config.yaml").read_text(encoding="utf-8"))["model_name_or_path"]
+    assert "does not fit base" in err and str(other_dir) in err and recorded in err
+    assert "in_features: adapter 64, base 32" in err
+
+
+def test_renamed_copy_of_the_right_base_is_accepted(trained_adapter, tiny_qwen2_dir, tmp_path) -> None:
+    renamed = shutil.copytree(tiny_qwen2_dir, tmp_path / "my-local-copy")
+    with pytest.warns(UserWarning, match="all adapter shapes fit"):
+        copy = load_model(trained_adapter, model_name_or_path=str(renamed))
+    assert copy.base == str(renamed)
+
+
+def test_bad_questions_and_flags(monkeypatch, capsys, tmp_path, trained_adapter) -> None:
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"question": "问一"}\n{"question": ""}\n', encoding="utf-8")
+    args = ["--peft_model", str(trained_adapter), "--questions_file", str(bad), "--output_file", str(tmp_path / "r.json")]
+    assert "q.jsonl row 2: empty question" in _main_error(monkeypatch, capsys, args)
+    assert "--question is empty" in _main_error(monkeypatch, capsys, ["--peft_model", str(trained_adapter), "--question", " "])
+    assert "needs --output_file" in _main_error(
+        monkeypatch, capsys, ["--peft_model", str(trained_adapter), "--questions_file", str(bad)])
