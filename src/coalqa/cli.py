@@ -44,6 +44,9 @@ app.command("ask")(ask)
 from coalqa.eval.command import eval_command  # noqa: E402
 
 app.command("eval")(eval_command)
+from coalqa.demo import demo  # noqa: E402
+
+app.command("demo")(demo)
 
 
 def main() -> None:

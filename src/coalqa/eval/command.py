@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,12 +85,11 @@ def eval_command(
         label = label or ("base" if no_adapter else Path(peft_model).name)
         console.print(f"answering {len(refs)} questions with {label} (greedy)" if cfg.temperature == 0 else
                       f"answering {len(refs)} questions with {label} (temperature {cfg.temperature})", highlight=False)
-        preds = generate_predictions(refs, loaded, cfg)
-        pred_path = Path(f"{output.with_suffix('') if output.suffix == '.json' else output}.predictions.json")
-        pred_path.parent.mkdir(parents=True, exist_ok=True)
-        pred_path.write_text(json.dumps(preds, ensure_ascii=False, indent=2), encoding="utf-8")
+        stem = output.with_suffix("") if output.suffix == ".json" else output
+        pred_path = Path(f"{stem}.predictions.json")
+        preds = generate_predictions(refs, loaded, cfg, save_to=pred_path)
         console.print(f"saved the answers to {pred_path}", highlight=False)
-        meta |= {"predictions": str(pred_path), "model": {"base": str(loaded.base), "adapter": None if no_adapter else str(loaded.adapter)},
+        meta |= {"predictions": str(pred_path), "model": loaded.describe(),
                  "generation": cfg.model_dump(include={"temperature", "max_new_tokens", "seed"})}
     from coalqa.eval.run import evaluate
 

@@ -9,35 +9,14 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from coalqa.errors import CoalqaError
 from coalqa.eval.config import EvalConfig
 from coalqa.eval.data import match_predictions
 from coalqa.eval.report import build_report, score_items
-from coalqa.template import PromptFormat
-
-
-def adapter_train_config(peft_model: str | Path) -> dict[str, Any]:
-    """The ``train_config.yaml`` saved beside an adapter (see the train stage's contract).
-
-    Raises:
-        CoalqaError: the folder or its ``train_config.yaml`` is missing or unreadable.
-    """
-    path = Path(peft_model) / "train_config.yaml"
-    if not path.is_file():
-        raise CoalqaError(f"{path} not found: --peft_model must be a folder written by `coalqa train`")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise CoalqaError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise CoalqaError(f"{path}: expected a mapping of training settings")
-    return data
 
 
 def load_eval_model(
@@ -63,27 +42,24 @@ def load_eval_model(
     from coalqa.ask import load_model
 
     if peft_model is None and not no_adapter:
-        raise CoalqaError("nothing to evaluate: pass --peft_model DIR, --no-adapter (with --model_name_or_path), or --predictions FILE")
-    if not no_adapter:
-        return load_model(peft_model, model_name_or_path=model_name_or_path, load_in_4bit=load_in_4bit)
-    if peft_model is None:
-        if not model_name_or_path:
-            raise CoalqaError("--no-adapter needs --model_name_or_path (or --peft_model DIR to use that adapter's base)")
-        return load_model(None, model_name_or_path=model_name_or_path, load_in_4bit=load_in_4bit)
-    trained = adapter_train_config(peft_model)
-    fmt = PromptFormat.model_validate({k: trained[k] for k in PromptFormat.model_fields if k in trained})
-    base = model_name_or_path or trained.get("model_name_or_path")
-    if not base:
-        raise CoalqaError(f"{peft_model}/train_config.yaml names no model_name_or_path; pass --model_name_or_path")
-    four_bit = load_in_4bit if load_in_4bit is not None else bool(trained.get("use_4bit", False))
-    loaded = load_model(None, model_name_or_path=base, load_in_4bit=four_bit)
-    return dataclasses.replace(loaded, fmt=fmt)
+        raise CoalqaError(
+            "nothing to evaluate: pass --peft_model DIR, --no-adapter (with --model_name_or_path), or --predictions FILE"
+        )
+    if peft_model is None and not model_name_or_path:
+        raise CoalqaError("--no-adapter needs --model_name_or_path (or --peft_model DIR to use that adapter's base)")
+    return load_model(peft_model, model_name_or_path=model_name_or_path, load_in_4bit=load_in_4bit,
+                      use_adapter=not no_adapter)
 
 
 def generate_predictions(
-    references: list[dict[str, Any]], loaded, config: EvalConfig, *, progress: bool = True
+    references: list[dict[str, Any]], loaded, config: EvalConfig, *, progress: bool = True,
+    save_to: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Answer every reference question with ``loaded`` through :func:`coalqa.ask.answer`.
+
+    Args:
+        save_to: JSON file rewritten after every batch with the answers so far (partial work kept
+            if the run is interrupted) and at the end with all of them.
 
     Returns:
         the ask results (``question``, ``answer``, ``reasoning``, ``tokens``, ``seconds``,
@@ -95,8 +71,18 @@ def generate_predictions(
         temperature=config.temperature, max_new_tokens=config.max_new_tokens,
         batch_size=config.batch_size, seed=config.seed,
     )
-    results = answer(loaded, [r["question"] for r in references], ask_config, progress=progress)
-    return [{"id": ref["id"], **res} for ref, res in zip(references, results, strict=True)]
+    done: dict[int, dict[str, Any]] = {}
+
+    def save(indices: list[int], results: list[dict[str, Any]]) -> None:
+        for i, res in zip(indices, results):
+            done[i] = {"id": references[i]["id"], **res}
+        if save_to is not None:
+            rows = [done[i] for i in sorted(done)]
+            Path(save_to).parent.mkdir(parents=True, exist_ok=True)
+            Path(save_to).write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+
+    answer(loaded, [r["question"] for r in references], ask_config, progress=progress, on_batch=save)
+    return [done[i] for i in range(len(references))]
 
 
 def evaluate(

@@ -1,0 +1,78 @@
+"""``coalqa demo --fast``: every stage for real (no mocks) on the tiny Qwen2 and 3 real documents; rerun reuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from coalqa.cli import app
+from coalqa.config import ConfigError
+from coalqa.demo import DemoConfig, locate_sources, split_config
+from coalqa.eval import load_references, load_report
+
+runner = CliRunner()
+
+
+def _demo(tmp_path: Path, corpus_dir: Path, eval_file: Path, tiny_qwen2_dir: Path):
+    args = ["demo", "--fast", "--docs", str(corpus_dir), "--references", str(eval_file),
+            "--work_dir", str(tmp_path / "demo"), "--model_name_or_path", str(tiny_qwen2_dir)]
+    return runner.invoke(app, args)
+
+
+def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir):
+    result = _demo(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    work = tmp_path / "demo"
+    summary = json.loads((work / "demo_summary.json").read_text(encoding="utf-8"))
+    assert len(summary["documents"]) == 3 and summary["chunks"] > 3
+    assert summary["provider"] == "clause" and summary["qa_pairs"] > 0
+    assert summary["eval_items"] == 3 and len(summary["trained_items"]) == 2
+    assert [s["reused"] for s in summary["steps"] if s["name"] != "model"] == [False] * 5
+
+    qa = json.loads(Path(next(s["output"] for s in summary["steps"] if s["name"] == "generate")).read_text(encoding="utf-8"))
+    assert all({"input", "output", "chunk_id", "source", "locator"} <= set(r) for r in qa)
+    adapter = Path(summary["adapter"])
+    for name in ("adapter_model.safetensors", "train_config.yaml", "run_card.md"):
+        assert (adapter / name).is_file()
+    base = load_report(work / next(s["output"] for s in summary["steps"] if s["name"] == "answer (base)"))
+    tuned = load_report(work / next(s["output"] for s in summary["steps"] if s["name"] == "answer (fine-tuned)"))
+    assert base["model"]["adapter"] is None and tuned["model"]["adapter"] == str(adapter)
+    assert base["model"]["prompt_format"] == tuned["model"]["prompt_format"]  # base prompted as the tuned model
+    assert set(base["groups"]) == {"trained", "not trained"} and base["groups"]["trained"]["n"] == 2
+    md = (work / "comparison.md").read_text(encoding="utf-8")
+    assert "| all | 3 | key-fact recall |" in md and "| trained | 2 | key-fact recall |" in md
+    assert (work / "comparison.png").read_bytes().startswith(b"\x89PNG")
+
+    again = _demo(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir)
+    assert again.exit_code == 0, again.output
+    rerun = json.loads((work / "demo_summary.json").read_text(encoding="utf-8"))
+    assert [s["reused"] for s in rerun["steps"] if s["name"] != "model"] == [True] * 5
+    assert rerun["adapter"] == summary["adapter"]
+
+
+def test_every_eval_span_is_found_in_the_real_corpus(corpus_dir, eval_file):
+    from coalqa.corpus import load_documents, split_into_chunks
+    from dataclasses import asdict
+
+    documents, _ = load_documents([corpus_dir])
+    chunks = [asdict(c) for d in documents for c in split_into_chunks(d, 300)]
+    refs = load_references(eval_file)
+    found = locate_sources(refs, chunks)
+    assert len(found) == len(refs)
+    for ref in refs:
+        assert chunks[found[ref["id"]]]["source"] == ref["source_doc"]
+
+
+def test_config_file_may_hold_train_preset_keys(tmp_path):
+    preset = Path(__file__).resolve().parents[1] / "configs" / "deepseek-r1-distill-qwen-1.5b.yaml"
+    cfg, train = split_config(preset, {"max_steps": 5})
+    assert isinstance(cfg, DemoConfig) and cfg.max_steps == 5
+    assert cfg.model_name_or_path == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert train["use_4bit"] is True and "data" not in train and "output_dir" not in train
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("chunk_chars: 300\nnot_a_setting: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not_a_setting"):
+        split_config(bad, {})
