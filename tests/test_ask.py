@@ -102,15 +102,24 @@ def test_prompt_ids_equal_training_prompt_ids(loaded) -> None:
     assert set(fed) == train_prompts
 
 
-def test_batched_answers_equal_one_by_one_under_greedy(loaded) -> None:
-    one_by_one = answer(loaded, QUESTIONS, GREEDY.model_copy(update={"batch_size": 1}), progress=False)
-    batched = answer(loaded, QUESTIONS, GREEDY.model_copy(update={"batch_size": 8}), progress=False)
+@pytest.mark.parametrize("use_adapter", [True, False])
+def test_batched_answers_equal_one_by_one_under_greedy(loaded, trained_adapter, use_adapter) -> None:
+    """Left padding + attention mask: batches of mixed lengths give the one-by-one greedy answers.
+
+    The briefly trained adapter's output varies little between questions; the random base's output
+    (``use_adapter=False``) depends on every input token, so a padding mistake would show there.
+    """
+    model = loaded if use_adapter else load_model(trained_adapter, use_adapter=False)
+    one_by_one = answer(model, QUESTIONS, GREEDY.model_copy(update={"batch_size": 1}), progress=False)
+    batched = answer(model, QUESTIONS, GREEDY.model_copy(update={"batch_size": 8}), progress=False)
     assert [r["question"] for r in batched] == QUESTIONS
     for a, b in zip(one_by_one, batched):
         assert (a["answer"], a["reasoning"], a["tokens"], a["finished_reasoning"]) == (
             b["answer"], b["reasoning"], b["tokens"], b["finished_reasoning"])
     assert all(0 < r["tokens"] <= GREEDY.max_new_tokens and r["seconds"] > 0 for r in batched)
     assert set(batched[0]) == {"question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning"}
+    if not use_adapter:
+        assert len({r["reasoning"] + r["answer"] for r in batched}) > len(QUESTIONS) // 2
 
 
 def test_result_stops_at_eos_and_handles_r1_think_quirk(loaded) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from coalqa.ask.batch import (
     load_results,
@@ -31,7 +33,7 @@ from coalqa.ask.batch import (
 from coalqa.ask.config import AskConfig
 from coalqa.config import config_options, load_config
 from coalqa.errors import CoalqaError
-from coalqa.template import THINK_CLOSE, THINK_OPEN, prompt_opens_think
+from coalqa.template import THINK_CLOSE, THINK_OPEN, encode_prompt, prompt_opens_think
 
 
 @config_options(AskConfig, bool_style="flag")
@@ -76,20 +78,25 @@ def ask(
 
     from coalqa.ask.inference import load_model
 
-    err.print(f"loading {peft_model or cfg.model_name_or_path} …", style="dim")
-    loaded = load_model(
-        peft_model,
-        model_name_or_path=cfg.model_name_or_path,
-        load_in_4bit=cfg.load_in_4bit,
-        dtype=cfg.dtype,
-        use_adapter=adapter,
-    )
+    err.print(f"loading {peft_model or cfg.model_name_or_path} …", style="dim", markup=False)
+    with warnings.catch_warnings():  # load_model's notes are printed below, without a source line
+        warnings.filterwarnings("ignore", category=UserWarning, module="coalqa")
+        loaded = load_model(
+            peft_model,
+            model_name_or_path=cfg.model_name_or_path,
+            load_in_4bit=cfg.load_in_4bit,
+            dtype=cfg.dtype,
+            use_adapter=adapter,
+        )
+    for note in loaded.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
     err.print(
         f"base {loaded.base} · adapter {loaded.adapter or '(none)'} · "
         f"{'4-bit NF4' if loaded.load_in_4bit else loaded.dtype} · template {loaded.fmt.template}/{loaded.fmt.think} · "
         + (f"temperature {cfg.temperature}, top_p {cfg.top_p}" if cfg.sampling else "greedy")
         + f" · max_new_tokens {cfg.max_new_tokens}",
         style="dim",
+        markup=False,
     )
     if rows is not None:
         _batch(loaded, rows, existing, output_file, questions_file, cfg, err)
@@ -180,6 +187,7 @@ def _chat(loaded, cfg: AskConfig, err: Console) -> None:
               "coal-safety QA · /clear forget the conversation · /exit quit · Ctrl-C stop the current answer",
               style="bold")
     history: list[tuple[str, str]] = []
+    limit = getattr(loaded.model.config, "max_position_embeddings", None) or 1 << 30
     while True:
         try:
             line = input("\n问> ")
@@ -197,6 +205,13 @@ def _chat(loaded, cfg: AskConfig, err: Console) -> None:
             history.clear()
             err.print("(对话已清空 / conversation cleared)", style="dim")
             continue
+        dropped = 0
+        while history and len(encode_prompt(loaded.tokenizer, text, loaded.fmt, history)) + cfg.max_new_tokens > limit:
+            history.pop(0)
+            dropped += 1
+        if dropped:
+            err.print(f"(最早的 {dropped} 轮对话已移出上下文 / {dropped} oldest turn(s) dropped to fit the "
+                      f"{limit}-token context)", style="dim")
         result = _stream_turn(loaded, text, cfg, history, err)
         if not result["interrupted"]:  # a stopped answer is dropped; a cut one (answer "") keeps its question
             history.append((text, result["answer"]))
@@ -247,16 +262,19 @@ def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, qu
                 "rerun with the same settings to resume, or pick another --output_file"
             )
     elif existing:
-        err.print(f"[yellow]warning:[/] no {sfile.name} beside {output_file}: assuming its answers used these settings")
+        err.print(f"warning: no {sfile.name} beside {output_file}: assuming its answers used these settings",
+                  style="yellow", markup=False)
 
     keys = row_keys(rows)
     done = dict(zip(row_keys(existing), existing))
     wanted = set(keys)
     orphans = [r for k, r in done.items() if k not in wanted]
     if orphans:
-        err.print(f"[yellow]warning:[/] {len(orphans)} result(s) in {output_file} match no question of {questions_file}; kept at the end")
+        err.print(f"warning: {len(orphans)} result(s) in {output_file} match no question of {questions_file}; "
+                  "kept at the end", style="yellow", markup=False)
     todo = [i for i, k in enumerate(keys) if k not in done]
-    err.print(f"{len(rows)} questions, {len(rows) - len(todo)} already answered in {output_file}, {len(todo)} to go")
+    err.print(f"{len(rows)} questions, {len(rows) - len(todo)} already answered in {output_file}, "
+              f"{len(todo)} to go", markup=False)
     write_json_atomic(sfile, settings)
 
     def save(indices: list[int], results: list[dict]) -> None:
@@ -270,7 +288,8 @@ def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, qu
         results = answer(loaded, [rows[i]["question"] for i in todo], cfg, on_batch=save)
     except KeyboardInterrupt:
         answered = sum(k in done for k in keys)
-        err.print(f"[yellow]interrupted:[/] {answered}/{len(rows)} answers saved in {output_file}; rerun the same command to continue")
+        err.print(f"interrupted: {answered}/{len(rows)} answers saved in {output_file}; "
+                  "rerun the same command to continue", style="yellow", markup=False)
         raise typer.Exit(130) from None
     seconds = time.perf_counter() - t0
     if not todo:
@@ -280,6 +299,7 @@ def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, qu
     settings["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json_atomic(sfile, settings)
     rate = f", {len(results) / seconds:.2f} questions/s, {tokens / seconds:.1f} tokens/s" if results and seconds > 0 else ""
-    err.print(f"answered {len(results)} in {seconds:.1f} s{rate} → {output_file} (settings: {sfile})")
+    err.print(f"answered {len(results)} in {seconds:.1f} s{rate} → {output_file} (settings: {sfile})", markup=False)
     if cut:
-        err.print(f"[yellow]warning:[/] {cut} answer(s) cut at max_new_tokens={cfg.max_new_tokens} inside <think>: empty answer")
+        err.print(f"warning: {cut} answer(s) cut at max_new_tokens={cfg.max_new_tokens} inside <think>: "
+                  "empty answer", style="yellow", markup=False)

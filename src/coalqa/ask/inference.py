@@ -158,7 +158,9 @@ def _pick_dtype(dtype: str, load_in_4bit: bool, train_cfg: dict) -> str:
     if dtype != "auto":
         return dtype
     if load_in_4bit:
-        return str(train_cfg.get("bnb_4bit_compute_dtype") or "bfloat16")
+        dtype = str(train_cfg.get("bnb_4bit_compute_dtype") or "bfloat16")
+        if dtype != "auto":
+            return dtype
     if torch.cuda.is_available():
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     return "float32"
@@ -243,7 +245,9 @@ def load_model(
         from peft import PeftModel
 
         try:
-            model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+            with warnings.catch_warnings():  # PEFT calls a transformers API that is deprecated in v5
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
         except (RuntimeError, ValueError, KeyError) as e:
             raise CoalqaError(f"cannot apply adapter {adapter_dir} to base {base!r}: {e}") from e
     for note in notes:
@@ -336,8 +340,10 @@ def answer(
     total), ``finished_reasoning`` (False when the token limit cut the think block: answer ``""``).
 
     Questions are grouped longest-prompt first to limit padding; with greedy decoding
-    (``temperature=0``) the answers equal one-by-one answers. With sampling, the seed is set once per
-    call, so a result depends on the batch it landed in.
+    (``temperature=0``) in float32 the answers equal one-by-one answers (tested on CPU). In bfloat16
+    (the default on GPUs) a padded batch can round differently and flip a near-tied greedy token; use
+    ``dtype="float32"`` where exact equality matters. With sampling, the seed is set once per call,
+    so a result depends on the batch it landed in.
 
     Args:
         on_batch: called after every batch with the input indices and their results (used to save
