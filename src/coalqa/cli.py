@@ -28,34 +28,32 @@ def _root() -> None:
     # An explicit callback keeps `coalqa <stage>` a subcommand even while only one stage is registered.
 
 
-# Stage commands register here, in pipeline order.
+# Stage commands, in pipeline order. Each module imports torch/transformers inside the command body.
 from coalqa.corpus.command import corpus  # noqa: E402
-
-app.command("corpus")(corpus)
 from coalqa.generate.command import generate  # noqa: E402
-
-app.command("generate")(generate)
 from coalqa.train.command import train  # noqa: E402
-
-app.command("train")(train)
 from coalqa.ask.command import ask  # noqa: E402
-
-app.command("ask")(ask)
 from coalqa.eval.command import eval_command  # noqa: E402
-
-app.command("eval")(eval_command)
 from coalqa.demo import demo  # noqa: E402
 
+app.command("corpus")(corpus)
+app.command("generate")(generate)
+app.command("train")(train)
+app.command("ask")(ask)
+app.command("eval")(eval_command)
 app.command("demo")(demo)
 
 
 def main() -> None:
-    """Entry point: run the CLI; user errors (:class:`CoalqaError`) print one red line and exit 2."""
+    """Entry point: user errors (:class:`CoalqaError`) print one red line and exit 2; Ctrl-C exits 130."""
     try:
         app()
     except CoalqaError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
         sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[yellow]interrupted[/]")
+        sys.exit(130)
 
 
 if __name__ == "__main__":
