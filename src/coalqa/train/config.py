@@ -53,7 +53,7 @@ class TrainConfig(PromptFormat):
     gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per optimizer step")
     learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
-    warmup_ratio: float = Field(0.1, ge=0, le=1, description="fraction of steps with linear warm-up")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of optimizer steps with linear warm-up (0 ≤ r < 1)")
     lr_scheduler_type: str = Field("cosine", description="transformers scheduler name (cosine, linear, constant, ...)")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     optim: str = Field("adamw_torch", description="transformers optimizer name (e.g. paged_adamw_8bit on GPU)")
