@@ -277,10 +277,10 @@ def test_questions_file_formats(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("bad.jsonl", '{"question": "问一"}\n{"question": 问二}\n', r"bad\.jsonl row 2: invalid JSON"),
-        ("bad.json", '[{"question": "问一"}, {"q": "问二"}]', r"bad\.json row 2: object has no 'input' or 'question'"),
-        ("bad.json", '["问一", ""]', r"bad\.json row 2: empty question"),
-        ("bad.json", '["问一",', r"bad\.json: invalid JSON at line 1"),
+        ("bad.jsonl", '{"question": "问一"}\n{"question": 问二}\n', r"bad\.jsonl: line 2: not valid JSON"),
+        ("bad.json", '[{"question": "问一"}, {"q": "问二"}]', r"bad\.json: row 2: object has no 'input' or 'question'"),
+        ("bad.json", '["问一", ""]', r"bad\.json: row 2: empty question"),
+        ("bad.json", '["问一",', r"bad\.json: not valid JSON \(line 1"),
         ("bad.json", '[3]', r"row 1: expected a question string"),
         ("bad.txt", b"\xff\xfe\x00\x00", r"cannot read .*UTF-8"),
         ("empty.txt", "\n\n", "no questions"),
@@ -341,7 +341,7 @@ def test_bad_questions_and_flags(monkeypatch, capsys, tmp_path, trained_adapter)
     bad = tmp_path / "q.jsonl"
     bad.write_text('{"question": "问一"}\n{"question": ""}\n', encoding="utf-8")
     args = ["--peft_model", str(trained_adapter), "--questions_file", str(bad), "--output_file", str(tmp_path / "r.json")]
-    assert "q.jsonl row 2: empty question" in _main_error(monkeypatch, capsys, args)
+    assert "q.jsonl: line 2: empty question" in _main_error(monkeypatch, capsys, args)
     assert "--question is empty" in _main_error(monkeypatch, capsys, ["--peft_model", str(trained_adapter), "--question", " "])
     assert "needs --output_file" in _main_error(
         monkeypatch, capsys, ["--peft_model", str(trained_adapter), "--questions_file", str(bad)])

@@ -69,3 +69,17 @@ def test_generated_options(tmp_path: Path, bool_style: str) -> None:
     assert cfg.learning_rate == 2e-4 and seen["data"] == Path("x.json")
     bad = CliRunner().invoke(app, ["--data", "x", "--template", "nope"])
     assert bad.exit_code != 0
+
+
+def test_dashed_spelling_is_accepted() -> None:
+    app = typer.Typer()
+    seen: dict = {}
+
+    @app.command()
+    @config_options(ToyConfig)
+    def cmd(overrides: dict | None = None) -> None:
+        seen["cfg"] = load_config(ToyConfig, None, overrides)
+
+    result = CliRunner().invoke(app, ["--lora-rank", "8", "--target-modules", "x"])
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"].lora_rank == 8 and seen["cfg"].target_modules == ["x"]

@@ -101,7 +101,7 @@ def test_bad_inputs_are_clear_errors(tmp_path, eval_file):
         load_references(bad)
     no_answer = _write(tmp_path / "preds.json", [{"id": "dev-001", "text": "x"}])
     result = runner.invoke(app, ["eval", "-r", str(eval_file), "--predictions", str(no_answer)])
-    assert isinstance(result.exception, CoalqaError) and "item 1" in str(result.exception)
+    assert isinstance(result.exception, CoalqaError) and "row 1" in str(result.exception)
     result = runner.invoke(app, ["eval", "--predictions", str(no_answer)])
     assert isinstance(result.exception, CoalqaError) and "--references" in str(result.exception)
 

@@ -81,8 +81,8 @@ def test_defaults_are_the_original_design() -> None:
         ('[{"input": "q", "output": 3}]', "row 1: 'output' must be a string"),
         ('[["q", "a"]]', "row 1: expected an object"),
         ('[{"input": "q", "output": "a"},]', "not valid JSON (line 1"),
-        ('{"input": "q", "output": "a"}\n{"input": "q2", "output": }\n', ":2: not valid JSON"),
-        ("", "the file is empty"),
+        ('{"input": "q", "output": "a"}\n{"input": "q2", "output": }\n', ": line 2: not valid JSON"),
+        ("", "is empty"),
     ],
 )
 def test_bad_qa_files_name_file_and_row(tmp_path: Path, content: str, message: str) -> None:

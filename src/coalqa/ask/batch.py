@@ -18,36 +18,35 @@ have one, else on the question text). Settings go to ``<output stem>.settings.js
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from coalqa.errors import CoalqaError
+from coalqa.jsonio import read_rows
 
 RESULT_KEYS = ("question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning")
 
 
-def _row(path: Path, n: int, value: Any) -> dict:
-    """One questions-file row → ``{"question": ..., **other fields}``."""
+def _row(where: str, value: Any) -> dict:
+    """One questions-file row (``where``: "FILE: line N" / "FILE: row N") → ``{"question": ..., **other fields}``."""
     if isinstance(value, str):
         row = {"question": value}
     elif isinstance(value, dict):
         key = "input" if "input" in value else "question" if "question" in value else None
         if key is None:
-            raise CoalqaError(f"{path} row {n}: object has no 'input' or 'question' field (fields: {', '.join(value)})")
+            raise CoalqaError(f"{where}: object has no 'input' or 'question' field (fields: {', '.join(value)})")
         row = {k: v for k, v in value.items() if k != key}
         for k in RESULT_KEYS:
             if k in row:
                 row[f"input_{k}"] = row.pop(k)
         row["question"] = value[key]
     else:
-        raise CoalqaError(f"{path} row {n}: expected a question string or an object, got {type(value).__name__}")
+        raise CoalqaError(f"{where}: expected a question string or an object, got {type(value).__name__}")
     if not isinstance(row["question"], str):
-        raise CoalqaError(f"{path} row {n}: question is {type(row['question']).__name__}, expected text")
+        raise CoalqaError(f"{where}: question is {type(row['question']).__name__}, expected text")
     if not row["question"].strip():
-        raise CoalqaError(f"{path} row {n}: empty question")
+        raise CoalqaError(f"{where}: empty question")
     row["question"] = row["question"].strip()
     return row
 
@@ -70,26 +69,10 @@ def read_questions(path: str | Path) -> list[dict]:
     kind = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text"}.get(path.suffix.lower())
     if kind is None:  # unknown extension: sniff the content
         kind = "json" if stripped.startswith("[") else "jsonl" if stripped.startswith(("{", '"')) else "text"
-    if kind == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CoalqaError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
-        if not isinstance(data, list):
-            raise CoalqaError(f"{path}: expected a JSON list of questions, got {type(data).__name__}")
-        rows = [_row(path, n, v) for n, v in enumerate(data, 1)]
-    elif kind == "jsonl":
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CoalqaError(f"{path} row {n}: invalid JSON line: {e.msg} (column {e.colno})") from e
-            rows.append(_row(path, n, value))
+    if kind == "text":
+        rows = [_row(f"{path}: line {n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     else:
-        rows = [_row(path, n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        rows = [_row(where, value) for where, value in read_rows(path, "questions")]
     if not rows:
         raise CoalqaError(f"{path}: no questions found")
     return rows
@@ -124,21 +107,6 @@ def load_results(path: str | Path) -> list[dict]:
     if not isinstance(data, list) or not all(isinstance(r, dict) and "question" in r and "answer" in r for r in data):
         raise CoalqaError(f"output file {path} exists but is not a results list from `coalqa ask`; move it away or pick another --output_file")
     return data
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write ``data`` as UTF-8 JSON to ``path`` via a temporary file in the same folder + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def settings_path(output_file: str | Path) -> Path:

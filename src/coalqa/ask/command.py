@@ -28,11 +28,11 @@ from coalqa.ask.batch import (
     row_keys,
     settings_differences,
     settings_path,
-    write_json_atomic,
 )
 from coalqa.ask.config import AskConfig
 from coalqa.config import config_options, load_config
 from coalqa.errors import CoalqaError
+from coalqa.jsonio import write_json_atomic
 from coalqa.template import THINK_CLOSE, THINK_OPEN, encode_prompt, prompt_opens_think
 
 

@@ -15,35 +15,13 @@ still holds a ``</think>`` block, the text after it is the answer (:func:`coalqa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from coalqa.errors import CoalqaError
+from coalqa.jsonio import read_rows
 from coalqa.eval.metrics import normalize
 from coalqa.template import THINK_CLOSE, split_reasoning
-
-
-def _read_json_or_lines(path: Path, what: str) -> tuple[list[Any], bool]:
-    """Rows of a JSON list or of a JSON Lines file; returns ``(rows, was_json_lines)``."""
-    if not path.is_file():
-        raise CoalqaError(f"{what} file not found: {path}")
-    text = path.read_text(encoding="utf-8-sig")
-    if text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CoalqaError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from e
-        return rows, False
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise CoalqaError(f"{path}:{n}: not valid JSON ({e.msg}); expected one JSON object per line") from e
-    return rows, True
 
 
 def load_references(path: str | Path) -> list[dict[str, Any]]:
@@ -58,10 +36,8 @@ def load_references(path: str | Path) -> list[dict[str, Any]]:
             answer, a ``key_facts`` that is not a list of strings, duplicate ids (file and row named).
     """
     path = Path(path)
-    rows, lines = _read_json_or_lines(path, "references")
     items: list[dict[str, Any]] = []
-    for n, row in enumerate(rows, 1):
-        where = f"{path}: {'line' if lines else 'item'} {n}"
+    for n, (where, row) in enumerate(read_rows(path, "references"), 1):
         if not isinstance(row, dict):
             raise CoalqaError(f"{where}: expected a JSON object, got {type(row).__name__}")
         if "reference_answer" in row or "question" in row:
@@ -103,15 +79,15 @@ def load_predictions(path: str | Path) -> list[dict[str, Any]]:
             or neither ``id`` nor ``question`` to match it by.
     """
     path = Path(path)
-    rows, lines = _read_json_or_lines(path, "predictions")
-    for n, row in enumerate(rows, 1):
-        where = f"{path}: {'line' if lines else 'item'} {n}"
+    rows = []
+    for where, row in read_rows(path, "predictions"):
         if not isinstance(row, dict):
             raise CoalqaError(f"{where}: expected a JSON object, got {type(row).__name__}")
         if not isinstance(row.get("answer"), str):
             raise CoalqaError(f"{where}: expected a string 'answer' (the output of `coalqa ask --output_file`)")
         if row.get("id") is None and not isinstance(row.get("question"), str):
             raise CoalqaError(f"{where}: needs an 'id' or a 'question' to match it to a reference")
+        rows.append(row)
     return rows
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from coalqa.config import config_options, load_config
+from coalqa.corpus import read_chunks
 from coalqa.errors import CoalqaError
 from coalqa.generate.config import GenerateConfig
 
@@ -25,10 +25,6 @@ def load_chunks(path: Path) -> list[dict[str, Any]]:
         CoalqaError: unreadable file or rows (from the corpus reader), or duplicate chunk ids
             (resuming is keyed by id).
     """
-    try:
-        from coalqa.corpus import read_chunks
-    except ImportError:  # corpus stage not installed: read the JSON lines directly
-        read_chunks = _read_jsonl
     chunks = [c if isinstance(c, dict) else dataclasses.asdict(c) for c in read_chunks(path)]
     seen: set[str] = set()
     for c in chunks:
@@ -36,32 +32,6 @@ def load_chunks(path: Path) -> list[dict[str, Any]]:
             raise CoalqaError(f"{path}: chunk id {c['id']!r} occurs twice; ids must be unique")
         seen.add(c["id"])
     return chunks
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not Path(path).is_file():
-        raise CoalqaError(f"chunks file not found: {path}")
-    rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CoalqaError(f"{path}:{n}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict) or "id" not in row or "text" not in row:
-                raise CoalqaError(f"{path}:{n}: expected an object with at least id and text")
-            rows.append(row | {"id": str(row["id"])})
-    return rows
-
-
-def _dashed_aliases(command: Any) -> Any:
-    """Also accept ``--max-question-chars`` for every generated ``--max_question_chars`` option."""
-    for param in command.__signature__.parameters.values():
-        decls = getattr(param.default, "param_decls", None)
-        if decls:
-            extra = tuple(d.replace("_", "-") for d in decls if d.startswith("--") and "_" in d and "/" not in d)
-            param.default.param_decls = tuple(decls) + extra
-    return command
 
 
 def _print_summary(console: Console, s: dict[str, Any]) -> None:
@@ -78,7 +48,6 @@ def _print_summary(console: Console, s: dict[str, Any]) -> None:
                   f"summary {s['files']['summary']}")
 
 
-@_dashed_aliases
 @config_options(GenerateConfig)
 def generate(
     chunks: Path = typer.Argument(..., help="chunks.jsonl from `coalqa corpus`"),

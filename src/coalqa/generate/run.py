@@ -20,8 +20,8 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from coalqa.errors import CoalqaError
-from coalqa.generate.checkpoint import check_header, open_checkpoint, read_checkpoint, text_sha, write_atomic
+from coalqa.generate.checkpoint import check_header, open_checkpoint, read_checkpoint, text_sha
+from coalqa.jsonio import write_text_atomic as write_atomic
 from coalqa.generate.clause import clause_pairs, occurrences
 from coalqa.generate.config import GenerateConfig
 from coalqa.generate.dedup import make_deduper

@@ -9,7 +9,6 @@ EOS): the columns TRL's ``SFTTrainer`` turns into labels (-100 on prompt tokens)
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from coalqa.errors import CoalqaError
+from coalqa.jsonio import read_rows
 from coalqa.template import ExampleTooLong, PromptFormat, encode_example
 
 log = logging.getLogger(__name__)
@@ -32,30 +32,7 @@ def read_qa_file(path: str | Path) -> list[dict[str, Any]]:
         CoalqaError: missing file, invalid JSON, a row that is not an object, or a row whose ``input`` or
             ``output`` is missing, not a string, or blank (the message names the file and the row, 1-based).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CoalqaError(f"QA data file not found: {path}")
-    text = path.read_text(encoding="utf-8-sig")
-    if not text.strip():
-        raise CoalqaError(f"{path}: the file is empty; expected a JSON list of {{input, output}} objects")
-    rows: list[tuple[str, Any]]  # (where, row)
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CoalqaError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
-        rows = [(f"{path}: row {i}", row) for i, row in enumerate(data, 1)]
-    else:
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((f"{path}:{n}", json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise CoalqaError(
-                    f"{path}:{n}: not valid JSON ({e.msg}); expected a JSON list or one JSON object per line"
-                ) from e
+    rows = read_rows(path, "QA data")
     out = []
     for where, row in rows:
         if not isinstance(row, dict):

@@ -1,0 +1,81 @@
+"""Reading JSON-list / JSON-Lines files with row-numbered errors, and writing files atomically.
+
+Every stage's input files (QA pairs, questions, references, predictions) come either as one JSON list
+or as JSON Lines; :func:`read_rows` reads both and says where each row sits, so errors can name the
+file and the row. Outputs are written through :func:`write_text_atomic` so that a killed process
+leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from coalqa.errors import CoalqaError
+
+
+def read_rows(path: str | Path, what: str) -> list[tuple[str, Any]]:
+    """Rows of a JSON list (file starts with ``[``) or of a JSON Lines file (blank lines skipped).
+
+    Args:
+        what: what the file is for, used in errors ("QA data", "questions", ...).
+
+    Returns:
+        ``[(where, value), ...]`` in file order; ``where`` is ``"FILE: row N"`` (JSON list, 1-based)
+        or ``"FILE: line N"`` (JSON Lines, the line number).
+
+    Raises:
+        CoalqaError: the file is missing, not UTF-8, empty, not valid JSON (line and column named),
+            or a JSON document that is not a list.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CoalqaError(f"{what} file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CoalqaError(f"cannot read {what} file {path} as UTF-8 text: {e}") from e
+    if not text.strip():
+        raise CoalqaError(f"{what} file {path} is empty")
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CoalqaError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
+        return [(f"{path}: row {n}", value) for n, value in enumerate(data, 1)]
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((f"{path}: line {n}", json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise CoalqaError(
+                f"{path}: line {n}: not valid JSON ({e.msg}, column {e.colno}); "
+                "expected a JSON list or one JSON object per line"
+            ) from e
+    return rows
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` via an fsync'd temporary file in the same folder + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented UTF-8 JSON (non-ASCII kept) to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
