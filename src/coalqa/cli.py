@@ -19,6 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # `--max-chars` and `--max_chars` are the same option: option names are matched with '-' read as '_'.
+    context_settings={"token_normalize_func": lambda name: name.replace("-", "_")},
 )
 
 

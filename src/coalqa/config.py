@@ -108,19 +108,7 @@ def _parse_choice(choices: list[str], value: str) -> str:
 
 
 def _option_for(name: str, annotation: Any, description: str | None, bool_style: str) -> tuple[Any, Any]:
-    """Return (annotation, typer.Option) for one config field; every default is None.
-
-    Options are spelled like the field (``--max_chars``); the dashed spelling (``--max-chars``) is
-    accepted too.
-    """
-    annotation_, option = _option_for_field(name, annotation, description, bool_style)
-    decls = option.param_decls
-    if "_" in name and decls and "/" not in decls[0]:
-        option.param_decls = (*decls, f"--{name.replace('_', '-')}")
-    return annotation_, option
-
-
-def _option_for_field(name: str, annotation: Any, description: str | None, bool_style: str) -> tuple[Any, Any]:
+    """Return (annotation, typer.Option) for one config field; every default is None."""
     help_text = description or ""
     ann = _unwrap_optional(annotation)
     origin = typing.get_origin(ann)
