@@ -137,3 +137,16 @@ def test_llm_judge_through_the_provider_layer(tmp_path, eval_file, monkeypatch):
     assert scores == {"dev-001": None, "dev-002": 5, "dev-003": 1}
     assert report["overall"]["judged"] == 2 and report["overall"]["judge"] == pytest.approx(0.5)
     assert "sk-test-judge" not in json.dumps(report)
+
+
+def test_eval_generates_answers_through_the_ask_api(tmp_path, eval_file, tiny_qwen2_dir):
+    out = tmp_path / "base"
+    result = runner.invoke(app, ["eval", "-r", str(eval_file), "--no-adapter", "--model_name_or_path", str(tiny_qwen2_dir),
+                                 "--limit", "2", "--max_new_tokens", "4", "-o", str(out)])
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    report = load_report(f"{out}.json")
+    preds = json.loads(Path(f"{out}.predictions.json").read_text(encoding="utf-8"))
+    assert [p["id"] for p in preds] == ["dev-001", "dev-002"] and all(p["tokens"] <= 4 for p in preds)
+    assert report["label"] == "base" and report["overall"]["n"] == 2
+    assert report["model"]["base"] == str(tiny_qwen2_dir) and report["generation"]["temperature"] == 0.0
+    assert [i["answer"] for i in report["items"]] == [p["answer"] for p in preds]
