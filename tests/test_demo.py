@@ -30,7 +30,7 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     assert len(summary["documents"]) == 3 and summary["chunks"] > 3
     assert summary["provider"] == "clause" and summary["qa_pairs"] > 0
     assert summary["eval_items"] == 3 and len(summary["trained_items"]) == 2
-    assert [s["reused"] for s in summary["steps"] if s["name"] != "model"] == [False] * 5
+    assert [s["reused"] for s in summary["steps"] if s["name"] != "model"] == [False] * 6
 
     qa = json.loads(Path(next(s["output"] for s in summary["steps"] if s["name"] == "generate")).read_text(encoding="utf-8"))
     assert all({"input", "output", "chunk_id", "source", "locator"} <= set(r) for r in qa)
@@ -45,11 +45,14 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     md = (work / "comparison.md").read_text(encoding="utf-8")
     assert "| all | 3 | key-fact recall |" in md and "| trained | 2 | key-fact recall |" in md
     assert (work / "comparison.png").read_bytes().startswith(b"\x89PNG")
+    seen_md = (work / "comparison-seen.md").read_text(encoding="utf-8")  # recitation check on training questions
+    assert "| all | 2 | ROUGE-L F1 |" in seen_md and summary["recitation_check"]["base"]["n"] == 2
+    assert {q["input"] for q in qa} >= {i["question"] for i in load_report(next(work.glob("eval-base-seen-*.json")))["items"]}
 
     again = _demo(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir)
     assert again.exit_code == 0, again.output
     rerun = json.loads((work / "demo_summary.json").read_text(encoding="utf-8"))
-    assert [s["reused"] for s in rerun["steps"] if s["name"] != "model"] == [True] * 5
+    assert [s["reused"] for s in rerun["steps"] if s["name"] != "model"] == [True] * 6
     assert rerun["adapter"] == summary["adapter"]
 
 

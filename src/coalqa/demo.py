@@ -66,7 +66,8 @@ STANDIN_TRAIN: dict[str, Any] = {
     "save_steps": 1000,
 }
 # --fast: every stage for real on the tiny random Qwen2 (tests); minutes → seconds.
-FAST: dict[str, Any] = {"max_docs": 3, "max_steps": 2, "max_new_tokens": 8, "max_questions": 3, "max_length": 256}
+FAST: dict[str, Any] = {"max_docs": 3, "max_steps": 2, "max_new_tokens": 8, "max_questions": 3, "max_length": 256,
+                        "seen_questions": 2}
 KEPT_FROM_PRESET = ("data", "output_dir", "run_name", "resume_from_checkpoint")  # the demo decides these
 
 
@@ -100,6 +101,10 @@ class DemoConfig(BaseModel):
     max_new_tokens: int | None = Field(None, ge=1, description="tokens per generated answer (default: 128 for the stand-in, 1024 otherwise)")
     batch_size: int = Field(10, ge=1, description="questions answered together")
     show: int = Field(3, ge=0, description="questions whose answers are printed before and after fine-tuning")
+    seen_questions: int = Field(
+        10, ge=0, description="also ask this many of the training questions themselves, before and after "
+        "(a recitation check: did the adapter learn what it was taught?); 0 = skip",
+    )
 
 
 @dataclasses.dataclass
@@ -341,10 +346,13 @@ def step_train(cfg: DemoConfig, train_cfg, console: Console) -> tuple[Path, bool
 
 
 def step_answer(
-    cfg: DemoConfig, name: str, references: list[dict[str, Any]], trained_ids: set[str], base: str,
+    cfg: DemoConfig, name: str, references: list[dict[str, Any]], trained_ids: set[str] | None, base: str,
     adapter: Path | None, fmt, key: str, console: Console, load_in_4bit: bool = False,
 ) -> tuple[dict[str, Any], bool]:
-    """Answer and score every eval item with the base (``adapter=None``) or the fine-tuned model."""
+    """Answer and score every item with the base (``adapter=None``) or the fine-tuned model.
+
+    Items are grouped ``trained`` / ``not trained`` by ``trained_ids``; ``None`` leaves them ungrouped.
+    """
     from coalqa.eval import EvalConfig, evaluate, generate_predictions, load_eval_model, load_report, write_report
 
     stem = cfg.work_dir / f"eval-{name}-{key}"
@@ -356,14 +364,32 @@ def step_answer(
         loaded = dataclasses.replace(loaded, fmt=fmt)  # prompted exactly as the fine-tuned model will be
     else:
         loaded = load_eval_model(adapter)
-    console.print(f"answering {len(references)} eval questions with the {name} model (greedy, ≤ {ecfg.max_new_tokens} tokens)",
+    console.print(f"answering {len(references)} questions with the {name} model (greedy, ≤ {ecfg.max_new_tokens} tokens)",
                   highlight=False)
     preds = generate_predictions(references, loaded, ecfg, save_to=f"{stem}.predictions.json")
-    refs = [r | {"group": TRAINED if r["id"] in trained_ids else NOT_TRAINED} for r in references]
+    refs = references if trained_ids is None else [
+        r | {"group": TRAINED if r["id"] in trained_ids else NOT_TRAINED} for r in references
+    ]
     report = evaluate(refs, preds, ecfg, label=name, meta={"references": str(cfg.references), "model": loaded.describe(),
                                                            "predictions": f"{stem}.predictions.json"})
     write_report(report, stem)
     return report, False
+
+
+def seen_references(qa_path: Path, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` training QA pairs with distinct answers, as eval references (ids ``seen-01``…).
+
+    Returns:
+        dicts with ``id``, ``question`` (the training input), ``reference_answer`` (the training output)
+        and empty ``key_facts``.
+    """
+    rows, answers = [], set()
+    for row in json.loads(qa_path.read_text(encoding="utf-8")):
+        if row["output"] not in answers and len(rows) < n:
+            answers.add(row["output"])
+            rows.append({"id": f"seen-{len(rows) + 1:02d}", "question": row["input"],
+                         "reference_answer": row["output"], "key_facts": []})
+    return rows
 
 
 def _max_new_tokens(cfg: DemoConfig) -> int:
@@ -402,14 +428,15 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     started = time.monotonic()
     preset = preset or {}
     if cfg.fast:
-        cfg = cfg.model_copy(update={k: v for k, v in FAST.items() if k in DemoConfig.model_fields and getattr(cfg, k) is None})
+        cfg = cfg.model_copy(update={k: v for k, v in FAST.items()
+                                     if k in DemoConfig.model_fields and getattr(cfg, k) in (None, DemoConfig.model_fields[k].default)})
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.references.is_file():
         raise CoalqaError(f"eval set not found: {cfg.references} (pass --references FILE)")
     steps: list[Step] = []
 
     def banner(n: int, text: str) -> float:
-        console.rule(f"[bold]{n}/6[/] {text}   [dim](demo time so far {time.monotonic() - started:.0f} s)[/]")
+        console.rule(f"[bold]{n}/{6 + bool(cfg.seen_questions)}[/] {text}   [dim](demo time so far {time.monotonic() - started:.0f} s)[/]")
         return time.monotonic()
 
     all_refs = load_references(cfg.references)
@@ -459,6 +486,18 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     tuned_report, reused = step_answer(cfg, "fine-tuned", references, trained_ids, base, run_dir, fmt, tuned_key, console)
     steps.append(Step("answer (fine-tuned)", time.monotonic() - t, reused, f"eval-fine-tuned-{tuned_key}.json"))
 
+    seen_table = ""
+    if cfg.seen_questions:
+        t = banner(7, "recitation check: ask some training questions themselves")
+        seen = seen_references(qa_path, cfg.seen_questions)
+        seen_key = {"seen": [r["question"] for r in seen], "max_new_tokens": _max_new_tokens(cfg), "batch": cfg.batch_size}
+        seen_base, reused_b = step_answer(cfg, "base-seen", seen, None, base, None, fmt,
+                                          _sha("eval-v1", seen_key, base_key), console, load_in_4bit=train_cfg.use_4bit)
+        seen_tuned, reused_t = step_answer(cfg, "fine-tuned-seen", seen, None, base, run_dir, fmt,
+                                           _sha("eval-v1", seen_key, tuned_key), console)
+        steps.append(Step("recitation check", time.monotonic() - t, reused_b and reused_t, "comparison-seen.md"))
+        _, _, seen_table = write_comparison([seen_base, seen_tuned], cfg.work_dir / "comparison-seen")
+
     _show_answers(base_report, tuned_report, cfg.show, console)
     md_path, png_path, table = write_comparison([base_report, tuned_report], cfg.work_dir / "comparison")
     total = time.monotonic() - started
@@ -469,6 +508,13 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
         "safety; ROUGE-L/BLEU-4 also reward regulation-style wording around a wrong number. 'trained' items are "
         "those whose source clause was in the training data, 'not trained' ones were never seen.", highlight=False,
     )
+    if seen_table:
+        console.rule(f"[bold]recitation check: {cfg.seen_questions} training questions, base vs fine-tuned")
+        console.print(Markdown(seen_table.split("\n\n")[0]))
+        console.print(
+            "The same questions the adapter was trained on, answered before and after: a gain here shows the "
+            "adapter learned what it was taught (no key facts: these references are the clause texts).", highlight=False,
+        )
     summary = {
         "base_model": base,
         "base_model_description": description,
@@ -486,6 +532,9 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
         "overall": {"base": base_report["overall"], "fine-tuned": tuned_report["overall"]},
         "groups": {"base": base_report["groups"], "fine-tuned": tuned_report["groups"]},
     }
+    if seen_table:
+        summary["recitation_check"] = {"base": seen_base["overall"], "fine-tuned": seen_tuned["overall"],
+                                       "markdown": str(cfg.work_dir / "comparison-seen.md")}
     (cfg.work_dir / "demo_summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     reused_steps = [s.name for s in steps if s.reused and s.name != "model"]
     console.print(
