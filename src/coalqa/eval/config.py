@@ -4,28 +4,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from coalqa.ask.config import AskConfig
 
 
-class EvalConfig(BaseModel):
-    """Knobs for scoring answers against references; defaults < ``--config`` YAML < flags."""
+class EvalConfig(AskConfig):
+    """Knobs for scoring answers against references; defaults < ``--config`` YAML < flags.
+
+    Inherits the answering settings of :class:`coalqa.ask.AskConfig` (declared there once).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     tokenization: Literal["char", "jieba"] = Field(
         "char", description="ROUGE-L/BLEU-4 tokens: char (one per character, the default for Chinese) or jieba words"
     )
-    # answering (used only when the answers are generated here, i.e. without --predictions)
-    model_name_or_path: str | None = Field(
-        None, description="base model (Hub id or folder); default: the one in the adapter's train_config.yaml"
-    )
-    load_in_4bit: bool | None = Field(
-        None, description="serve the base in 4-bit; default: as the adapter was trained (train_config.yaml)"
-    )
+    # answering (only when the answers are generated here, i.e. without --predictions): the ask stage's
+    # settings, with eval's defaults: greedy (reproducible scores) and shorter answers (reference answers
+    # are one or two sentences; 512 tokens leave room for a reasoning model's think block).
+    temperature: float = Field(0.0, ge=0, le=2, description="sampling temperature; 0 = greedy, reproducible (default for eval)")
     max_new_tokens: int = Field(512, ge=1, description="longest generated answer in tokens (reasoning included)")
-    temperature: float = Field(0.0, ge=0, description="sampling temperature; 0 = greedy, reproducible (default for eval)")
-    batch_size: int = Field(8, ge=1, description="questions generated together")
-    seed: int = Field(0, description="random seed for sampling")
     limit: int | None = Field(None, ge=1, description="only the first N references (a quick trial)")
     # optional LLM-as-judge, through the generate stage's provider layer
     judge: bool = Field(False, description="also ask an LLM to grade each answer 1-5 against the reference (needs an API key)")

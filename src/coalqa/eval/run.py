@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from coalqa.errors import CoalqaError
 from coalqa.eval.config import EvalConfig
 from coalqa.eval.data import match_predictions
 from coalqa.eval.report import build_report, score_items
+from coalqa.jsonio import write_json_atomic
 
 
 def load_eval_model(
@@ -67,19 +67,14 @@ def generate_predictions(
     """
     from coalqa.ask import AskConfig, answer
 
-    ask_config = AskConfig(
-        temperature=config.temperature, max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size, seed=config.seed,
-    )
+    ask_config = AskConfig.model_validate(config.model_dump(include=set(AskConfig.model_fields)))
     done: dict[int, dict[str, Any]] = {}
 
     def save(indices: list[int], results: list[dict[str, Any]]) -> None:
         for i, res in zip(indices, results):
             done[i] = {"id": references[i]["id"], **res}
         if save_to is not None:
-            rows = [done[i] for i in sorted(done)]
-            Path(save_to).parent.mkdir(parents=True, exist_ok=True)
-            Path(save_to).write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+            write_json_atomic(save_to, [done[i] for i in sorted(done)])
 
     answer(loaded, [r["question"] for r in references], ask_config, progress=progress, on_batch=save)
     return [done[i] for i in range(len(references))]
