@@ -17,6 +17,21 @@ from typing import Any
 from coalqa.errors import CoalqaError
 
 
+def read_text_file(path: str | Path, what: str) -> str:
+    """The UTF-8 text of ``path`` (a BOM is dropped).
+
+    Raises:
+        CoalqaError: the file is missing or is not UTF-8 text (the message says which ``what`` file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CoalqaError(f"{what} file not found: {path}")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CoalqaError(f"cannot read {what} file {path} as UTF-8 text: {e}") from e
+
+
 def read_rows(path: str | Path, what: str) -> list[tuple[str, Any]]:
     """Rows of a JSON list (file starts with ``[``) or of a JSON Lines file (blank lines skipped).
 
@@ -32,12 +47,7 @@ def read_rows(path: str | Path, what: str) -> list[tuple[str, Any]]:
             or a JSON document that is not a list.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CoalqaError(f"{what} file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CoalqaError(f"cannot read {what} file {path} as UTF-8 text: {e}") from e
+    text = read_text_file(path, what)
     if not text.strip():
         raise CoalqaError(f"{what} file {path} is empty")
     if text.lstrip().startswith("["):

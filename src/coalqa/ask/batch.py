@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from coalqa.errors import CoalqaError
-from coalqa.jsonio import read_rows
+from coalqa.jsonio import read_rows, read_text_file
 
 RESULT_KEYS = ("question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning")
 
@@ -59,12 +59,7 @@ def read_questions(path: str | Path) -> list[dict]:
             neither text nor an object with ``input``/``question``, an empty question, or no questions.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CoalqaError(f"questions file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CoalqaError(f"cannot read questions file {path} as UTF-8 text: {e}") from e
+    text = read_text_file(path, "questions")
     stripped = text.lstrip()
     kind = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text"}.get(path.suffix.lower())
     if kind is None:  # unknown extension: sniff the content
