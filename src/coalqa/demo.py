@@ -540,7 +540,8 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     console.print(
         f"demo finished in {total / 60:.1f} min"
         + (f" (reused from {cfg.work_dir}: {', '.join(reused_steps)})" if reused_steps else "")
-        + f". Full table: {md_path}; chart: {png_path}; every answer: {cfg.work_dir}/eval-*.json",
+        + f". Full table: {md_path}; chart: {png_path}; every answer: {cfg.work_dir}/eval-*.json; "
+        f"adapter: {run_dir} (try `coalqa ask --peft_model {run_dir}`)",
         highlight=False,
     )
     if not cfg.model_name_or_path:
@@ -556,7 +557,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline on real regulations: chunk → QA pairs → LoRA → answers before/after → eval table.
 
-    Offline and on CPU by default (stand-in model SmolLM2-135M-Instruct, ~20 min on 2 cores); every
+    Offline and on CPU by default (stand-in model SmolLM2-135M-Instruct, ~12 min on 2 cores); every
     step is cached in --work_dir and reused on a rerun.
     """
     cfg, preset = split_config(config, overrides)
