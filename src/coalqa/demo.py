@@ -39,6 +39,7 @@ from rich.panel import Panel
 
 from coalqa.config import ConfigError, config_options, load_config
 from coalqa.errors import CoalqaError
+from coalqa.jsonio import write_json_atomic
 
 REAL_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 REAL_PRESET = "configs/deepseek-r1-distill-qwen-1.5b.yaml"
@@ -307,7 +308,7 @@ def step_generate(
             rows = [r for r in rows if r["chunk_id"] not in spans or _overlaps_span(r["output"], by_id[r["chunk_id"]]["text"], spans[r["chunk_id"]])]
         if not rows:
             raise CoalqaError(f"the {provider} generator produced no QA pairs for the training subset (see {path})")
-        kept_path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+        write_json_atomic(kept_path, rows)  # its existence marks the step done, so never half-written
     rows = json.loads(kept_path.read_text(encoding="utf-8"))
     console.print(f"{len(rows)} QA pairs from {len(subset)} chunks ({provider}): {kept_path}", highlight=False)
     return kept_path, {r["id"] for r in trained}, reused, provider
@@ -535,7 +536,7 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     if seen_table:
         summary["recitation_check"] = {"base": seen_base["overall"], "fine-tuned": seen_tuned["overall"],
                                        "markdown": str(cfg.work_dir / "comparison-seen.md")}
-    (cfg.work_dir / "demo_summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_json_atomic(cfg.work_dir / "demo_summary.json", summary)
     reused_steps = [s.name for s in steps if s.reused and s.name != "model"]
     console.print(
         f"demo finished in {total / 60:.1f} min"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from coalqa.errors import CoalqaError
+from coalqa.jsonio import write_json_atomic, write_text_atomic
 from coalqa.eval.data import answer_text
 from coalqa.eval.metrics import TOKENIZATION_NOTE, Tokenization, score_answer
 
@@ -140,8 +141,8 @@ def write_report(report: dict[str, Any], stem: str | Path) -> tuple[Path, Path]:
         stem = stem.with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
     json_path, md_path = Path(f"{stem}.json"), Path(f"{stem}.md")
-    json_path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
-    md_path.write_text(report_markdown(report), encoding="utf-8")
+    write_text_atomic(md_path, report_markdown(report))
+    write_json_atomic(json_path, report)  # last: an existing .json means the report is complete
     return json_path, md_path
 
 
