@@ -47,7 +47,7 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     assert (work / "comparison.png").read_bytes().startswith(b"\x89PNG")
     seen_md = (work / "comparison-seen.md").read_text(encoding="utf-8")  # recitation check on training questions
     assert "| all | 2 | ROUGE-L F1 |" in seen_md and summary["recitation_check"]["base"]["n"] == 2
-    assert {q["input"] for q in qa} >= {i["question"] for i in load_report(next(work.glob("eval-base-seen-*.json")))["items"]}
+    assert {q["input"] for q in qa} >= {i["question"] for i in load_report(next(p for p in work.glob("eval-base-seen-*.json") if not p.name.endswith(".predictions.json")))["items"]}
 
     again = _demo(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir)
     assert again.exit_code == 0, again.output
