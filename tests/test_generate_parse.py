@@ -8,7 +8,7 @@ import pytest
 
 from coalqa.errors import CoalqaError
 from coalqa.generate import (
-    GenerateConfig, check_pair, clause_pairs, is_refusal, load_prompt, make_deduper, parse_pairs, render_prompt, split_text,
+    GenerateConfig, check_pair, clause_pairs, fact_pairs, is_refusal, quantities, load_prompt, make_deduper, parse_pairs, render_prompt, split_text,
 )
 from coalqa.generate.prompt import BUILTIN
 
@@ -99,6 +99,10 @@ def test_dedup_exact_near_and_numbered_clauses() -> None:
     assert seen("《瓦斯抽采工程设计规范》6.2.2是如何规定的？") is None
     assert seen("《瓦斯抽采工程设计规范》6.2.3是如何规定的？") is None
     assert seen("井下爆破作业必须遵守哪些规定？") is None
+    # one character apart but answered with different numbers: two facts, both kept
+    assert seen("根据《煤矿建设安全规程》第一百八十条，低瓦斯矿井，每班至少多少次？", "低瓦斯矿井，每班至少2次。") is None
+    assert seen("根据《煤矿建设安全规程》第一百八十条，高瓦斯矿井，每班至少多少次？", "高瓦斯矿井，每班至少3次。") is None
+    assert seen("根据《煤矿建设安全规程》第一百八十条，高瓦斯矿井每个班至少多少次？", "高瓦斯矿井，每班至少3次。") == "duplicate_near"
 
 
 def test_builtin_prompt_renders_with_literal_braces(tmp_path) -> None:
@@ -132,3 +136,52 @@ def test_clause_pairs_verbatim_deterministic_and_split_at_sentences() -> None:
     assert split_text("甲" * 250, 100) == ["甲" * 100, "甲" * 100, "甲" * 50]  # no punctuation at all: hard split, nothing lost
     again = clause_pairs(chunk, 1024, occurrence=1)  # same locator reused later (e.g. explanatory notes)
     assert again[0]["input"] != pairs[0]["input"] and "第五条煤矿企业应当配备防治水专业技术人员" in again[0]["input"]
+
+
+FACT_CHUNK = {
+    "id": "c3", "title": "煤矿建设安全规程", "locator": "第一百八十条",
+    "text": "第一百八十条(三)采掘工作面的甲烷浓度检查次数如下:\n1.低瓦斯矿井，每班至少2次；\n2.高瓦斯矿井，每班至少3次；\n"
+            "(四)发出的矿灯，最低应当能连续正常使用11h。高瓦斯矿井应使用安全等级不低于三级的煤矿许用炸药。"
+            "瓦斯含量应降到8m3/t以下。按第3条执行。本规定自公布之日起施行。",
+}
+
+
+def test_fact_pairs_ask_for_each_number_and_answer_with_the_sentence() -> None:
+    pairs = fact_pairs(FACT_CHUNK, 150)
+    assert pairs == fact_pairs(dict(FACT_CHUNK), 150)
+    by_answer: dict[str, list[str]] = {}
+    for p in pairs:
+        by_answer.setdefault(p["output"], []).append(p["input"])
+    assert list(by_answer) == [  # list items carry the sentence that introduced the list; no ordinals, no dates
+        "采掘工作面的甲烷浓度检查次数如下：低瓦斯矿井，每班至少2次。",
+        "采掘工作面的甲烷浓度检查次数如下：高瓦斯矿井，每班至少3次。",
+        "发出的矿灯，最低应当能连续正常使用11h。",
+        "高瓦斯矿井应使用安全等级不低于三级的煤矿许用炸药。",
+        "瓦斯含量应降到8m3/t以下。",
+    ]
+    assert by_answer["发出的矿灯，最低应当能连续正常使用11h。"] == [
+        "根据《煤矿建设安全规程》第一百八十条，发出的矿灯，最低应当能连续正常使用多少h？",
+        "《煤矿建设安全规程》第一百八十条关于“发出的矿灯”有什么规定？",
+    ]
+    assert by_answer["采掘工作面的甲烷浓度检查次数如下：高瓦斯矿井，每班至少3次。"][0].endswith("高瓦斯矿井，每班至少多少次？")
+    assert "不低于几级" in by_answer["高瓦斯矿井应使用安全等级不低于三级的煤矿许用炸药。"][0]
+    assert "降到多少m3/t以下" in by_answer["瓦斯含量应降到8m3/t以下。"][0]  # the 3 of m3 is a unit, not asked for
+    for answer, questions in by_answer.items():  # each piece of an answer is the regulation's own text
+        assert all(piece in FACT_CHUNK["text"] for piece in answer.rstrip("。").split("："))
+        assert all("多少" in q or "几" in q or "有什么规定" in q for q in questions)
+    # the article pairs come first, then the fact pairs; unknown kinds are refused
+    both = clause_pairs(FACT_CHUNK, 150, kinds=("article", "fact"))
+    assert both[: len(both) - len(pairs)] == clause_pairs(FACT_CHUNK, 150) and both[len(both) - len(pairs):] == pairs
+    assert clause_pairs(FACT_CHUNK, 150, kinds=("fact",)) == pairs
+    with pytest.raises(ValueError, match="unknown clause pair kind"):
+        clause_pairs(FACT_CHUNK, 150, kinds=("facts",))
+    # long sentences are cut at commas so that questions fit; nothing without a number is asked
+    short = fact_pairs(FACT_CHUNK | {"text": "井下" + "，".join(["作业人员必须佩戴自救器"] * 6) + "，每班检查不少于2次。"}, 60, 60)
+    assert short and all(len(p["input"]) <= 60 and len(p["output"]) <= 60 for p in short)
+    assert fact_pairs(FACT_CHUNK | {"text": "本规定自公布之日起施行。"}, 150) == []
+
+
+def test_quantities_are_the_numbers_a_text_states() -> None:
+    text = "工作水泵应当能在20h内排出矿井24h的涌水量，备用水泵不小于70％，瓦斯含量降到8m3/t以下，按第3条：1．不低于三级，稳定一个月以上，20h。"
+    assert quantities(text) == ["20", "24", "70", "8", "三级", "一个月"]
+    assert quantities("本规定自公布之日起施行。") == []

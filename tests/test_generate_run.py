@@ -151,7 +151,8 @@ def test_secret_never_written_even_when_echoed_by_server(tmp_path) -> None:
 def test_cli_clause_missing_key_and_bad_flags(tmp_path, monkeypatch) -> None:
     path = write_chunks(tmp_path / "chunks.jsonl", make_chunks(5))
     out = tmp_path / "QAdata_all.json"
-    res = CliRunner().invoke(app, ["generate", str(path), "-o", str(out), "--provider", "clause", "--limit", "4"])
+    res = CliRunner().invoke(app, ["generate", str(path), "-o", str(out), "--provider", "clause", "--limit", "4",
+                                   "--clause_kinds", "article"])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text(encoding="utf-8"))
     assert len(data) == 8 and data[0]["input"] == "《煤矿防治水规定》第1条是如何规定的？"
@@ -175,4 +176,11 @@ def test_clause_on_the_real_corpus_is_fast_and_verbatim(tmp_path, corpus_dir) ->
     data = json.loads((tmp_path / "QAdata_all.json").read_text(encoding="utf-8"))
     assert summary["chunks"]["done"] == len(chunks) and len(data) >= 2 * len(chunks)
     texts = {c["id"]: c["text"] for c in chunks}
-    assert all(d["output"] in texts[d["chunk_id"]] for d in data)  # verbatim (parts of) the clause text
+    # verbatim: article answers are parts of the clause text; fact answers are one sentence of it
+    # (a list item behind the sentence that introduced the list, joined by "：")
+    assert all(piece in texts[d["chunk_id"]] for d in data for piece in d["output"].rstrip("。").split("："))
+    facts = [d for d in data if d["input"].startswith("根据《") and ("多少" in d["input"] or "几" in d["input"])]
+    assert len(facts) > len(chunks)  # the regulations are full of numbers
+    lamp = next(d for d in facts if "矿灯，最低应当能连续正常使用" in d["input"])
+    assert lamp["input"].startswith("根据《煤矿建设安全规程》第四百") and lamp["input"].endswith("，发出的矿灯，最低应当能连续正常使用多少h？")
+    assert lamp["output"] == "发出的矿灯，最低应当能连续正常使用11h。" and lamp["source"] == "2-煤矿建设安全规程.txt"

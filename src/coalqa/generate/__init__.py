@@ -6,7 +6,7 @@
 The provider layer (:func:`make_chat_client`) is reusable, e.g. for an LLM judge.
 """
 
-from coalqa.generate.clause import clause_pairs, split_text
+from coalqa.generate.clause import clause_pairs, fact_pairs, quantities, split_text
 from coalqa.generate.command import load_chunks
 from coalqa.generate.config import GenerateConfig
 from coalqa.generate.dedup import make_deduper, normalize
@@ -22,6 +22,8 @@ __all__ = [
     "build_dataset",
     "check_pair",
     "clause_pairs",
+    "fact_pairs",
+    "quantities",
     "is_refusal",
     "load_chunks",
     "load_prompt",

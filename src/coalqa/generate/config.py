@@ -17,6 +17,10 @@ class GenerateConfig(BaseModel):
         description="zhipuai (key from ZHIPUAI_API_KEY), openai (any OpenAI-compatible endpoint, "
         "key from OPENAI_API_KEY) or clause (offline: answers are the clause text verbatim)",
     )
+    clause_kinds: list[Literal["article", "fact"]] = Field(
+        ["article", "fact"], min_length=1,
+        description="pairs the clause generator makes: article (whole clause text) and/or fact (one sentence stating a number)",
+    )
     model: str = Field("glm-4", description="model name sent to the API (ignored by --provider clause)")
     base_url: str | None = Field(None, description="API base URL, e.g. http://localhost:8000/v1 (default: the SDK's)")
     concurrency: int = Field(8, ge=1, le=256, description="chunks requested in parallel")

@@ -4,7 +4,9 @@ Questions are normalised (NFKC, lower case, letters and digits only). Exact dupl
 normalised text. Near-duplicates are found with ``datasketch`` MinHash LSH over character bigrams
 and confirmed by the exact Jaccard similarity of the bigram sets (≥ ``threshold``); questions whose
 numbers differ (``第五十八条`` vs ``第五十九条``, ``6.2.2`` vs ``6.2.3``) are never near-duplicates,
-since they ask about different clauses.
+since they ask about different clauses; nor are two questions whose answers state different numbers
+(``低瓦斯矿井，每班至少多少次？`` → 2 and ``高瓦斯矿井，每班至少多少次？`` → 3: one character apart,
+two facts).
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ def _bigrams(norm: str) -> set[str]:
 
 
 def make_deduper(threshold: float = 0.8):
-    """Return ``seen(question) -> None | "duplicate_exact" | "duplicate_near"``.
+    """Return ``seen(question, answer="") -> None | "duplicate_exact" | "duplicate_near"``.
+
+    Exact duplicates compare the question only; near-duplicates also need the same numbers in
+    question and answer.
 
     Each call registers the question when it is new; call it in dataset order so the result is
     deterministic (MinHash uses a fixed seed).
@@ -38,11 +43,11 @@ def make_deduper(threshold: float = 0.8):
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
     kept: dict[str, tuple[set[str], list[str]]] = {}
 
-    def seen(question: str) -> str | None:
+    def seen(question: str, answer: str = "") -> str | None:
         norm = normalize(question)
         if norm in exact:
             return "duplicate_exact"
-        grams, numbers = _bigrams(norm), _NUMBERS.findall(norm)
+        grams, numbers = _bigrams(norm), _NUMBERS.findall(norm) + ["→"] + _NUMBERS.findall(normalize(answer))
         mh = MinHash(num_perm=NUM_PERM)
         mh.update_batch([g.encode("utf-8") for g in grams])
         for key in lsh.query(mh):

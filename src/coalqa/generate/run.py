@@ -31,7 +31,7 @@ from coalqa.generate.prompt import Prompt, load_prompt, render_prompt
 from coalqa.generate.validate import check_pair
 
 log = logging.getLogger("coalqa.generate")
-CLAUSE_VERSION = "clause-v1"
+CLAUSE_VERSION = "clause-v2"
 
 
 def side_paths(output: Path, cfg: GenerateConfig) -> dict[str, Path]:
@@ -55,6 +55,7 @@ def _header(cfg: GenerateConfig, prompt: Prompt | None) -> dict[str, Any]:
         "pairs": [lo, hi] if llm else None,
         "max_question_chars": cfg.max_question_chars,
         "max_answer_chars": cfg.max_answer_chars,
+        **({} if llm else {"clause_kinds": list(cfg.clause_kinds)}),
     }
 
 
@@ -81,9 +82,15 @@ def _llm_record(chunk: dict[str, Any], chat: ChatFn, prompt: Prompt, cfg: Genera
 
 
 def _clause_record(chunk: dict[str, Any], cfg: GenerateConfig, occurrence: int) -> dict[str, Any]:
-    pairs = clause_pairs(chunk, cfg.max_answer_chars, cfg.max_question_chars, occurrence)
+    pairs = clause_pairs(chunk, cfg.max_answer_chars, cfg.max_question_chars, occurrence, tuple(cfg.clause_kinds))
+    if pairs:
+        problems = []
+    elif not str(chunk.get("text") or "").strip():
+        problems = [{"reason": "empty_chunk", "detail": "chunk has no text"}]
+    else:  # only fact pairs asked for, and no sentence states a number
+        problems = [{"reason": "no_fact", "detail": "no sentence of the chunk states a number (clause_kinds: fact)"}]
     return {"chunk_id": chunk["id"], "text_sha": text_sha(chunk["text"]), "status": "done", "error": None,
-            "pairs": pairs, "problems": [] if pairs else [{"reason": "empty_chunk", "detail": "chunk has no text"}]}
+            "pairs": pairs, "problems": problems}
 
 
 def _progress(console: Console) -> Progress:
@@ -151,7 +158,7 @@ def build_dataset(chunks: list[dict], records: dict[str, dict], cfg: GenerateCon
         for pair in rec["pairs"]:
             why = check_pair(pair, cfg)
             if why is None:
-                why = seen(pair["input"])
+                why = seen(pair["input"], pair["output"])
             if why:
                 reject(chunk, why, json.dumps(pair, ensure_ascii=False))
                 continue
