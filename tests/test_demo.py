@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from coalqa.cli import app
 from coalqa.config import ConfigError
-from coalqa.demo import DemoConfig, locate_sources, split_config
+from coalqa.demo import DemoConfig, _overlaps_span, locate_sources, split_config
 from coalqa.eval import load_references, load_report
 
 runner = CliRunner()
@@ -34,6 +34,8 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
 
     qa = json.loads(Path(next(s["output"] for s in summary["steps"] if s["name"] == "generate")).read_text(encoding="utf-8"))
     assert all({"input", "output", "chunk_id", "source", "locator"} <= set(r) for r in qa)
+    # fact pairs (the demo's default) of the sentences holding the trained items' spans
+    assert all("多少" in r["input"] or "几" in r["input"] or r["input"].endswith("有什么规定？") for r in qa)
     adapter = Path(summary["adapter"])
     for name in ("adapter_model.safetensors", "train_config.yaml", "run_card.md"):
         assert (adapter / name).is_file()
@@ -97,3 +99,13 @@ def test_prepare_smollm2_builds_a_plain_model_folder_once(tmp_path):
     assert tokenizer.chat_template and tokenizer.eos_token == "<|im_end|>"
     model = load_model(folder, compute_dtype="float32")
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
+
+
+def test_overlaps_span_locates_each_piece_of_a_fact_answer():
+    text = "(三)采掘工作面的甲烷浓度检查次数如下:\n1.低瓦斯矿井，每班至少2次；\n2.高瓦斯矿井，每班至少3次；\n(四)其他规定。"
+    spans = ["2.高瓦斯矿井,每班至少3次;"]  # as locate_sources normalises them
+    assert _overlaps_span("采掘工作面的甲烷浓度检查次数如下：高瓦斯矿井，每班至少3次。", text, spans)
+    assert not _overlaps_span("采掘工作面的甲烷浓度检查次数如下：低瓦斯矿井，每班至少2次。", text, spans)
+    assert _overlaps_span("(三)采掘工作面的甲烷浓度检查次数如下:\n1.低瓦斯矿井，每班至少2次；\n2.高瓦斯矿井", text, spans)
+    assert not _overlaps_span("(四)其他规定。", text, spans)
+    assert _overlaps_span("an LLM's paraphrase, found nowhere in the text", text, spans)  # kept: cannot tell
