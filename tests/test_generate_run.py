@@ -181,6 +181,7 @@ def test_clause_on_the_real_corpus_is_fast_and_verbatim(tmp_path, corpus_dir) ->
     assert all(piece in texts[d["chunk_id"]] for d in data for piece in d["output"].rstrip("。").split("："))
     facts = [d for d in data if d["input"].startswith("根据《") and ("多少" in d["input"] or "几" in d["input"])]
     assert len(facts) > len(chunks)  # the regulations are full of numbers
+    assert summary["settings"]["clause_kinds"] == ["article", "fact"] and "model" not in summary["settings"]  # no glm-4 claim
     lamp = next(d for d in facts if "矿灯，最低应当能连续正常使用" in d["input"])
     assert lamp["input"].startswith("根据《煤矿建设安全规程》第四百") and lamp["input"].endswith("，发出的矿灯，最低应当能连续正常使用多少h？")
     assert lamp["output"] == "发出的矿灯，最低应当能连续正常使用11h。" and lamp["source"] == "2-煤矿建设安全规程.txt"

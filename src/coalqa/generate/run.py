@@ -32,6 +32,9 @@ from coalqa.generate.validate import check_pair
 
 log = logging.getLogger("coalqa.generate")
 CLAUSE_VERSION = "clause-v2"
+# Settings the clause generator never reads: left out of its summary so that it does not claim, say, model glm-4.
+LLM_ONLY = {"model", "base_url", "concurrency", "pairs", "prompt", "temperature", "top_p", "max_tokens", "timeout",
+            "max_retries", "retry_wait"}
 
 
 def side_paths(output: Path, cfg: GenerateConfig) -> dict[str, Path]:
@@ -244,7 +247,7 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
         "tokens": {"this_run": {k: session[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
                    "all_runs": tokens},
         "failed_chunks": failed,
-        "settings": cfg.model_dump(mode="json"),
+        "settings": cfg.model_dump(mode="json", exclude=None if llm else LLM_ONLY),
         "files": {k: str(v) for k, v in paths.items()},
         "elapsed_s": round(time.monotonic() - started, 2),
     }
