@@ -75,6 +75,11 @@ def _title(chunk: dict[str, Any]) -> str:
     return title.strip("《》 ")
 
 
+def _opening(text: str) -> str:
+    """The first words of ``text`` (up to the first punctuation, at most 20 characters), to point at it."""
+    return re.split(r"[，。；：,;:\n]", text, maxsplit=1)[0][:20].strip()
+
+
 def quantities(text: str) -> list[str]:
     """The numbers ``text`` states, as written, in order, without repeats: ``"在20h内排出24h的涌水量，不小于70％"`` →
     ``["20", "24", "70"]``. Unit exponents (``m3``), ordinals (``第3条``) and list markers (``1．``) are not
@@ -149,8 +154,7 @@ def fact_pairs(chunk: dict[str, Any], max_answer_chars: int, max_question_chars:
         return []
     title, locator = _title(chunk), str(chunk.get("locator") or "").strip()
     if occurrence:
-        opening = re.split(r"[，。；：,;:\n]", text, maxsplit=1)[0][:20].strip()
-        locator = f"{locator}（以“{opening}”开头的部分）"
+        locator = f"{locator}（以“{_opening(text)}”开头的部分）"
     prefix = f"根据《{title}》{locator}，"
     limit = min(max_answer_chars - 1, max_question_chars - len(prefix) - 1)
     pairs = []
@@ -192,7 +196,7 @@ def clause_pairs(chunk: dict[str, Any], max_answer_chars: int, max_question_char
     heading = str(chunk.get("heading") or "").split(" / ")[-1].strip()
     if heading and (heading in locator or locator in heading):
         heading = ""
-    opening = re.split(r"[，。；：,;:\n]", text, maxsplit=1)[0][:20].strip()
+    opening = _opening(text)
     if not locator:  # no article number: point at the text by its opening words
         locator = f"关于“{opening}”的条文"
     elif occurrence:
