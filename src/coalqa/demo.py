@@ -41,7 +41,7 @@ from rich.panel import Panel
 
 from coalqa.config import ConfigError, config_options, load_config
 from coalqa.errors import CoalqaError
-from coalqa.jsonio import write_json_atomic
+from coalqa.jsonio import file_sha256, write_json_atomic
 
 REAL_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 REAL_PRESET = "configs/deepseek-r1-distill-qwen-1.5b.yaml"
@@ -132,10 +132,6 @@ def _sha(*parts: Any) -> str:
         h.update(json.dumps(p, ensure_ascii=False, sort_keys=True, default=str).encode("utf-8"))
         h.update(b"\0")
     return h.hexdigest()[:12]
-
-
-def _file_sha(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def split_config(config_file: Path | None, overrides: dict[str, Any]) -> tuple[DemoConfig, dict[str, Any]]:
@@ -350,7 +346,7 @@ def step_train(cfg: DemoConfig, train_cfg, console: Console) -> tuple[Path, bool
     """Fine-tune into ``work_dir/train/demo-<key>`` (key: QA file content + every training setting)."""
     from coalqa.train import train
 
-    key = _sha("train-v1", _file_sha(train_cfg.data), train_cfg.model_dump(mode="json", exclude={"data", "output_dir", "run_name"}))
+    key = _sha("train-v1", file_sha256(train_cfg.data), train_cfg.model_dump(mode="json", exclude={"data", "output_dir", "run_name"}))
     run_dir = cfg.work_dir / "train" / f"demo-{key}"
     if (run_dir / "run_card.md").is_file() and (run_dir / "adapter_config.json").is_file():
         return run_dir, True
@@ -495,7 +491,7 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     ), highlight=False)
     steps.append(Step("model", time.monotonic() - t, model_reused, base))
 
-    gen_key = {"refs": [r["id"] for r in references], "refs_sha": _file_sha(cfg.references), "trained": sorted(trained_ids),
+    gen_key = {"refs": [r["id"] for r in references], "refs_sha": file_sha256(cfg.references), "trained": sorted(trained_ids),
                "max_new_tokens": _max_new_tokens(cfg), "batch": cfg.batch_size}
     t = banner(4, "answer the eval questions before fine-tuning")
     base_key = _sha("eval-v1", gen_key, base, fmt.model_dump(), train_cfg.use_4bit, train_cfg.bnb_4bit_compute_dtype)
@@ -508,7 +504,7 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     steps.append(Step("train", time.monotonic() - t, reused, str(run_dir)))
 
     t = banner(6, "answer again with the adapter and compare")
-    tuned_key = _sha("eval-v1", gen_key, str(run_dir), _file_sha(run_dir / "adapter_model.safetensors"))
+    tuned_key = _sha("eval-v1", gen_key, str(run_dir), file_sha256(run_dir / "adapter_model.safetensors"))
     tuned_report, reused = step_answer(cfg, "fine-tuned", references, trained_ids, base, run_dir, fmt, tuned_key, console)
     steps.append(Step("answer (fine-tuned)", time.monotonic() - t, reused, f"eval-fine-tuned-{tuned_key}.json"))
 

@@ -21,7 +21,6 @@ folder is written; a second Ctrl-C aborts at once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import signal
@@ -33,6 +32,7 @@ from typing import Any
 
 from coalqa.config import dump_config
 from coalqa.errors import CoalqaError
+from coalqa.jsonio import file_sha256
 from coalqa.modeling import check_model_location, disable_cpu_4bit_repacking, load_model, load_tokenizer, resolve_dtype
 from coalqa.template import PromptFormat
 from coalqa.train.config import TrainConfig
@@ -385,12 +385,6 @@ def plot_losses(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, history: list[dict], seconds: float,
@@ -404,7 +398,7 @@ def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, his
         f"- Status: {'interrupted (checkpoint saved)' if interrupted else 'finished'}",
         f"- Base model: `{config.model_name_or_path}` ({'4-bit ' + config.bnb_4bit_quant_type if config.use_4bit else 'full precision'}, "
         f"compute {config.bnb_4bit_compute_dtype})",
-        f"- Data: `{config.data}` (sha256 `{_sha256(config.data)}`)",
+        f"- Data: `{config.data}` (sha256 `{file_sha256(config.data)}`)",
         f"- QA pairs: {data.rows} read; {len(data.train)} train, {len(data.eval)} eval ({data.split_note}); "
         f"{data.truncated} cut to max_length {config.max_length}; {data.skipped_too_long} skipped",
         f"- Prompt format: template `{config.template}`, think `{config.think}`",
