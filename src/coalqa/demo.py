@@ -357,8 +357,8 @@ def step_train(cfg: DemoConfig, train_cfg, console: Console) -> tuple[Path, bool
             console.print(f"resuming the interrupted training in {run_dir}", highlight=False)
         else:
             shutil.rmtree(run_dir)
-    steps = train_cfg.max_steps if train_cfg.max_steps > 0 else f"{train_cfg.num_train_epochs} epochs"
-    console.print(f"fine-tuning LoRA r={train_cfg.lora_rank} for {steps} steps (lr {train_cfg.learning_rate:g}) on {train_cfg.data}",
+    length = f"{train_cfg.max_steps} steps" if train_cfg.max_steps > 0 else f"{train_cfg.num_train_epochs:g} epochs"
+    console.print(f"fine-tuning LoRA r={train_cfg.lora_rank} for {length} (lr {train_cfg.learning_rate:g}) on {train_cfg.data}",
                   highlight=False)
     out = train(train_cfg.model_copy(update=update))
     return Path(out), False
@@ -510,7 +510,7 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
 
     seen_table = ""
     if cfg.seen_questions:
-        t = banner(7, "recitation check: ask some training questions themselves")
+        t = banner(7, "recitation check: training questions")
         seen = seen_references(qa_path, cfg.seen_questions)
         seen_key = {"seen": [r["question"] for r in seen], "max_new_tokens": _max_new_tokens(cfg), "batch": cfg.batch_size}
         seen_base, reused_b = step_answer(cfg, "base-seen", seen, None, base, None, fmt,
