@@ -48,7 +48,7 @@ REAL_PRESET = "configs/deepseek-r1-distill-qwen-1.5b.yaml"
 REAL_RUN = f"coalqa demo --model_name_or_path {REAL_MODEL} --config {REAL_PRESET}"
 TRAINED, NOT_TRAINED = "trained", "not trained"
 
-# Training settings of the stand-in run, sized for 2 CPU cores (about 10 minutes at ~7 s/step): LoRA on a
+# Training settings of the stand-in run, sized for 2 CPU cores (about 12 minutes at ~8 s/step): LoRA on a
 # bf16 base, not 4-bit (half the step time of fp32 on CPUs with bf16 instructions; an adapter is served on
 # the precision it was trained on, see ../shared/notes/offline-models.md), a higher learning rate and many
 # epochs over a small subset, so that a 135M model takes in the numbers and not only the wording.
@@ -267,14 +267,12 @@ def _provider(cfg: DemoConfig) -> tuple[str, str | None]:
 def _overlaps_span(output: str, chunk_text: str, spans: list[str]) -> bool:
     """Whether a clause answer overlaps one of the eval spans in that chunk.
 
-    The answer's pieces (a fact answer joins a list's lead sentence and the item with ``：``, after a
-    ``根据《…》…，`` citation) are located in the chunk text; a piece found nowhere is ignored, an answer
-    with no piece found is kept.
+    The answer's pieces (a fact answer joins a list's lead sentence and the item with ``：``) are located
+    in the chunk text; a piece found nowhere is ignored, an answer with no piece found is kept.
     """
     text = _squash(chunk_text)
     found = False
     for piece in _squash(output).rstrip("。").split(":"):
-        piece = piece.split(",", 1)[1] if piece.startswith("根据《") and "," in piece else piece
         start = text.find(piece)
         if not piece or start < 0:
             continue
