@@ -10,6 +10,9 @@ import pytest
 # The Hub is unreachable here: never wait for its retries in tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every machine takes the same (float32) path in tests unless a test asks otherwise: users' CPUs often lack
+# native bf16 (coalqa.hardware), and greedy answers compared token by token must not depend on the CI CPU.
+os.environ.setdefault("COALQA_CPU_BF16", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -150,6 +151,18 @@ def test_4bit_default_comes_from_the_adapter(trained_adapter, tmp_path) -> None:
     (r,) = answer(four, [QA[0][0]], GREEDY, progress=False)
     assert r["tokens"] > 0
     assert load_model(copy, load_in_4bit=False).load_in_4bit is False
+
+
+def test_auto_dtype_on_a_cpu_without_bf16_is_float32_in_ask_and_eval(trained_adapter) -> None:
+    """conftest's COALQA_CPU_BF16=0 is the path of a CPU without native bf16: auto must load float32 weights."""
+    from coalqa.eval import load_eval_model
+
+    for got in (load_model(trained_adapter), load_eval_model(trained_adapter), load_eval_model(trained_adapter, no_adapter=True)):
+        assert {p.dtype for p in got.model.parameters()} == {torch.float32}
+        assert got.dtype == "float32" and "COALQA_CPU_BF16=0" in got.dtype_reason
+        assert got.describe()["dtype_reason"] == got.dtype_reason
+    forced = load_eval_model(trained_adapter, dtype="bfloat16")  # an explicit dtype is passed through eval
+    assert forced.dtype == "bfloat16" and next(forced.model.parameters()).dtype == torch.bfloat16
 
 
 def test_no_adapter_serves_the_base_with_the_same_format(trained_adapter, tiny_qwen2_dir) -> None:

@@ -63,7 +63,8 @@ def _labels_per_example(batch: dict) -> list[tuple[list[int], list[int]]]:
 def test_defaults_are_the_original_design() -> None:
     c = TrainConfig()
     assert c.model_name_or_path == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
-    assert (c.use_4bit, c.bnb_4bit_quant_type, c.bnb_4bit_compute_dtype) == (True, "nf4", "bfloat16")
+    # bf16 compute in the original design; "auto" gives it on GPUs with bf16 (tests/test_hardware.py)
+    assert (c.use_4bit, c.bnb_4bit_quant_type, c.bnb_4bit_compute_dtype) == (True, "nf4", "auto")
     assert (c.lora_rank, c.lora_alpha, c.lora_dropout) == (64, 16, 0.1)
     assert c.lora_target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     assert (c.num_train_epochs, c.per_device_train_batch_size, c.gradient_accumulation_steps) == (6, 4, 4)
@@ -244,3 +245,28 @@ def test_qlora_4bit_trains_on_cpu(tmp_path: Path, tiny_qwen2_dir: Path, qa_file:
     saved = yaml.safe_load((result.run_dir / "train_config.yaml").read_text(encoding="utf-8"))
     assert saved["use_4bit"] is True and saved["bnb_4bit_compute_dtype"] == "bfloat16"
     assert (result.run_dir / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("cpu_bf16", "expected"), [("0", torch.float32), ("1", torch.bfloat16)])
+def test_auto_compute_dtype_follows_the_cpu(tmp_path: Path, tiny_qwen2_dir: Path, qa_file: Path, monkeypatch,
+                                            cpu_bf16: str, expected) -> None:
+    """A CPU without native bf16 (COALQA_CPU_BF16=0 takes its path) trains QLoRA in float32, one with it in bf16."""
+    import bitsandbytes as bnb
+
+    from coalqa.hardware import cpu_native_bf16
+
+    monkeypatch.setenv("COALQA_CPU_BF16", cpu_bf16)
+    cpu_native_bf16.cache_clear()
+    try:
+        result = prepare(_config(tiny_qwen2_dir, qa_file, tmp_path, use_4bit=True, bnb_4bit_compute_dtype="auto",
+                                 max_steps=1, val_ratio=0))
+        full = prepare(_config(tiny_qwen2_dir, qa_file, tmp_path, bnb_4bit_compute_dtype="auto", max_steps=1, val_ratio=0))
+    finally:
+        cpu_native_bf16.cache_clear()
+    four_bit = [m for m in result.trainer.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert four_bit and {m.compute_dtype for m in four_bit} == {expected}
+    base_weight = full.trainer.model.get_submodule("base_model.model.model.layers.0.self_attn.q_proj").base_layer.weight
+    assert base_weight.dtype == expected and full.trainer.args.bf16 is (expected == torch.bfloat16)
+    assert result.trainer.args.bf16 is (expected == torch.bfloat16) and not result.trainer.args.fp16
+    assert result.dtype.name == str(expected).removeprefix("torch.") and f"COALQA_CPU_BF16={cpu_bf16}" in result.dtype.reason
+    assert result.config.bnb_4bit_compute_dtype == "auto"  # saved as asked: the next machine decides for itself

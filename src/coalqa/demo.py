@@ -41,6 +41,7 @@ from rich.panel import Panel
 
 from coalqa.config import ConfigError, config_options, load_config
 from coalqa.errors import CoalqaError
+from coalqa.hardware import choose_dtype
 from coalqa.jsonio import file_sha256, write_json_atomic
 
 REAL_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
@@ -48,13 +49,17 @@ REAL_PRESET = "configs/deepseek-r1-distill-qwen-1.5b.yaml"
 REAL_RUN = f"coalqa demo --model_name_or_path {REAL_MODEL} --config {REAL_PRESET}"
 TRAINED, NOT_TRAINED = "trained", "not trained"
 
-# Training settings of the stand-in run, sized for 2 CPU cores (about 12 minutes at ~8 s/step): LoRA on a
-# bf16 base, not 4-bit (half the step time of fp32 on CPUs with bf16 instructions; an adapter is served on
-# the precision it was trained on, see ../shared/notes/offline-models.md), a higher learning rate and many
-# epochs over a small subset, so that a 135M model takes in the numbers and not only the wording.
+# The stand-in's system prompt: SmolLM2 spends ~2 tokens per Chinese character, so the project's 62-character
+# system prompt (125 tokens) was 40% of every training example; this one is 13 tokens.
+STANDIN_SYSTEM_PROMPT = "你是煤矿安全规程问答助手。"
+# Training settings of the stand-in run, sized for 2 CPU cores: LoRA on a full-precision base, not 4-bit (an
+# adapter is served on the precision it was trained on, see ../shared/notes/offline-models.md), compute dtype by
+# the hardware (bf16 where the CPU runs it natively, else fp32: coalqa.hardware), a short system prompt, a higher
+# learning rate and many epochs over a small subset, so that a 135M model takes in the numbers, not only the wording.
 STANDIN_TRAIN: dict[str, Any] = {
+    "system_prompt": STANDIN_SYSTEM_PROMPT,
     "use_4bit": False,
-    "bnb_4bit_compute_dtype": "bfloat16",
+    "bnb_4bit_compute_dtype": "auto",
     "lora_rank": 16,
     "lora_alpha": 32,
     "lora_dropout": 0.0,
@@ -340,13 +345,22 @@ def _train_config(cfg: DemoConfig, preset: dict[str, Any], base: str, data: Path
     return TrainConfig.model_validate(settings | {"model_name_or_path": base, "data": data})
 
 
-def step_train(cfg: DemoConfig, train_cfg, console: Console) -> tuple[Path, bool]:
-    """Fine-tune into ``work_dir/train/demo-<key>`` (key: QA file content + every training setting)."""
-    from coalqa.train import train
+def _finished_run(run_dir: Path) -> bool:
+    card = run_dir / "run_card.md"
+    return (run_dir / "adapter_config.json").is_file() and card.is_file() and \
+        "- Status: finished" in card.read_text(encoding="utf-8")
 
-    key = _sha("train-v1", file_sha256(train_cfg.data), train_cfg.model_dump(mode="json", exclude={"data", "output_dir", "run_name"}))
+
+def step_train(cfg: DemoConfig, train_cfg, dtype: str, console: Console) -> tuple[Path, bool]:
+    """Fine-tune into ``work_dir/train/demo-<key>`` (key: QA file content + every training setting + the compute
+    dtype ``auto`` resolved to). An interrupted run (Ctrl-C, SIGTERM) keeps its checkpoint, stops the demo, and is
+    resumed by the next ``coalqa demo``."""
+    from coalqa.train.trainer import run
+
+    key = _sha("train-v1", file_sha256(train_cfg.data), train_cfg.model_dump(mode="json", exclude={"data", "output_dir", "run_name"}),
+               dtype)
     run_dir = cfg.work_dir / "train" / f"demo-{key}"
-    if (run_dir / "run_card.md").is_file() and (run_dir / "adapter_config.json").is_file():
+    if _finished_run(run_dir):
         return run_dir, True
     update: dict[str, Any] = {"output_dir": run_dir.parent, "run_name": run_dir.name}
     if run_dir.is_dir():
@@ -356,10 +370,14 @@ def step_train(cfg: DemoConfig, train_cfg, console: Console) -> tuple[Path, bool
         else:
             shutil.rmtree(run_dir)
     length = f"{train_cfg.max_steps} steps" if train_cfg.max_steps > 0 else f"{train_cfg.num_train_epochs:g} epochs"
-    console.print(f"fine-tuning LoRA r={train_cfg.lora_rank} for {length} (lr {train_cfg.learning_rate:g}) on {train_cfg.data}",
-                  highlight=False)
-    out = train(train_cfg.model_copy(update=update))
-    return Path(out), False
+    console.print(f"fine-tuning LoRA r={train_cfg.lora_rank} for {length} (lr {train_cfg.learning_rate:g}, {dtype}) on "
+                  f"{train_cfg.data}", highlight=False)
+    result = run(train_cfg.model_copy(update=update))
+    if result.interrupted:
+        console.print(f"[yellow]training interrupted[/]: checkpoint saved in {run_dir}; run `coalqa demo` again to resume",
+                      highlight=False)
+        raise KeyboardInterrupt
+    return result.run_dir, False
 
 
 def step_answer(
@@ -479,8 +497,10 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     base, description, model_reused = _base_model(cfg, console)
     train_cfg = _train_config(cfg, preset, base, qa_path)
     fmt = PromptFormat(template=train_cfg.template, think=train_cfg.think, system_prompt=train_cfg.system_prompt)
+    train_dtype, answer_dtype = choose_dtype(train_cfg.bnb_4bit_compute_dtype), choose_dtype("auto")
     console.print(Panel(
         f"base model: {description}\n"
+        f"compute dtype: training {train_dtype.name} ({train_dtype.reason}); answering {answer_dtype.name}\n"
         + ("" if cfg.model_name_or_path else
            "[bold]This stand-in shows the pipeline working end to end; it is not a quality claim.[/] "
            "A 135M mostly-English model writes poor Chinese and after a short LoRA run mostly recites what it was "
@@ -490,15 +510,15 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     steps.append(Step("model", time.monotonic() - t, model_reused, base))
 
     gen_key = {"refs": [r["id"] for r in references], "refs_sha": file_sha256(cfg.references), "trained": sorted(trained_ids),
-               "max_new_tokens": _max_new_tokens(cfg), "batch": cfg.batch_size}
+               "max_new_tokens": _max_new_tokens(cfg), "batch": cfg.batch_size, "dtype": answer_dtype.name}
     t = banner(4, "answer the eval questions before fine-tuning")
-    base_key = _sha("eval-v1", gen_key, base, fmt.model_dump(), train_cfg.use_4bit, train_cfg.bnb_4bit_compute_dtype)
+    base_key = _sha("eval-v1", gen_key, base, fmt.model_dump(), train_cfg.use_4bit)
     base_report, reused = step_answer(cfg, "base", references, trained_ids, base, None, fmt, base_key, console,
                                       load_in_4bit=train_cfg.use_4bit)
     steps.append(Step("answer (base)", time.monotonic() - t, reused, f"eval-base-{base_key}.json"))
 
     t = banner(5, "fine-tune")
-    run_dir, reused = step_train(cfg, train_cfg, console)
+    run_dir, reused = step_train(cfg, train_cfg, train_dtype.name, console)
     steps.append(Step("train", time.monotonic() - t, reused, str(run_dir)))
 
     t = banner(6, "answer again with the adapter and compare")
@@ -546,6 +566,7 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
         "trained_items": sorted(trained_ids),
         "adapter": str(run_dir),
         "train_settings": train_cfg.model_dump(mode="json"),
+        "dtype": {"training": train_dtype.name, "answering": answer_dtype.name, "reason": train_dtype.reason},
         "steps": [dataclasses.asdict(s) for s in steps],
         "total_seconds": round(total, 1),
         "comparison": {"markdown": str(md_path), "chart": str(png_path)},

@@ -2,7 +2,8 @@
 
 Used by training, inference, evaluation and serving alike, so every stage loads the base the same
 way. 4-bit loading follows the QLoRA recipe (Dettmers et al., 2023): NF4 weights, double
-quantisation, bf16 compute, through bitsandbytes (which also runs on CPU since 0.46).
+quantisation, bf16 compute where the hardware runs it natively (:mod:`coalqa.hardware`), through
+bitsandbytes (which also runs on CPU since 0.46).
 """
 
 from __future__ import annotations
@@ -10,27 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from coalqa.errors import CoalqaError
+from coalqa.hardware import choose_dtype
 
 
-def resolve_dtype(name: str):
-    """Map ``"bfloat16" | "float32" | "auto"`` to a torch dtype.
+def resolve_dtype(name: str, device: str | None = None):
+    """Map ``"bfloat16" | "float32" | "auto"`` to a torch dtype for ``device`` (default: the GPU if any, else CPU).
 
-    ``auto`` is bf16 on CPUs and on GPUs that support it, else fp32. fp16 is refused: Qwen2 models
-    overflow to NaN losses in fp16 (see ``../shared/notes/offline-models.md``).
+    ``auto`` follows :func:`coalqa.hardware.choose_dtype`: bf16 on GPUs that support it and on CPUs with native
+    bf16 (AVX512_BF16/AMX), else fp32. fp16 is refused: Qwen2 models overflow to NaN losses in fp16.
 
     Raises:
-        CoalqaError: an unknown or fp16 dtype name.
+        CoalqaError: an unknown or fp16 dtype name, or bf16 on a GPU without it.
     """
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-            return torch.float32
-        return torch.bfloat16
-    table = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}
-    if name not in table:
-        raise CoalqaError(f"dtype {name!r} not supported; use bfloat16, float32 or auto (fp16 gives NaN losses on Qwen2)")
-    return table[name]
+    return choose_dtype(name, device).torch_dtype
 
 
 def _load_error(name_or_path: str, what: str, err: Exception) -> CoalqaError:
@@ -81,14 +74,15 @@ def load_model(
     *,
     load_in_4bit: bool = False,
     bnb_4bit_quant_type: str = "nf4",
-    compute_dtype: str = "bfloat16",
+    compute_dtype: str = "auto",
     device_map: str | dict | None = None,
 ):
     """Load a causal LM for training or inference.
 
     Args:
         load_in_4bit: quantise linear layers to 4-bit with bitsandbytes (QLoRA); works on CUDA and CPU.
-        compute_dtype: dtype of non-quantised weights and of 4-bit compute (``bfloat16``/``float32``/``auto``).
+        compute_dtype: dtype of non-quantised weights and of 4-bit compute (``bfloat16``/``float32``/``auto``;
+            ``auto`` decided by :func:`coalqa.hardware.choose_dtype` for the device in ``device_map``).
         device_map: passed to ``from_pretrained``; default: the single GPU if any, else CPU.
 
     Returns:
@@ -100,11 +94,11 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    dtype = resolve_dtype(compute_dtype)
-    kwargs: dict = {"dtype": dtype}
     if device_map is None:
         device_map = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
-    kwargs["device_map"] = device_map
+    on_cpu = isinstance(device_map, dict) and all(str(d) == "cpu" for d in device_map.values())
+    dtype = resolve_dtype(compute_dtype, "cpu" if on_cpu else None)
+    kwargs: dict = {"dtype": dtype, "device_map": device_map}
     if load_in_4bit:
         try:
             import bitsandbytes  # noqa: F401

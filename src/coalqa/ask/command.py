@@ -92,7 +92,7 @@ def ask(
         err.print(f"[yellow]note:[/] {escape(note)}")
     err.print(
         f"base {loaded.base} · adapter {loaded.adapter or '(none)'} · "
-        f"{'4-bit NF4' if loaded.load_in_4bit else loaded.dtype} · template {loaded.fmt.template}/{loaded.fmt.think} · "
+        f"{'4-bit NF4, ' if loaded.load_in_4bit else ''}{loaded.dtype} ({loaded.dtype_reason}) · template {loaded.fmt.template}/{loaded.fmt.think} · "
         + (f"temperature {cfg.temperature}, top_p {cfg.top_p}" if cfg.sampling else "greedy")
         + f" · max_new_tokens {cfg.max_new_tokens}",
         style="dim",

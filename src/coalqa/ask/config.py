@@ -30,8 +30,8 @@ class AskConfig(BaseModel):
     )
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         "auto",
-        description="weights/compute dtype; auto: 4-bit → the adapter's bnb_4bit_compute_dtype, "
-        "GPU → bfloat16, CPU → float32",
+        description="weights/compute dtype (4-bit: the compute dtype); auto: bfloat16 on GPUs that support it and on "
+        "CPUs with native bf16 (AVX512_BF16/AMX), else float32",
     )
     temperature: float = Field(0.6, ge=0, le=2, description="sampling temperature (DeepSeek-R1: 0.5-0.7, 0.6 recommended); 0 = greedy")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling threshold (DeepSeek-R1: 0.95)")

@@ -26,6 +26,7 @@ import yaml
 
 from coalqa.ask.config import AskConfig
 from coalqa.errors import CoalqaError
+from coalqa.hardware import choose_dtype
 from coalqa.modeling import load_model as load_base_model
 from coalqa.modeling import load_tokenizer
 from coalqa.template import PromptFormat, encode_prompt, prompt_opens_think, split_reasoning
@@ -47,6 +48,7 @@ class LoadedModel:
     adapter: Path | None
     load_in_4bit: bool = False
     dtype: str = "float32"
+    dtype_reason: str = ""
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> dict:
@@ -56,6 +58,7 @@ class LoadedModel:
             "base": self.base,
             "load_in_4bit": self.load_in_4bit,
             "dtype": self.dtype,
+            "dtype_reason": self.dtype_reason,
             "prompt_format": self.fmt.model_dump(),
         }
 
@@ -152,20 +155,6 @@ def check_adapter_fits(model, adapter_dir: Path, tokenizer) -> list[str]:
     return problems
 
 
-def _pick_dtype(dtype: str, load_in_4bit: bool, train_cfg: dict) -> str:
-    import torch
-
-    if dtype != "auto":
-        return dtype
-    if load_in_4bit:
-        dtype = str(train_cfg.get("bnb_4bit_compute_dtype") or "bfloat16")
-        if dtype != "auto":
-            return dtype
-    if torch.cuda.is_available():
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "float32"
-
-
 def load_model(
     peft_model: str | Path | None = None,
     *,
@@ -186,8 +175,8 @@ def load_model(
             different name is accepted when every adapter tensor fits the base (a renamed local copy).
         load_in_4bit: default: ``use_4bit`` of the adapter's training (an adapter trained on a 4-bit base
             is served on a 4-bit base), ``False`` without an adapter.
-        dtype: ``auto`` (4-bit: the training's ``bnb_4bit_compute_dtype``; GPU: bf16; CPU: fp32),
-            ``bfloat16`` or ``float32``.
+        dtype: ``auto`` (:func:`coalqa.hardware.choose_dtype`: bf16 on GPUs that support it and on CPUs with
+            native bf16, else fp32; for 4-bit loading it is the compute dtype), ``bfloat16`` or ``float32``.
         use_adapter: ``False`` reads format/base/4-bit from the adapter folder but serves the base only
             (``coalqa ask --no-adapter``: compare before/after fine-tuning under identical prompts).
 
@@ -213,7 +202,10 @@ def load_model(
         )
     if load_in_4bit is None:
         load_in_4bit = bool(train_cfg.get("use_4bit", False))
-    dtype = _pick_dtype(dtype, load_in_4bit, train_cfg)
+    on_cpu = device_map is None and not _cuda() or (isinstance(device_map, dict)
+                                                      and all(str(d) == "cpu" for d in device_map.values()))
+    choice = choose_dtype(dtype, "cpu" if on_cpu else "cuda")
+    dtype = choice.name
 
     tokenizer_dir = adapter_dir if adapter_dir and (adapter_dir / "tokenizer_config.json").is_file() else base
     try:
@@ -260,8 +252,15 @@ def load_model(
         adapter=adapter_dir if use_adapter else None,
         load_in_4bit=load_in_4bit,
         dtype=dtype,
+        dtype_reason=choice.reason,
         notes=notes,
     )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _eos_ids(loaded: LoadedModel) -> list[int]:

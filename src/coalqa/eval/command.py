@@ -81,7 +81,8 @@ def eval_command(
         from coalqa.eval.run import generate_predictions, load_eval_model
 
         loaded = load_eval_model(peft_model, no_adapter=no_adapter, model_name_or_path=cfg.model_name_or_path,
-                                 load_in_4bit=cfg.load_in_4bit)
+                                 load_in_4bit=cfg.load_in_4bit, dtype=cfg.dtype)
+        console.print(f"compute dtype {loaded.dtype} ({loaded.dtype_reason})", highlight=False)
         label = label or ("base" if no_adapter else Path(peft_model).name)
         console.print(f"answering {len(refs)} questions with {label} (greedy)" if cfg.temperature == 0 else
                       f"answering {len(refs)} questions with {label} (temperature {cfg.temperature})", highlight=False)

@@ -25,6 +25,7 @@ def load_eval_model(
     no_adapter: bool = False,
     model_name_or_path: str | None = None,
     load_in_4bit: bool | None = None,
+    dtype: str = "auto",
 ):
     """Load what is being evaluated, through :func:`coalqa.ask.load_model`.
 
@@ -32,6 +33,8 @@ def load_eval_model(
     * ``peft_model`` + ``no_adapter``: that adapter's base model *without* the adapter, prompted with
       the adapter's own prompt format and precision — the fair "before fine-tuning" run.
     * ``no_adapter`` + ``model_name_or_path``: a base model with the default prompt format.
+
+    ``dtype``: ``auto`` (by the hardware, :func:`coalqa.hardware.choose_dtype`), ``bfloat16`` or ``float32``.
 
     Returns:
         ``coalqa.ask.LoadedModel``.
@@ -48,7 +51,7 @@ def load_eval_model(
     if peft_model is None and not model_name_or_path:
         raise CoalqaError("--no-adapter needs --model_name_or_path (or --peft_model DIR to use that adapter's base)")
     return load_model(peft_model, model_name_or_path=model_name_or_path, load_in_4bit=load_in_4bit,
-                      use_adapter=not no_adapter)
+                      dtype=dtype, use_adapter=not no_adapter)
 
 
 def generate_predictions(

@@ -1,7 +1,8 @@
 """Settings of ``coalqa train`` (QA pairs → LoRA adapter), declared once with their help text.
 
 Defaults are the original CoalQA design's: base ``deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B``, 4-bit NF4
-with bf16 compute (QLoRA), LoRA r=64 / alpha=16 / dropout=0.1 on all attention and MLP projections,
+with bf16 compute (QLoRA; ``auto`` keeps bf16 where the hardware runs it natively and takes fp32 elsewhere, see
+:mod:`coalqa.hardware`), LoRA r=64 / alpha=16 / dropout=0.1 on all attention and MLP projections,
 6 epochs, batch 4 × gradient accumulation 4, lr 2e-4, weight decay 0.01, warmup ratio 0.1, cosine
 schedule. ``TrainConfig`` subclasses :class:`coalqa.template.PromptFormat`, so the prompt format
 (``template``, ``think``, ``system_prompt``) is saved with every adapter and reused by ``coalqa ask``.
@@ -36,7 +37,8 @@ class TrainConfig(PromptFormat):
     use_4bit: bool = Field(True, description="load the base in 4-bit (bitsandbytes, QLoRA); works on GPU and CPU")
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit quantisation type")
     bnb_4bit_compute_dtype: Literal["bfloat16", "float32", "auto"] = Field(
-        "bfloat16", description="dtype of 4-bit compute and of the non-quantised weights; never float16 (NaN losses on Qwen2)"
+        "auto", description="dtype of 4-bit compute and of the non-quantised weights (also without 4-bit); auto: bfloat16 "
+        "on GPUs that support it and on CPUs with native bf16 (AVX512_BF16/AMX), else float32; never float16 (NaN losses on Qwen2)"
     )
 
     # LoRA

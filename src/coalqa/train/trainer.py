@@ -33,7 +33,8 @@ from typing import Any
 from coalqa.config import dump_config
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import file_sha256
-from coalqa.modeling import check_model_location, disable_cpu_4bit_repacking, load_model, load_tokenizer, resolve_dtype
+from coalqa.hardware import DtypeChoice, choose_dtype
+from coalqa.modeling import check_model_location, disable_cpu_4bit_repacking, load_model, load_tokenizer
 from coalqa.template import PromptFormat
 from coalqa.train.config import TrainConfig
 from coalqa.train.data import TokenisedData, read_qa_file, tokenise
@@ -50,6 +51,7 @@ class TrainResult:
     trainer: Any
     data: TokenisedData
     config: TrainConfig  # resolved: gradient_checkpointing and packing decided
+    dtype: DtypeChoice | None = None  # the compute dtype used, and why
     checkpoint: Path | None = None
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
@@ -90,7 +92,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
         history = _read_log(run_dir / "train_log.jsonl")
         plot_losses(history, run_dir / "loss_curve.png")
         _write_run_card(run_dir, result.config, result.data, history, time.time() - result.started,
-                        result.interrupted, result.notes + result.data.notes)
+                        result.interrupted, result.notes + result.data.notes, result.dtype)
     state.wait_for_everyone()
     return result
 
@@ -120,14 +122,14 @@ def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     for note in data.notes:
         log.warning(note)
 
-    dtype = resolve_dtype(config.bnb_4bit_compute_dtype)
     on_gpu = torch.cuda.is_available()
-    if on_gpu and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise CoalqaError("this GPU has no bfloat16; pass --bnb_4bit_compute_dtype float32 (float16 is refused: NaN losses on Qwen2)")
+    dtype = choose_dtype(config.bnb_4bit_compute_dtype, "cuda" if on_gpu else "cpu")
+    if state.is_main_process:
+        log.info("compute dtype %s (%s)", dtype.name, dtype.reason)
     gc = config.gradient_checkpointing if config.gradient_checkpointing is not None else on_gpu
     device_map = {"": state.local_process_index} if on_gpu else {"": "cpu"}
     model = load_model(config.model_name_or_path, load_in_4bit=config.use_4bit,
-                       bnb_4bit_quant_type=config.bnb_4bit_quant_type, compute_dtype=config.bnb_4bit_compute_dtype,
+                       bnb_4bit_quant_type=config.bnb_4bit_quant_type, compute_dtype=dtype.name,
                        device_map=device_map)
     if config.use_4bit:
         from peft import prepare_model_for_kbit_training
@@ -143,9 +145,9 @@ def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
         if not packing:
             notes.append(f"packing turned off: {reason}")
     resolved = config.model_copy(update={"gradient_checkpointing": gc, "packing": packing})
-    trainer = _build_trainer(resolved, model, tokenizer, data, run_dir, bf16=dtype == torch.bfloat16,
+    trainer = _build_trainer(resolved, model, tokenizer, data, run_dir, bf16=dtype.name == "bfloat16",
                              callbacks=callbacks or [])
-    return TrainResult(run_dir, trainer, data, resolved, checkpoint, notes=notes, started=started)
+    return TrainResult(run_dir, trainer, data, resolved, dtype, checkpoint, notes=notes, started=started)
 
 
 def _run_dir(config: TrainConfig, state) -> tuple[Path, Path | None]:
@@ -388,7 +390,7 @@ def plot_losses(history: list[dict], path: Path) -> None:
 
 
 def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, history: list[dict], seconds: float,
-                    interrupted: bool, notes: list[str]) -> None:
+                    interrupted: bool, notes: list[str], dtype: DtypeChoice) -> None:
     last = lambda key: next((e[key] for e in reversed(history) if key in e), None)  # noqa: E731
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     steps = max((e.get("step", 0) for e in history), default=0)
@@ -397,7 +399,7 @@ def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, his
         "",
         f"- Status: {'interrupted (checkpoint saved)' if interrupted else 'finished'}",
         f"- Base model: `{config.model_name_or_path}` ({'4-bit ' + config.bnb_4bit_quant_type if config.use_4bit else 'full precision'}, "
-        f"compute {config.bnb_4bit_compute_dtype})",
+        f"compute {dtype.name} on {dtype.device}: {dtype.reason})",
         f"- Data: `{config.data}` (sha256 `{file_sha256(config.data)}`)",
         f"- QA pairs: {data.rows} read; {len(data.train)} train, {len(data.eval)} eval ({data.split_note}); "
         f"{data.truncated} cut to max_length {config.max_length}; {data.skipped_too_long} skipped",

@@ -1,0 +1,102 @@
+"""coalqa.hardware: the compute dtype follows what the machine runs fast; every stage's ``auto`` uses it."""
+
+from __future__ import annotations
+
+import logging
+import platform
+
+import pytest
+import torch
+
+from coalqa import hardware
+from coalqa.errors import CoalqaError
+from coalqa.hardware import choose_dtype, cpu_native_bf16
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    """Pretend to be an x86 CPU with the given flags, PyTorch capability and probe timings (ms)."""
+
+    def make(flags: set[str], capability: str = "AVX512", probe: tuple[float, float] = (1.0, 0.5)):
+        monkeypatch.delenv(hardware.ENV_CPU_BF16, raising=False)
+        monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+        monkeypatch.setattr(hardware, "_cpu_flags", lambda: set(flags) | {"avx2", "fma"})
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        monkeypatch.setattr(hardware, "bf16_matmul_probe", lambda: probe)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        cpu_native_bf16.cache_clear()
+        hardware._warn_slow_bf16.cache_clear()
+
+    yield make
+    cpu_native_bf16.cache_clear()
+    hardware._warn_slow_bf16.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("flags", "capability", "probe", "expected", "why"),
+    [
+        ({"avx512f", "avx512_bf16"}, "AVX512", (1.0, 0.5), "bfloat16", "native bfloat16 (AVX512_BF16)"),
+        ({"amx_bf16", "amx_tile"}, "AVX512", (1.0, 0.4), "bfloat16", "native bfloat16 (AMX)"),
+        (set(), "AVX2", (39.0, 1363.0), "float32", "no native bfloat16"),  # AMD Zen 3: issue 10's machine
+        ({"avx512f"}, "AVX512", (1.0, 20.0), "float32", "no native bfloat16"),  # Skylake-X: AVX512 without BF16
+        ({"avx512_bf16"}, "AVX2", (1.0, 30.0), "float32", "PyTorch runs AVX2 kernels"),  # ATEN_CPU_CAPABILITY=avx2
+        ({"avx512_bf16"}, "AVX512", (1.0, 30.0), "float32", "probe ran slower"),  # oneDNN limited
+    ],
+)
+def test_cpu_auto_follows_native_bf16(fake_cpu, flags, capability, probe, expected, why):
+    fake_cpu(flags, capability, probe)
+    choice = choose_dtype("auto")
+    assert (choice.name, choice.device) == (expected, "cpu")
+    assert why in choice.reason and choice.reason.startswith("auto: ")
+
+
+def test_environment_variable_forces_either_path(fake_cpu, monkeypatch):
+    fake_cpu({"avx512_bf16"})
+    monkeypatch.setenv(hardware.ENV_CPU_BF16, "0")
+    cpu_native_bf16.cache_clear()
+    assert choose_dtype("auto").name == "float32" and "COALQA_CPU_BF16=0" in choose_dtype("auto").reason
+    fake_cpu(set(), "AVX2", (39.0, 1363.0))
+    monkeypatch.setenv(hardware.ENV_CPU_BF16, "1")
+    cpu_native_bf16.cache_clear()
+    assert choose_dtype("auto").name == "bfloat16"
+
+
+def test_explicit_bf16_on_a_cpu_without_it_runs_and_warns_once_with_the_slowdown(fake_cpu, caplog):
+    fake_cpu(set(), "AVX2", (39.0, 1363.0))
+    with caplog.at_level(logging.WARNING, logger="coalqa.hardware"):
+        assert choose_dtype("bfloat16").name == "bfloat16"
+        assert choose_dtype("bf16").name == "bfloat16"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "35× the float32 time" in warnings[0] and "no native bfloat16" in warnings[0]
+
+
+def test_explicit_float32_and_bad_names(fake_cpu):
+    fake_cpu({"avx512_bf16"})
+    assert choose_dtype("float32").name == choose_dtype("fp32").name == "float32"
+    for bad in ("float16", "fp16", "int8"):
+        with pytest.raises(CoalqaError, match="not supported"):
+            choose_dtype(bad)
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, "bfloat16"), (False, "float32")])
+def test_gpu_auto_is_bf16_where_supported_never_fp16(monkeypatch, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Fake GPU")
+    choice = choose_dtype("auto")
+    assert (choice.name, choice.device) == (expected, "cuda") and "Fake GPU" in choice.reason
+    if not bf16:
+        with pytest.raises(CoalqaError, match="no bfloat16"):
+            choose_dtype("bfloat16")
+    assert choose_dtype("auto", "cpu").device == "cpu"  # a CPU device asked for explicitly
+
+
+def test_the_real_probe_measures_both_formats():
+    fp32_ms, bf16_ms = hardware.bf16_matmul_probe()
+    assert 0 < fp32_ms < 10_000 and 0 < bf16_ms < 100_000
+
+
+def test_test_suite_takes_the_float32_path():
+    """conftest sets COALQA_CPU_BF16=0 so every CI machine runs the path a CPU without bf16 takes."""
+    cpu_native_bf16.cache_clear()
+    assert choose_dtype("auto", "cpu").name == "float32"
