@@ -234,6 +234,38 @@ def test_ctrl_c_stops_the_answer_not_the_program(tiny_qwen2_dir) -> None:
     assert generated < 3000
 
 
+def test_sigterm_ends_chat_and_saves_batch_answers(tiny_qwen2_dir, tmp_path) -> None:
+    """SIGTERM is handled like Ctrl-C, except that it ends an interactive chat instead of only the answer."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    base = [sys.executable, "-m", "coalqa.cli", "ask", "--model_name_or_path", str(tiny_qwen2_dir), "--no-adapter",
+            "--temperature", "0"]
+    chat = subprocess.Popen([*base, "--max_new_tokens", "3000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    qfile, out = tmp_path / "q.txt", tmp_path / "answers.json"
+    qfile.write_text("\n".join(f"{q}（第{i}问）" for i in range(40) for q, _ in QA[:1]), encoding="utf-8")
+    batch = subprocess.Popen([*base, "--max_new_tokens", "40", "--batch_size", "1", "--questions_file", str(qfile),
+                              "--output_file", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        chat.stdin.write("主要通风机多久检查一次？\n")
+        chat.stdin.flush()
+        deadline = time.monotonic() + 180
+        while not (out.is_file() and json.loads(out.read_text(encoding="utf-8"))):
+            assert batch.poll() is None and time.monotonic() < deadline, batch.communicate()[1][-2000:]
+            time.sleep(0.2)
+        for proc in (chat, batch):
+            proc.send_signal(signal.SIGTERM)
+        chat_err = chat.communicate(timeout=60)[1]
+        batch_err = batch.communicate(timeout=60)[1]
+    finally:
+        for proc in (chat, batch):
+            if proc.poll() is None:
+                proc.kill()
+    assert chat.returncode == 130 and "Traceback" not in chat_err, chat_err[-2000:]
+    assert batch.returncode == 130 and "Traceback" not in batch_err, batch_err[-2000:]
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert 1 <= len(saved) < 40 and f"interrupted: {len(saved)}/40 answers saved" in batch_err
+
+
 def test_batch_mode_writes_carries_fields_and_resumes(trained_adapter, loaded, tmp_path) -> None:
     qfile = tmp_path / "questions.json"
     rows = [{"id": f"q{i}", "input": q, "output": a, "answer": "ref"} for i, (q, a) in enumerate(QA)]

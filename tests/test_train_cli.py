@@ -59,7 +59,9 @@ def test_bad_data_exits_2_with_a_clear_message(tmp_path: Path) -> None:
     assert f"{bad}: row 1: 'output' is empty" in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path: Path, tiny_qwen2_dir: Path, qa_file: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path: Path, tiny_qwen2_dir: Path, qa_file: Path,
+                                                                    sig: signal.Signals) -> None:
     out = tmp_path / "output"
     cmd = [sys.executable, "-m", "coalqa.cli", "train", *_flags(tiny_qwen2_dir, qa_file, out), "--val_ratio", "0",
            "--max_steps", "200", "--save_steps", "1000"]
@@ -72,12 +74,14 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path: Path, tiny_qwe
                 break
             time.sleep(0.5)
         assert proc.poll() is None, proc.communicate()[0][-3000:]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         output = proc.communicate(timeout=180)[0]
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, output[-3000:]
+    assert f"{sig.name} received: saving a checkpoint after this step" in " ".join(output.split())  # said at once
+    assert "Traceback" not in output
     run_dir = next(out.iterdir())
     checkpoints = sorted(run_dir.glob("checkpoint-*"))
     assert len(checkpoints) == 1, output[-3000:]
@@ -85,6 +89,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path: Path, tiny_qwe
     assert 2 <= stopped < 200
     assert "interrupted" in (run_dir / "run_card.md").read_text(encoding="utf-8")
     assert (run_dir / "adapter_model.safetensors").is_file()
+    if sig == signal.SIGTERM:
+        return  # resuming is the same for both
 
     saved = yaml.safe_load((run_dir / "train_config.yaml").read_text(encoding="utf-8"))
     resumed = run(TrainConfig(**(saved | {"resume_from_checkpoint": str(run_dir), "max_steps": stopped + 2})))

@@ -6,12 +6,13 @@ Each stage keeps its command in ``coalqa/<stage>/command.py`` and imports heavy 
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
 from rich.console import Console
 
-from coalqa.errors import CoalqaError
+from coalqa.errors import CoalqaError, StopRequested
 
 app = typer.Typer(
     name="coalqa",
@@ -37,6 +38,7 @@ from coalqa.train.command import train  # noqa: E402
 from coalqa.ask.command import ask  # noqa: E402
 from coalqa.eval.command import eval_command  # noqa: E402
 from coalqa.demo import demo  # noqa: E402
+from coalqa.env import env_command  # noqa: E402
 
 app.command("corpus")(corpus)
 app.command("generate")(generate)
@@ -44,10 +46,21 @@ app.command("train")(train)
 app.command("ask")(ask)
 app.command("eval")(eval_command)
 app.command("demo")(demo)
+app.command("env")(env_command)
+
+
+def _terminate(signum, frame) -> None:
+    raise StopRequested(signal.Signals(signum).name)
 
 
 def main() -> None:
-    """Entry point: user errors (:class:`CoalqaError`) print one red line and exit 2; Ctrl-C exits 130."""
+    """Entry point: user errors (:class:`CoalqaError`) print one red line and exit 2; Ctrl-C exits 130.
+
+    SIGTERM (``kill``, a job scheduler, ``docker stop``) is handled like Ctrl-C: it raises
+    :class:`~coalqa.errors.StopRequested`, a ``KeyboardInterrupt``, so every stage saves its partial work the same
+    way (training installs its own handler that finishes the step and saves a checkpoint), and exits 130.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except CoalqaError as e:

@@ -31,7 +31,7 @@ from coalqa.ask.batch import (
 )
 from coalqa.ask.config import AskConfig
 from coalqa.config import config_options, load_config
-from coalqa.errors import CoalqaError
+from coalqa.errors import CoalqaError, StopRequested
 from coalqa.jsonio import write_json_atomic
 from coalqa.template import THINK_CLOSE, THINK_OPEN, encode_prompt, prompt_opens_think
 
@@ -158,6 +158,10 @@ def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str,
                 show(buf)
         except StopIteration:
             break
+        except StopRequested:  # SIGTERM: stop generating, let the generation thread end, and leave
+            stream.stop()
+            stream.result()
+            raise
         except KeyboardInterrupt:
             stream.stop()
             interrupted = True
@@ -193,6 +197,8 @@ def _chat(loaded, cfg: AskConfig, err: Console) -> None:
             line = input("\n问> ")
         except EOFError:
             break
+        except StopRequested:
+            raise
         except KeyboardInterrupt:
             err.print("\n(/exit 退出 / to quit)", style="dim")
             continue
