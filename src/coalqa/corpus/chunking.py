@@ -7,15 +7,28 @@ numbered clauses ``1.0.1`` / ``6.2.2.8`` open a new *unit*; every other line (``
 packed in order into chunks of at most ``max_chars`` characters, never across a heading of
 chapter rank; a unit larger than that is split at sentence ends (``。！？``, then ``；``,
 then ``，``). Every line of the document lands in exactly one chunk, in order.
+
+Structure is matched on a width-folded copy of each line (full-width ``６．２．１`` reads as
+``6.2.1``; :func:`fold_width`) while chunk texts keep the original characters. Numbering order
+decides what is a heading: a clause/article number followed by ``的``/``规定``/``所述``… is a
+cross-reference (:data:`REFERENCE`), a number lower than the one before it opens a unit only
+when the numbering then continues from it (a restart, or a misprint before it), and a run of
+digits glued to the text (``7.2.4.42台以上``) is read as the label that continues the numbering
+(``7.2.4.4``). Several articles/chapters on one line (a whole law on one line) are split at
+``第X条``/``第X章`` that continue the numbering. A chunk never holds a numbering restart, so its
+locator range never runs backwards.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from coalqa.corpus.readers import Document
+from coalqa.numbers import parse_chinese_number
 
 CN_NUM = "零〇一二三四五六七八九十百千两"
 ARTICLE = re.compile(rf"^第([{CN_NUM}]+|\d+)条")
@@ -31,6 +44,67 @@ NUMBERED = re.compile(r"^((?:[1-9]\d?|[A-Z])(?:\.\d{1,3}){0,4})(?![\d.])")
 SENTENCE_PUNCT = re.compile(r"[，,。；;：:！!？?]")
 BREAK_LEVEL = 4  # headings of this level or higher (numerically lower) start a new chunk
 FRONT = "卷首"  # locator of text before any heading/article (title, promulgation note)
+# What follows a clause/article number that is cited, not headed: "11.5.14.2的试验…", "第二十条的规定…",
+# "第四十四条规定的行政处罚…", "6.2.1和6.2.2…", "第三十九条、第四十条…".
+REFERENCE = re.compile(r"\s*(?:的|规定|所述|所列|所指|之规定|中规定|中的|条的|条规定|款|[、,，和或及与]\s*(?:第|\d))")
+# A 第X条/第X章 inside a line where a new article/chapter may begin: after a sentence end or a space.
+INLINE_MARK = re.compile(rf"(?:(?<=[。；;！!？?])|(?<=\s))第([{CN_NUM}]+|\d+)([条章])")
+_RAW_CLAUSE = re.compile(r"^((?:[1-9]\d*|[A-Z])(?:\.\d+){1,5})")
+
+
+def fold_width(text: str) -> str:
+    """``text`` with full-width ASCII forms (U+FF01–FF5E) NFKC-folded to ASCII, same length.
+
+    ``"６．２．１　主要通风机…３０ｍ３／ｓ"`` → ``"6.2.1　主要通风机…30m3/s"``. Only width is folded
+    (circled ``①`` and ``⑴`` are not), so every index of the result is an index of ``text``.
+    """
+    return "".join(unicodedata.normalize("NFKC", ch) if "\uff01" <= ch <= "\uff5e" else ch for ch in text)
+
+
+def label_key(label: str) -> tuple[int, ...] | None:
+    """Sort key of an article/clause label: ``第五十八条`` → ``(0, 58)``, ``6.2.2.8`` → ``(1, 6, 2, 2, 8)``,
+    ``A.0.1`` → ``(1, 1065, 0, 1)``; ``None`` for anything else. Keys of one family (0 articles, 1 clauses)
+    compare in document numbering order."""
+    m = re.fullmatch(rf"第([{CN_NUM}]+|\d+)条", label)
+    if m:
+        n = int(m.group(1)) if m.group(1).isdigit() else parse_chinese_number(m.group(1).replace("〇", "零"))
+        return None if n is None else (0, n)
+    if re.fullmatch(r"(?:\d+|[A-Z])(?:\.\d+)+", label):
+        return (1, *(int(p) if p.isdigit() else 1000 + ord(p) for p in label.split(".")))
+    return None
+
+
+def _succeeds(label: str, prev: str | None) -> bool:
+    """Is clause ``label`` what comes next after ``prev`` in a standard's numbering?
+
+    The next sibling at some level (``6.2.3`` → ``6.2.4``, ``6.3``, ``7.1``…) or a first child
+    (``6.2.3`` → ``6.2.3.1``), each optionally followed by first sub-levels (``.1``, ``.0.1``).
+    """
+    if prev is None:
+        return True
+    a, b = label_key(label), label_key(prev)
+    if a is None or b is None or a[0] != 1 or b[0] != 1:
+        return False
+    a, b = a[1:], b[1:]
+    for k in range(len(b) + 1):
+        head = b[:k] + (b[k] + 1,) if k < len(b) else b
+        if a[: len(head)] == head and all(x <= 1 for x in a[len(head):]) and (k < len(b) or len(a) > len(b)):
+            return True
+    return False
+
+
+def _clause_label(folded: str, prev: str | None) -> str | None:
+    """The clause number that opens ``folded``, read so that it continues ``prev`` where the digits run on
+    into the text (``7.2.4.42台以上`` after ``7.2.4.3`` → ``7.2.4.4``); else what :data:`CLAUSE` reads."""
+    c = CLAUSE.match(folded)
+    raw = _RAW_CLAUSE.match(folded)
+    if raw and not (c and _succeeds(c.group(1), prev)):
+        run = raw.group(1)
+        for end in range(len(run) - 1, 4, -1):  # cut inside the last digits, longest reading first
+            cand = run[:end]
+            if run[end].isdigit() and cand[-1].isdigit() and cand.count(".") >= 2 and _succeeds(cand, prev):
+                return cand
+    return c.group(1) if c else None
 
 
 @dataclass
@@ -69,6 +143,8 @@ def _split_heading_line(line: str, doc_headings: dict[str, int], last_top: int) 
     if line in doc_headings:
         return min(doc_headings[line], BREAK_LEVEL), line, ""
     m = LAW_HEADING.match(line)
+    if m and REFERENCE.match(line, m.end()):  # "第二章规定的…": cited, not a heading
+        return None
     if m:
         inner = re.search(rf"第[{CN_NUM}\d]+[编章节条]", line[m.end():])
         if inner and inner.start() <= 30 and not SENTENCE_PUNCT.search(line[m.end() : m.end() + inner.start()]):
@@ -119,6 +195,68 @@ def _is_clause_heading(line: str, label: str, next_line: str) -> bool:
     )
 
 
+def _cn_int(number: str) -> int | None:
+    """``"五十八"`` → 58, ``"58"`` → 58 (article/chapter numbers)."""
+    return int(number) if number.isdigit() else parse_chinese_number(number)
+
+
+def _next_label(lines: list[str], start: int, family: int, limit: int = 200) -> tuple[int, ...] | None:
+    """Key of the next article (family 0) or clause (family 1) number that opens one of ``lines[start:]``."""
+    for line in lines[start : start + limit]:
+        f = fold_width(line)
+        m = ARTICLE.match(f) if family == 0 else CLAUSE.match(f)
+        if m and not REFERENCE.match(f, m.end()):
+            return label_key(m.group(0) if family == 0 else m.group(1))
+    return None
+
+
+def _article(folded: str, lines: list[str], nxt: int, last: int) -> re.Match[str] | None:
+    """The ``第X条`` opening ``folded`` if it heads an article: not a cross-reference, and not lower than the
+    article before unless the numbering goes on from it (a restart, or a misprint before it)."""
+    m = ARTICLE.match(folded)
+    if not m or REFERENCE.match(folded, m.end()):
+        return None
+    n = _cn_int(m.group(1))
+    if n is not None and n < last:
+        after = _next_label(lines, nxt, 0)
+        if after is None or after[1] != n + 1:
+            return None
+    return m
+
+
+def _clause(folded: str, lines: list[str], nxt: int, last: str | None) -> str | None:
+    """The clause number opening ``folded`` if it heads a clause: read to continue ``last``
+    (:func:`_clause_label`), not a cross-reference, not lower than ``last`` unless the numbering goes on
+    from it (a restart such as a standard's explanatory notes, or a misprint before it)."""
+    label = _clause_label(folded, last)
+    if not label or REFERENCE.match(folded, len(label)):
+        return None
+    key, before = label_key(label), label_key(last) if last else None
+    if key and before and key < before:
+        after = _next_label(lines, nxt, 1)
+        if after is None or not key < after < before:
+            return None
+    return label
+
+
+def _inline_split(folded: str, last_article: int, last_chapter: int) -> int | None:
+    """Where a second article/chapter starts inside ``folded`` (a law run together on one line), or None.
+
+    Only a ``第X条``/``第X章`` after a sentence end or a space that continues the numbering (the article
+    after the one this line opens, or after ``last_article``; the chapter after ``last_chapter``) and is
+    not a cross-reference counts.
+    """
+    own = ARTICLE.match(folded)
+    article = _cn_int(own.group(1)) if own and not REFERENCE.match(folded, own.end()) else last_article
+    for m in INLINE_MARK.finditer(folded):
+        if m.start() == 0 or REFERENCE.match(folded, m.end()):
+            continue
+        n = _cn_int(m.group(1))
+        if n is not None and n == (article if m.group(2) == "条" else last_chapter) + 1:
+            return m.start()
+    return None
+
+
 def parse_units(doc: Document) -> list[_Unit]:
     """Group the document's lines into units (one article/clause each, or unnumbered text under a heading)."""
     lines = doc.text.split("\n")
@@ -127,6 +265,8 @@ def parse_units(doc: Document) -> list[_Unit]:
     pending: list[str] = []  # heading lines waiting for the unit they introduce
     pending_break = False
     last_top = 0
+    last_article, last_chapter = 0, 0  # numbers of the last 第X条 / 第X章 seen
+    last_clause: str | None = None  # the last clause number seen (6.2.2.8), heading or unit
     item: str | None = None
 
     def heading_text() -> str:
@@ -163,30 +303,49 @@ def parse_units(doc: Document) -> list[_Unit]:
     i = 0
     while i < len(lines):
         line = lines[i]
+        folded = fold_width(line)
         i += 1
-        head = _split_heading_line(line, doc.headings, last_top)
+        cut = _inline_split(folded, last_article, last_chapter)
+        if cut:
+            line, rest = line[:cut].rstrip(), line[cut:]
+            lines.insert(i, rest)
+            folded = fold_width(line)
+        head = (min(doc.headings[line], BREAK_LEVEL), line, "") if line in doc.headings else None
+        head = head or _split_heading_line(folded, doc.headings, last_top)
         if head:
             level, text, rest = head
-            top = TOP_SECTION.match(text)
+            text, rest = line[: len(text)], line[len(text):]  # the same cut, in the original characters
+            top = TOP_SECTION.match(fold_width(text))
             if top and level == 2 and not LAW_HEADING.match(text):
                 last_top = int(top.group(1))
+            law = LAW_HEADING.match(fold_width(text))
+            if law and law.group(1) == "章":
+                last_chapter = _cn_int(re.match(rf"第([{CN_NUM}\d]+)", fold_width(text)).group(1)) or last_chapter
+            number = NUMBERED.match(fold_width(text))
+            if number and not law:
+                last_clause = number.group(1)
             push_heading(level, text)
             if rest:
                 lines.insert(i, rest)
             continue
         current = units[-1] if units and not pending else None
-        m = ARTICLE.match(line)
-        c = CLAUSE.match(line)
-        label = m.group(0) if m else c.group(1) if c else None
-        if label and c and not m and i < len(lines) and _is_clause_heading(line, label, lines[i]):
+        m = _article(folded, lines, i, last_article)
+        label = m.group(0) if m else _clause(folded, lines, i, last_clause)
+        if label and not m and i < len(lines) and _is_clause_heading(folded, label, fold_width(lines[i])):
             push_heading(5 + label.count("."), line)
+            last_clause = label
             continue
+        if m:
+            last_article = _cn_int(m.group(1)) or last_article
+            label = f"第{m.group(1)}条"
+        elif label:
+            last_clause = label
         if label and not (current is not None and current.label == label and m):
             current = open_unit(label)
             item = None
         elif current is None:
             current = open_unit(None)
-        after = line[m.end():] if m else line
+        after = folded[m.end():] if m else folded
         im = ITEM.match(after)
         if im:
             item = f"({im.group(1)})"
@@ -247,6 +406,13 @@ def _piece_locator(label: str | None, items: list[str | None], lead: bool) -> st
     return first if first == last else f"{first}–{last}"
 
 
+def _goes_back(labels: list[str | None], label: str | None) -> bool:
+    """Would adding ``label`` after ``labels`` make the range run backwards (a lower number of the same kind)?"""
+    last = next((lab for lab in reversed(labels) if lab), None)
+    a, b = (label_key(label) if label else None), (label_key(last) if last else None)
+    return bool(a and b and a[0] == b[0] and a < b)
+
+
 def _locator(labels: list[str | None], heading: str) -> str:
     named = [lab for lab in labels if lab]
     if not named:
@@ -280,7 +446,8 @@ def split_into_chunks(doc: Document, max_chars: int = 1500) -> list[Chunk]:
             size = max_chars + 1  # nothing merges into a split article
             continue
         front = bool(groups) and not any(groups[-1][1]) and not any(groups[-1][2])  # title, preamble
-        if groups and (front or not unit.breaks) and not new_section and size + 1 + len(text) <= max_chars:
+        restart = bool(groups) and _goes_back(groups[-1][1], unit.label)  # numbering restarts: new chunk
+        if groups and (front or not unit.breaks) and not new_section and not restart and size + 1 + len(text) <= max_chars:
             groups[-1][0].append(text)
             groups[-1][1].append(unit.label)
             groups[-1][2].append(unit.heading)
