@@ -300,6 +300,21 @@ def find_quantities(text: str) -> tuple[Quantity, ...]:
     return tuple(q for _, _, qs in _iter_quantities(norm) for q in qs)
 
 
+_NUMBER_TOKEN = re.compile(r"\d+(?:\.\d+)*")
+
+
+def number_tokens(text: str) -> list[str]:
+    """Every number written in ``text``, as digit runs after NFKC, in order, repeats kept.
+
+    Unlike :func:`find_quantities` nothing is skipped: clause numbers, ordinals, list markers,
+    identifiers and unit exponents count too, because a document → chunk check must account for every
+    digit: ``"６．２．１ 风量３０ｍ３／ｓ，GB50471-2008"`` → ``["6.2.1", "30", "3", "50471", "2008"]``.
+    A trailing or lone dot is not part of a number (``"1."`` → ``["1"]``). Chinese numerals are not
+    listed (they are words; a lost one shows in the character count).
+    """
+    return _NUMBER_TOKEN.findall(normalize_text(text))
+
+
 def same_quantity(a: Quantity, b: Quantity) -> bool:
     """Equal values in compatible units: same base unit, or either one bare (``3`` matches ``3次``)."""
     (va, ua), (vb, ub) = a.base, b.base

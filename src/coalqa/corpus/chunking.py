@@ -113,7 +113,9 @@ class Chunk:
 
     ``locator`` names the article(s)/clause(s) it holds (``第五十八条``, ``第五十八条–第六十条``,
     ``6.2.2.8``; parts of a split article carry item numbers, ``第八十条(三)–第八十条(六)``);
-    ``heading`` is the 编/章/节 (or section) path it sits under, ``""`` when none.
+    ``heading`` is the 编/章/节 (or section) path it sits under, ``""`` when none. ``sha`` is the
+    chunk's content hash (:func:`chunk_sha`): QA pairs made from it carry it as ``chunk_sha``, so a
+    later run can tell which pairs a changed regulation makes stale.
     """
 
     id: str
@@ -123,6 +125,18 @@ class Chunk:
     text: str
     chars: int
     heading: str = ""
+    sha: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.sha:
+            self.sha = chunk_sha(self.source, self.title, self.locator, self.heading, self.text)
+
+
+def chunk_sha(source: str, title: str, locator: str, heading: str, text: str) -> str:
+    """Content hash of a chunk: the first 16 hex digits of SHA-256 over everything a QA pair is made from
+    (source, title, locator, heading, text). Equal hashes mean the same text at the same place."""
+    payload = json.dumps([source, title, locator, heading, text], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass

@@ -10,14 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from coalqa.config import config_options, load_config
-from coalqa.corpus.chunking import split_into_chunks
+from coalqa.corpus.chunking import Chunk, split_into_chunks
 from coalqa.corpus.config import CorpusConfig
-from coalqa.corpus.jsonl import write_chunks
+from coalqa.corpus.jsonl import read_chunks, write_chunks
 from coalqa.corpus.readers import load_documents
+from coalqa.corpus.report import compare_chunks, document_report, report_path, write_report
 from coalqa.errors import CoalqaError
 
 
-@config_options(CorpusConfig)
+@config_options(CorpusConfig, bool_style="flag")
 def corpus(
     docs: Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively) of regulations.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the chunks (JSON lines).")] = Path(
@@ -30,40 +31,106 @@ def corpus(
     """Read .txt/.md/.docx/.pdf/.doc regulations (any encoding) and write chunks.jsonl.
 
     Each line: id, source, title, locator (第五十八条 / 第五十八条–第六十条 / 6.2.2), text, chars,
-    heading. Unreadable files are reported and skipped; fails only when nothing could be read.
+    heading, sha (content hash). Unreadable files are reported and skipped; fails only when nothing could be
+    read (or, with --strict, when any document loses a number or looks garbled). A fidelity report
+    (characters and numbers in vs out per document) is printed and saved as <chunks stem>.report.json;
+    with --previous OLD_chunks.jsonl it also lists the chunks added, removed and changed since then.
     """
     cfg = load_config(CorpusConfig, config, overrides)
     console = Console(stderr=True)
-    documents, skipped = load_documents(list(docs), soffice=cfg.soffice)
-    rows: list[tuple[str, int, int, list[str]]] = []
-    chunks = []
+    previous = read_chunks(cfg.previous) if cfg.previous else None  # fail early on a bad --previous
+    rpath = report_path(output)
+    documents, skipped = load_documents(list(docs), soffice=cfg.soffice, exclude=[output, rpath])
+    chunks: list[Chunk] = []
+    docs_report: list[dict[str, Any]] = []
     for doc in documents:
         doc_chunks = split_into_chunks(doc, cfg.max_chars)
         chunks.extend(doc_chunks)
-        rows.append((str(doc.path), len(doc.text), len(doc_chunks), doc.warnings))
-    rows.extend((str(path), 0, 0, [reason]) for path, reason in skipped)
+        docs_report.append(document_report(doc, doc_chunks) | {"notes": list(doc.warnings)})
+    problems = [(d["path"], w) for d in docs_report for w in d["warnings"]]
+    problems += [(str(path), reason) for path, reason in skipped]
 
-    for name, _, _, warnings in rows:
-        for w in warnings:
-            console.print(f"[yellow]warning:[/] {name}: {w}", highlight=False, soft_wrap=True)
-    table = Table(title=f"coalqa corpus → {output}")
-    table.add_column("document")
-    table.add_column("chars", justify="right")
-    table.add_column("chunks", justify="right")
-    table.add_column("warnings", justify="right")
-    for name, chars, n_chunks, warnings in rows:
-        style = "red" if n_chunks == 0 else None
-        table.add_row(Path(name).name, f"{chars:,}", str(n_chunks), str(len(warnings)), style=style)
-    table.add_section()
-    table.add_row(
-        f"{len(documents)} read, {len(skipped)} skipped",
-        f"{sum(r[1] for r in rows):,}",
-        str(len(chunks)),
-        str(sum(len(r[3]) for r in rows)),
+    for d in docs_report:
+        for w in d["notes"]:
+            console.print(f"[yellow]note:[/] {d['path']}: {w}", highlight=False, soft_wrap=True)
+    for name, w in problems:
+        console.print(f"[yellow]warning:[/] {name}: {w}", highlight=False, soft_wrap=True)
+    console.print(_table(docs_report, skipped, output))
+    kept = sum(d["numbers_in"] - d["numbers_missing_count"] for d in docs_report)
+    console.print(
+        f"{len(documents)} read, {len(skipped)} skipped · {len(chunks)} chunks · numbers kept "
+        f"{kept:,}/{sum(d['numbers_in'] for d in docs_report):,} · characters in→out "
+        f"{sum(d['chars_in'] for d in docs_report):,}→{sum(d['chars_out'] for d in docs_report):,} · "
+        f"{len(problems)} warning(s)", highlight=False, soft_wrap=True,
     )
-    console.print(table)
 
+    report: dict[str, Any] = {
+        "output": str(output),
+        "max_chars": cfg.max_chars,
+        "documents": docs_report,
+        "skipped": [{"path": str(p), "reason": r} for p, r in skipped],
+        "totals": {
+            "documents": len(documents),
+            "skipped": len(skipped),
+            "chunks": len(chunks),
+            "chars_in": sum(d["chars_in"] for d in docs_report),
+            "chars_out": sum(d["chars_out"] for d in docs_report),
+            "numbers_in": sum(d["numbers_in"] for d in docs_report),
+            "numbers_missing": sum(d["numbers_missing_count"] for d in docs_report),
+            "warnings": len(problems),
+        },
+    }
+    if previous is not None:
+        report["update"] = {"previous": str(cfg.previous), **compare_chunks(previous, chunks)}
+        _print_update(console, report["update"])
     if not chunks:
         raise CoalqaError(f"nothing could be read from {', '.join(map(str, docs))}; no chunks written")
+    if cfg.strict and problems:
+        report["strict_failed"] = True
+        write_report(rpath, report)
+        raise CoalqaError(
+            f"--strict: {len(problems)} fidelity warning(s), first: {problems[0][0]}: {problems[0][1]}; "
+            f"chunks not written to {output} (report: {rpath})"
+        )
     write_chunks(chunks, output)
-    console.print(f"wrote {len(chunks)} chunks (max {cfg.max_chars} chars) to {output}", highlight=False, soft_wrap=True)
+    write_report(rpath, report)
+    console.print(f"wrote {len(chunks)} chunks (max {cfg.max_chars} chars) to {output}; fidelity report {rpath}",
+                  highlight=False, soft_wrap=True)
+
+
+def _table(docs_report: list[dict[str, Any]], skipped: list[tuple[Path, str]], output: Path) -> Table:
+    table = Table(title=f"coalqa corpus → {output}")
+    for name, justify in (("document", "left"), ("chars in→out", "right"), ("numbers kept", "right"),
+                          ("chunks", "right"), ("卷首", "right"), ("warnings", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for d in docs_report:
+        kept = d["numbers_in"] - d["numbers_missing_count"]
+        style = "red" if d["warnings"] else None
+        table.add_row(d["source"], f"{d['chars_in']:,}→{d['chars_out']:,}", f"{kept:,}/{d['numbers_in']:,}",
+                      str(d["chunks"]), str(d["front_chunks"]), str(len(d["warnings"])), style=style)
+    for path, _ in skipped:
+        table.add_row(Path(path).name, "0", "0/0", "0", "0", "1", style="red")
+    table.add_section()
+    kept = sum(d["numbers_in"] - d["numbers_missing_count"] for d in docs_report)
+    table.add_row(
+        f"{len(docs_report)} read, {len(skipped)} skipped",
+        f"{sum(d['chars_in'] for d in docs_report):,}→{sum(d['chars_out'] for d in docs_report):,}",
+        f"{kept:,}/{sum(d['numbers_in'] for d in docs_report):,}",
+        str(sum(d["chunks"] for d in docs_report)),
+        str(sum(d["front_chunks"] for d in docs_report)),
+        str(sum(len(d["warnings"]) for d in docs_report) + len(skipped)),
+    )
+    return table
+
+
+def _print_update(console: Console, update: dict[str, Any]) -> None:
+    console.print(
+        f"since {update['previous']}: {len(update['added'])} chunk(s) added, {len(update['removed'])} removed, "
+        f"{len(update['changed'])} changed, {update['unchanged']} unchanged",
+        highlight=False, soft_wrap=True,
+    )
+    for kind in ("added", "removed", "changed"):
+        for e in update[kind][:20]:
+            console.print(f"  {kind}: {e['source']} {e['locator']}", highlight=False, soft_wrap=True)
+        if len(update[kind]) > 20:
+            console.print(f"  … {len(update[kind]) - 20} more {kind} (see the report)", highlight=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -21,4 +23,16 @@ class CorpusConfig(BaseModel):
         None,
         description="LibreOffice executable used to convert legacy binary .doc files "
         "(default: look for soffice/libreoffice on PATH; without it such files are skipped with a warning).",
+    )
+    strict: bool = Field(
+        False,
+        description="Fail (exit 2, chunks not written) when a document loses a number or a character on the way to "
+        "its chunks, looks garbled, has no structure (every chunk 卷首), or cannot be read. The fidelity report "
+        "<chunks stem>.report.json is written either way.",
+    )
+    previous: Path | None = Field(
+        None,
+        description="chunks.jsonl of an earlier run (e.g. before a regulation update): report which chunks were "
+        "added, removed or changed (matched by source + locator, compared by content hash). `coalqa generate` "
+        "then regenerates QA pairs only for those.",
     )

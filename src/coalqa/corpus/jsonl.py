@@ -1,4 +1,4 @@
-"""chunks.jsonl: one JSON object per line with keys id, source, title, locator, text, chars (+ heading)."""
+"""chunks.jsonl: one JSON object per line with keys id, source, title, locator, text, chars (+ heading, sha)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def write_chunks(chunks: list[Chunk], path: str | Path) -> None:
 def read_chunks(path: str | Path) -> list[Chunk]:
     """Read a chunks.jsonl written by ``coalqa corpus``; returns the chunks in file order.
 
-    Blank lines are skipped; unknown extra keys are ignored; ``heading`` is optional.
+    Blank lines are skipped; unknown extra keys are ignored; ``heading`` is optional. ``sha`` is always
+    recomputed from the content (a chunk edited by hand counts as changed).
 
     Raises:
         CoalqaError: the file is missing, a line is not a JSON object, or lacks one of the keys

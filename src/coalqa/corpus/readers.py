@@ -22,6 +22,9 @@ from pathlib import Path
 
 from charset_normalizer import from_bytes
 
+from coalqa.corpus.pdffile import PdfError, pdf_text
+from coalqa.corpus.wordfile import docx_lines
+
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 _GB_FAMILY = {"gb2312", "gbk", "gb18030", "hz", "hz_gb_2312", "cp936"}
@@ -51,6 +54,10 @@ class Document:
         headings: heading text -> level (1 = top) for lines styled as headings in the original
             (docx "Heading N"), so the splitter can recognise headings that carry no number.
         warnings: non-fatal problems met while reading or splitting.
+        raw_text: the file's text as plainly read, before cleaning, numbering and re-flowing (text
+            files: the decoded text; docx: every displayed ``w:t``; PDF: every extracted line); the
+            fidelity report counts the source's numbers in it. ``""``: same as ``text``.
+        removed: lines left out on purpose (PDF running headers/footers and page numbers).
     """
 
     source: str
@@ -59,6 +66,8 @@ class Document:
     text: str
     headings: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    raw_text: str = ""
+    removed: list[str] = field(default_factory=list)
 
 
 def iter_files(paths: list[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -156,70 +165,13 @@ def clean_text(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _docx_lines(path: Path) -> tuple[list[str], str, dict[str, int]]:
-    """Paragraphs and table rows of a docx in document order; returns (lines, title, heading texts)."""
-    import docx
-    from docx.table import Table
-
-    d = docx.Document(str(path))
-    lines: list[str] = []
-    headings: dict[str, int] = {}
-    title = (d.core_properties.title or "").strip()
-
-    def table_lines(table: Table) -> None:
-        for row in table.rows:
-            cells: list[str] = []
-            for cell in row.cells:
-                t = " ".join(cell.text.split())
-                if t and (not cells or cells[-1] != t):  # merged cells repeat their text
-                    cells.append(t)
-            if cells:
-                lines.append(" | ".join(cells))
-            for cell in row.cells:
-                for inner in cell.tables:
-                    table_lines(inner)
-
-    for block in d.iter_inner_content():
-        if isinstance(block, Table):
-            table_lines(block)
-            continue
-        t = block.text.strip()
-        if not t:
-            continue
-        style = (block.style.name if block.style is not None else "") or ""
-        if style == "Title" and not title:
-            title = t
-        level = re.fullmatch(r"(?:Heading|标题)\s*(\d)", style)
-        if level:
-            headings[" ".join(t.split())] = int(level.group(1))
-        lines.append(t)
-    return lines, title, headings
-
-
-def _pdf_text(path: Path) -> tuple[str, str]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        reader = PdfReader(str(path))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise ReadError("encrypted PDF: save an unencrypted copy")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        title = str((reader.metadata or {}).get("/Title") or "").strip()
-    except (PdfReadError, ValueError, KeyError) as e:
-        raise ReadError(f"unreadable PDF ({e})") from e
-    if not "".join(pages).strip():
-        raise ReadError("PDF has no extractable text (a scanned image? run OCR first)")
-    return "\n".join(pages), title
-
-
 def _soffice(configured: str | None) -> str | None:
     if configured:
         return shutil.which(configured) or (configured if Path(configured).is_file() else None)
     return shutil.which("soffice") or shutil.which("libreoffice")
 
 
-def _convert_doc(path: Path, soffice: str | None) -> tuple[list[str], str, dict[str, int]]:
+def _convert_doc(path: Path, soffice: str | None) -> tuple[list[str], str, dict[str, int], str]:
     exe = _soffice(soffice)
     if exe is None:
         raise ReadError(
@@ -237,17 +189,28 @@ def _convert_doc(path: Path, soffice: str | None) -> tuple[list[str], str, dict[
         out = Path(tmp) / (path.stem + ".docx")
         if not out.is_file():
             raise ReadError("LibreOffice produced no .docx for this .doc")
-        return _docx_lines(out)
+        return docx_lines(out)
 
 
 _TITLE_BAD = re.compile(r"[。；;，,：:]|^第[零〇一二三四五六七八九十百千两\d]+[编章节条]|^\d")
+# Metadata titles that name a file or a template, not the document: "Microsoft Word - 发文稿.doc", "untitled".
+_JUNK_TITLE = re.compile(
+    r"^(?:microsoft\s+(?:word|excel|powerpoint)\s*-|untitled|无标题|未命名|document\s*\d*$|文档\s*\d*$|新建|title$|标题$)"
+    r"|\.(?:docx?|wps|pdf|txt|rtf|xlsx?)\s*$|^[\W\d_]*$",
+    re.IGNORECASE,
+)
+
+
+def junk_title(title: str) -> bool:
+    """Is a metadata title useless as the document's title (a file name, ``untitled``, ``Microsoft Word - …``)?"""
+    return bool(_JUNK_TITLE.search(title.strip()))
 
 
 def _guess_title(text: str, path: Path, given: str = "") -> str:
-    """The document's title: ``given`` (docx/PDF metadata) if any, else its first line when that
-    looks like a title and resembles a Chinese file name (so a cover letter's first line is not
-    taken), else the file name without its ``12-`` number prefix."""
-    if given:
+    """The document's title: ``given`` (docx/PDF metadata) if any and not junk (:func:`junk_title`), else its
+    first line when that looks like a title and resembles a Chinese file name (so a cover letter's first line
+    is not taken), else the file name without its ``12-`` number prefix."""
+    if given and not junk_title(given):
         return " ".join(given.split())
     stem = re.sub(r"^\d+[-_.、 ]+", "", path.stem).strip("《》 ") or path.stem
     first = text.split("\n", 1)[0].strip() if text else ""
@@ -276,24 +239,32 @@ def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
     headings: dict[str, int] = {}
     given_title = ""
     suffix = path.suffix.lower()
+    removed: list[str] = []
     if kind in ("docx", "doc"):
         try:
-            lines, given_title, headings = _docx_lines(path) if kind == "docx" else _convert_doc(path, soffice)
+            lines, given_title, headings, source = docx_lines(path) if kind == "docx" else _convert_doc(path, soffice)
         except ReadError:
             raise
-        except Exception as e:  # python-docx raises assorted errors on damaged files
+        except Exception as e:  # python-docx/lxml raise assorted errors on damaged files
             raise ReadError(f"unreadable Word file ({type(e).__name__}: {e})") from e
         raw = "\n".join(lines)
         if kind == "docx" and suffix != ".docx":
             warnings.append(f"named {suffix or 'without extension'} but is a Word .docx; read as docx")
     elif kind == "pdf":
-        raw, given_title = _pdf_text(path)
+        try:
+            lines, given_title, source, removed = pdf_text(path)
+        except PdfError as e:
+            raise ReadError(str(e)) from e
+        raw = "\n".join(lines)
+        if removed:
+            warnings.append(f"left out {len(removed)} page header/footer/page-number line(s)")
         if suffix != ".pdf":
             warnings.append(f"named {suffix or 'without extension'} but is a PDF; read as PDF")
     elif kind == "zip":
         raise ReadError("a zip archive that is not a Word .docx; unsupported")
     else:
         raw, encoding = decode_text(data)
+        source = raw
         if suffix not in TEXT_SUFFIXES:
             warnings.append(f"named {suffix or 'without extension'} but is plain text ({encoding}); read as text")
     text = clean_text(raw)
@@ -306,19 +277,24 @@ def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
         text=text,
         headings=headings,
         warnings=warnings,
+        raw_text=source,
+        removed=removed,
     )
 
 
 def load_documents(
-    paths: list[str | Path], *, soffice: str | None = None
+    paths: list[str | Path], *, soffice: str | None = None, exclude: list[str | Path] = ()
 ) -> tuple[list[Document], list[tuple[Path, str]]]:
-    """Read every supported file under ``paths`` (files or folders, recursive).
+    """Read every supported file under ``paths`` (files or folders, recursive), except ``exclude``
+    (``coalqa corpus`` passes its own output files, which may sit in the documents' folder).
 
     Returns ``(documents, skipped)``: the readable documents in path order, and
     ``(path, reason)`` for each file or path that could not be read (empty, binary,
     unsupported, legacy .doc without LibreOffice, missing). Never raises for bad files.
     """
     files, skipped = iter_files(paths)
+    skip = {Path(p).resolve() for p in exclude}
+    files = [f for f in files if f.resolve() not in skip]
     documents: list[Document] = []
     for f in files:
         try:

@@ -1,0 +1,135 @@
+"""Fidelity report of ``coalqa corpus``: did every character and number of a document reach its chunks?
+And, with ``--previous``, which chunks a regulation update added, removed or changed.
+
+Per document (:func:`document_report`):
+
+* ``chars_in``/``chars_out``: non-whitespace characters of the source (its plain reading, ``Document.raw_text``,
+  with layout cleaned and removed page furniture taken out) and of its chunks; ``chars_lost`` counts characters
+  of the source missing from the chunks (as a multiset; added list numbers do not hide a loss).
+* ``numbers_in``/``numbers_out``: number tokens (:func:`coalqa.numbers.number_tokens`: every digit run, NFKC, so
+  ``３０`` = ``30``) of the source and of the chunks; ``numbers_missing`` lists the first 10 source numbers the
+  chunks lack (as a multiset: a ``10`` that occurs twice must be there twice).
+* ``front_chunks``: chunks located only ``卷首`` (no article/clause/heading found for them).
+* ``suspicious``: signs of a garbled extraction: median line length ≤ 2 characters (one glyph per line),
+  no sentence punctuation in 100+ characters, replacement characters (``�``, pdfminer's ``(cid:N)``).
+
+Each problem becomes a warning naming the reason; ``coalqa corpus --strict`` turns them into an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from coalqa.corpus.chunking import FRONT, Chunk
+from coalqa.corpus.readers import Document, clean_text
+from coalqa.jsonio import write_text_atomic
+from coalqa.numbers import number_tokens
+
+SHOW_MISSING = 10
+_SENTENCE_PUNCT = re.compile(r"[。；;，,！!？?]")
+
+
+def _chars(text: str) -> Counter:
+    return Counter(ch for ch in text if not ch.isspace())
+
+
+def document_report(doc: Document, chunks: list[Chunk]) -> dict[str, Any]:
+    """The fidelity figures of one document and its chunks (keys in the module docstring) plus ``warnings``."""
+    source = clean_text(doc.raw_text) if doc.raw_text else doc.text
+    removed = "\n".join(doc.removed)
+    chunk_text = "\n".join(c.text for c in chunks)
+    chars_in = _chars(source) - _chars(removed)
+    chars_out = _chars(chunk_text)
+    nums_in = Counter(number_tokens(source)) - Counter(number_tokens(removed))
+    nums_out = Counter(number_tokens(chunk_text))
+    left = nums_in - nums_out
+    missing_list = []
+    for tok in number_tokens(source):
+        if left[tok] > 0:
+            missing_list.append(tok)
+            left[tok] -= 1
+    lines = doc.text.split("\n")
+    suspicious = []
+    median = statistics.median(len(line) for line in lines) if lines else 0
+    if len(lines) >= 5 and median <= 2:
+        suspicious.append(f"median line length {median:g} characters (text placed glyph by glyph?)")
+    if len(doc.text) >= 100 and not _SENTENCE_PUNCT.search(doc.text):
+        suspicious.append("no sentence punctuation in the text")
+    bad = doc.text.count("\ufffd") + len(re.findall(r"\(cid:\d+\)", doc.text))
+    if bad:
+        suspicious.append(f"{bad} replacement character(s) (unmapped glyphs or a wrong encoding)")
+    front = sum(1 for c in chunks if c.locator == FRONT)
+    lost_chars = sum((chars_in - chars_out).values())
+    warnings = []
+    if missing_list:
+        shown = ", ".join(missing_list[:SHOW_MISSING]) + (" …" if len(missing_list) > SHOW_MISSING else "")
+        warnings.append(f"{len(missing_list)} number(s) of the source missing from the chunks: {shown}")
+    if lost_chars:
+        warnings.append(f"{lost_chars} character(s) of the source missing from the chunks")
+    if chunks and front == len(chunks) and len(doc.text) >= 200:
+        warnings.append(f"no article, clause or heading found: all {front} chunk(s) located {FRONT}")
+    warnings += [f"suspicious extraction: {s}" for s in suspicious]
+    return {
+        "source": doc.source,
+        "path": str(doc.path),
+        "title": doc.title,
+        "chunks": len(chunks),
+        "chars_in": sum(chars_in.values()),
+        "chars_out": sum(chars_out.values()),
+        "chars_lost": lost_chars,
+        "numbers_in": sum(nums_in.values()),
+        "numbers_out": sum(nums_out.values()),
+        "numbers_missing": missing_list[:SHOW_MISSING],
+        "numbers_missing_count": len(missing_list),
+        "removed_lines": len(doc.removed),
+        "front_chunks": front,
+        "suspicious": suspicious,
+        "warnings": warnings,
+    }
+
+
+def _keyed(chunks: list[Chunk]) -> dict[tuple[str, str, int], Chunk]:
+    """Chunks by (source, locator, n-th chunk of that source with that locator)."""
+    seen: Counter = Counter()
+    out = {}
+    for c in chunks:
+        out[(c.source, c.locator, seen[(c.source, c.locator)])] = c
+        seen[(c.source, c.locator)] += 1
+    return out
+
+
+def compare_chunks(old: list[Chunk], new: list[Chunk]) -> dict[str, Any]:
+    """What changed between two chunk lists: chunks matched by source + locator (the n-th of a repeated
+    locator with the n-th), compared by content hash (``Chunk.sha``).
+
+    Returns ``{"added": [...], "removed": [...], "changed": [...], "unchanged": n}``; entries are
+    ``{"source", "locator", "sha"}`` (changed: ``old_sha``/``sha``), in file order.
+    """
+    before, after = _keyed(old), _keyed(new)
+    entry = lambda c: {"source": c.source, "locator": c.locator, "sha": c.sha}  # noqa: E731
+    changed = [
+        {"source": c.source, "locator": c.locator, "old_sha": before[k].sha, "sha": c.sha}
+        for k, c in after.items() if k in before and before[k].sha != c.sha
+    ]
+    return {
+        "added": [entry(c) for k, c in after.items() if k not in before],
+        "removed": [entry(c) for k, c in before.items() if k not in after],
+        "changed": changed,
+        "unchanged": sum(1 for k, c in after.items() if k in before and before[k].sha == c.sha),
+    }
+
+
+def report_path(chunks_path: str | Path) -> Path:
+    """``chunks.jsonl`` → ``chunks.report.json`` (beside it, same stem)."""
+    p = Path(chunks_path)
+    return p.with_name(f"{p.stem if p.suffix else p.name}.report.json")
+
+
+def write_report(path: str | Path, report: dict[str, Any]) -> None:
+    """Write the report as indented UTF-8 JSON, atomically."""
+    write_text_atomic(Path(path), json.dumps(report, ensure_ascii=False, indent=2) + "\n")
