@@ -56,8 +56,8 @@ def test_llm_run_writes_dataset_with_provenance_and_summary(tmp_path, key_env) -
         summary = run_generate(chunks, tmp_path / "QAdata_all.json", cfg(srv.url, concurrency=3))
     data = json.loads((tmp_path / "QAdata_all.json").read_text(encoding="utf-8"))
     assert summary["chunks"] == {"total": 6, "done": 6, "failed": 0, "not_attempted": 0, "reused_from_checkpoint": 0,
-                                 "generated_this_run": 6}
-    assert {"input", "output", "chunk_id", "source", "locator"} == set(data[0])
+                                 "reused_from_previous_qa": 0, "generated_this_run": 6, "stale_records_ignored": 0}
+    assert {"input", "output", "chunk_id", "chunk_sha", "source", "locator"} == set(data[0])
     assert [d["chunk_id"] for d in data] == sorted(d["chunk_id"] for d in data)  # chunk order, whatever finished first
     assert data[0]["locator"] == "第1条" and data[0]["source"] == "10-煤矿防治水规定.txt"
     p = summary["pairs"]

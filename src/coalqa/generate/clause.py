@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from coalqa.corpus.chunking import fold_width
+
 _SENTENCE = re.compile(r"(?<=[。！？；!?;\n])")
 _CLAUSE = re.compile(r"(?<=[，、,：:])")
 KINDS = ("article", "fact")
@@ -84,25 +86,36 @@ def quantities(text: str) -> list[str]:
     """The numbers ``text`` states, as written, in order, without repeats: ``"在20h内排出24h的涌水量，不小于70％"`` →
     ``["20", "24", "70"]``. Unit exponents (``m3``), ordinals (``第3条``) and list markers (``1．``) are not
     quantities; Chinese numerals are, with their measure word (``三级`` → ``"三级"``)."""
-    found = [m.group() for m in _NUMBER.finditer(text)] + [m.group() for m in _CN_QUANTITY.finditer(text)]
+    found = [text[m.start() : m.end()] for m in _NUMBER.finditer(fold_width(text))]
+    found += [m.group() for m in _CN_QUANTITY.finditer(text)]
     return list(dict.fromkeys(found))
 
 
 def _states_number(text: str) -> bool:
-    return bool(_NUMBER.search(text) or _CN_NUMBER.search(text))
+    return bool(_NUMBER.search(fold_width(text)) or _CN_NUMBER.search(text))
 
 
 def _cloze(text: str) -> str:
     """``text`` with every quantity asked for: digits → ``多少``, ``三级``/``五年`` → ``几级``/``几年``."""
-    return _CN_NUMBER.sub("几", _NUMBER.sub("多少", text))
+    out, last = [], 0
+    for m in _NUMBER.finditer(fold_width(text)):  # matched width-folded (３０ｍ３ reads as 30m3), replaced in place
+        out += [text[last : m.start()], "多少"]
+        last = m.end()
+    return _CN_NUMBER.sub("几", "".join(out) + text[last:])
 
 
 def _topic(text: str) -> str:
     """The words before the first quantity, up to the last comma before it (``发出的矿灯，最低…11h`` → ``发出的矿灯``)."""
-    first = min((m.start() for m in (_NUMBER.search(text), _CN_NUMBER.search(text)) if m), default=len(text))
+    first = min((m.start() for m in (_NUMBER.search(fold_width(text)), _CN_NUMBER.search(text)) if m), default=len(text))
     head = text[:first]
     cut = max(head.rfind("，"), head.rfind(","))
     return (head[:cut] if cut >= 4 else head).strip("，,：:、 ")
+
+
+def _strip(rx: re.Pattern[str], text: str) -> str:
+    """``text`` without what ``rx`` matches at its start, matched width-folded (``６．２．１`` is a clause number)."""
+    m = rx.match(fold_width(text))
+    return text[m.end():] if m else text
 
 
 def fact_sentences(text: str, limit: int) -> list[str]:
@@ -119,10 +132,10 @@ def fact_sentences(text: str, limit: int) -> list[str]:
         sentence = raw.strip().rstrip("。；;！？!?").strip()
         if not sentence:
             continue
-        sentence = _LEADING_LOCATOR.sub("", sentence)
-        item = _ITEM.match(sentence)
+        sentence = _strip(_LEADING_LOCATOR, sentence)
+        item = _ITEM.match(fold_width(sentence))
         style = item.lastgroup if item else None
-        body = _LEADING_LOCATOR.sub("", _ITEM.sub("", sentence)).strip()
+        body = _strip(_LEADING_LOCATOR, _strip(_ITEM, sentence)).strip()
         if body.endswith((":", "：")):
             lead, lead_style = body.rstrip(":：").strip(), None
             continue

@@ -38,7 +38,9 @@ def _print_summary(console: Console, s: dict[str, Any]) -> None:
     p, c, t = s["pairs"], s["chunks"], s["tokens"]["all_runs"]
     console.print(
         f"[bold green]{p['kept']}[/] pairs kept → {s['output']}  "
-        f"(chunks: {c['done']} done, {c['failed']} failed, {c['reused_from_checkpoint']} reused from checkpoint)"
+        f"(chunks: {c['done']} done, {c['failed']} failed, {c['reused_from_checkpoint']} reused from checkpoint"
+        + (f", {c['reused_from_previous_qa']} from --previous_qa" if c.get("reused_from_previous_qa") else "")
+        + f", {c['generated_this_run']} generated this run)"
     )
     reasons = ", ".join(f"{k} {v}" for k, v in p["rejected_by_reason"].items()) or "none"
     console.print(f"rejected {p['rejected']} ({reasons}); duplicates removed {p['duplicates_removed']} "
@@ -67,7 +69,7 @@ def generate(
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
     from coalqa.generate.run import run_generate
 
-    summary = run_generate(load_chunks(chunks), output, cfg, console=console)
+    summary = run_generate(load_chunks(chunks), output, cfg, console=console, chunks_path=chunks)
     _print_summary(console, summary)
     if summary["chunks"]["failed"]:
         console.print(f"[yellow]{summary['chunks']['failed']} chunk(s) failed[/]; rerun the same command to retry them "

@@ -44,7 +44,13 @@ class GenerateConfig(BaseModel):
         0.8, gt=0, le=1, description="Jaccard similarity (character bigrams) above which two questions are near-duplicates"
     )
     checkpoint: Path | None = Field(
-        None, description="append-only progress file (default: <output stem>.checkpoint.jsonl beside the output)"
+        None, description="append-only progress file (default: <output stem>.checkpoint.jsonl beside the output); "
+        "records are matched to chunks by content hash, so after a regulation update a rerun with the new chunks "
+        "file reuses the pairs of unchanged chunks and generates only new or changed ones"
+    )
+    previous_qa: Path | None = Field(
+        None, description="an earlier QA file (JSON list from coalqa generate) whose pairs are reused for chunks whose "
+        "content hash (chunk_sha) is unchanged, when the checkpoint is not available; the rest are generated"
     )
 
     @field_validator("pairs")

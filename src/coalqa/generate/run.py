@@ -20,7 +20,10 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from coalqa.corpus.chunking import chunk_sha
+from coalqa.errors import CoalqaError
 from coalqa.generate.checkpoint import check_header, open_checkpoint, read_checkpoint, text_sha
+from coalqa.jsonio import file_sha256, read_rows
 from coalqa.jsonio import write_text_atomic as write_atomic
 from coalqa.generate.clause import clause_pairs, occurrences
 from coalqa.generate.config import GenerateConfig
@@ -69,7 +72,7 @@ def _llm_record(chunk: dict[str, Any], chat: ChatFn, prompt: Prompt, cfg: Genera
         prompt, chunk["text"], max_question_chars=cfg.max_question_chars,
         max_answer_chars=cfg.max_answer_chars, min_pairs=lo, max_pairs=hi,
     )
-    record: dict[str, Any] = {"chunk_id": chunk["id"], "text_sha": text_sha(chunk["text"])}
+    record: dict[str, Any] = {"chunk_id": chunk["id"], "text_sha": text_sha(chunk["text"]), "chunk_sha": content_sha(chunk)}
     try:
         raw, usage = chat([{"role": "user", "content": content}])
     except FatalLLMError:
@@ -92,8 +95,8 @@ def _clause_record(chunk: dict[str, Any], cfg: GenerateConfig, occurrence: int) 
         problems = [{"reason": "empty_chunk", "detail": "chunk has no text"}]
     else:  # only fact pairs asked for, and no sentence states a number
         problems = [{"reason": "no_fact", "detail": "no sentence of the chunk states a number (clause_kinds: fact)"}]
-    return {"chunk_id": chunk["id"], "text_sha": text_sha(chunk["text"]), "status": "done", "error": None,
-            "pairs": pairs, "problems": problems}
+    return {"chunk_id": chunk["id"], "text_sha": text_sha(chunk["text"]), "chunk_sha": content_sha(chunk),
+            "occurrence": occurrence, "status": "done", "error": None, "pairs": pairs, "problems": problems}
 
 
 def _progress(console: Console) -> Progress:
@@ -137,14 +140,46 @@ def _produce(todo: list[dict], cfg: GenerateConfig, append: Callable[[dict], Non
     return counts
 
 
-def build_dataset(chunks: list[dict], records: dict[str, dict], cfg: GenerateConfig) -> tuple[list[dict], list[dict], dict[str, int]]:
-    """Rebuild the dataset from checkpoint records, in chunk order.
+def content_sha(chunk: dict[str, Any]) -> str:
+    """The chunk's content hash (``sha`` of chunks.jsonl; computed with :func:`coalqa.corpus.chunking.chunk_sha`
+    for chunk dicts without one)."""
+    return str(chunk.get("sha") or chunk_sha(str(chunk.get("source") or ""), str(chunk.get("title") or ""),
+                                           str(chunk.get("locator") or ""), str(chunk.get("heading") or ""),
+                                           str(chunk.get("text") or "")))
+
+
+def record_finder(records: dict[str, dict], occurrence: dict[str, int] | None = None) -> Callable[[dict], dict | None]:
+    """``find(chunk) -> record | None``: the checkpoint record made from this very chunk content.
+
+    Records are matched by the chunk's content hash (``chunk_sha``), so the pairs of an unchanged chunk are
+    found again after the chunks file was rebuilt (a regulation update), whatever its id; records written
+    before content hashes existed are matched by id and text hash. With ``occurrence`` (the clause generator,
+    whose questions depend on it) the record must also have been made for the same occurrence.
+    """
+    by_sha = {r["chunk_sha"]: r for r in records.values() if r.get("chunk_sha")}
+
+    def find(chunk: dict) -> dict | None:
+        rec = by_sha.get(content_sha(chunk))
+        if rec is None:
+            old = records.get(chunk["id"])
+            rec = old if old and not old.get("chunk_sha") and old.get("text_sha") == text_sha(chunk["text"]) else None
+        if rec is not None and occurrence is not None and rec.get("occurrence", 0) != occurrence.get(chunk["id"], 0):
+            return None
+        return rec
+
+    return find
+
+
+def build_dataset(chunks: list[dict], records: dict[str, dict], cfg: GenerateConfig,
+                  occurrence: dict[str, int] | None = None) -> tuple[list[dict], list[dict], dict[str, int]]:
+    """Rebuild the dataset from checkpoint records (found by :func:`record_finder`), in chunk order.
 
     Returns ``(dataset, rejects, reasons)``: dataset items are ``{"input", "output", "chunk_id",
-    "source", "locator"}``; rejects are ``{"chunk_id", "source", "locator", "reason", "detail"}``
+    "chunk_sha", "source", "locator"}``; rejects are ``{"chunk_id", "source", "locator", "reason", "detail"}``
     for parse problems, invalid pairs and duplicates; ``reasons`` counts rejects by reason.
     """
     seen = make_deduper(cfg.near_dup_threshold)
+    lookup = record_finder(records, occurrence)
     dataset, rejects, reasons = [], [], {}
 
     def reject(chunk: dict, reason: str, detail: str) -> None:
@@ -153,8 +188,8 @@ def build_dataset(chunks: list[dict], records: dict[str, dict], cfg: GenerateCon
                         "reason": reason, "detail": detail[:300]})
 
     for chunk in chunks:
-        rec = records.get(chunk["id"])
-        if not rec or rec.get("status") != "done" or rec.get("text_sha") != text_sha(chunk["text"]):
+        rec = lookup(chunk)
+        if not rec or rec.get("status") != "done":
             continue
         for p in rec.get("problems") or []:
             reject(chunk, p["reason"], p["detail"])
@@ -166,12 +201,46 @@ def build_dataset(chunks: list[dict], records: dict[str, dict], cfg: GenerateCon
                 reject(chunk, why, json.dumps(pair, ensure_ascii=False))
                 continue
             dataset.append({"input": pair["input"].strip(), "output": pair["output"].strip(), "chunk_id": chunk["id"],
-                            "source": chunk.get("source"), "locator": chunk.get("locator")})
+                            "chunk_sha": content_sha(chunk), "source": chunk.get("source"), "locator": chunk.get("locator")})
     return dataset, rejects, reasons
 
 
+def _previous_pairs(path: Path, todo: list[dict], header: dict[str, Any], nth: dict[str, int] | None) -> list[dict]:
+    """Checkpoint records for the chunks of ``todo`` whose pairs an earlier dataset (``--previous_qa``) holds.
+
+    Pairs are taken by ``chunk_sha`` (their chunk's content hash), so only unchanged chunks reuse them.
+    The earlier dataset's ``*.summary.json``, when beside it, must name the same provider, model and prompt
+    version as this run (a dataset is not mixed from two generators).
+
+    Raises:
+        CoalqaError: the file cannot be read, or its summary names other generation settings.
+    """
+    stem = path.with_suffix("") if path.suffix == ".json" else path
+    summary_path = Path(f"{stem}.summary.json")
+    if summary_path.is_file():
+        prev = json.loads(summary_path.read_text(encoding="utf-8"))
+        theirs = (prev.get("provider"), prev.get("model"), (prev.get("prompt") or {}).get("version"))
+        ours = (header["provider"], header["model"], header["prompt_version"])
+        if theirs != ours:
+            raise CoalqaError(f"--previous_qa {path} was made with provider/model/prompt {theirs}, this run uses {ours}; "
+                              "its pairs are not reused (drop --previous_qa, or use the same settings)")
+    by_sha: dict[str, list[dict[str, str]]] = {}
+    for where, row in read_rows(path, "previous QA data"):
+        if isinstance(row, dict) and row.get("chunk_sha") and isinstance(row.get("input"), str) and isinstance(row.get("output"), str):
+            by_sha.setdefault(str(row["chunk_sha"]), []).append({"input": row["input"], "output": row["output"]})
+    out = []
+    for c in todo:
+        pairs = by_sha.get(content_sha(c))
+        if pairs:
+            out.append({"chunk_id": c["id"], "text_sha": text_sha(c["text"]), "chunk_sha": content_sha(c),
+                        "occurrence": (nth or {}).get(c["id"], 0), "status": "done", "error": None, "pairs": pairs,
+                        "problems": [], "origin": str(path)})
+    return out
+
+
 def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: GenerateConfig, *,
-                 chat: ChatFn | None = None, console: Console | None = None) -> dict[str, Any]:
+                 chat: ChatFn | None = None, console: Console | None = None,
+                 chunks_path: str | Path | None = None) -> dict[str, Any]:
     """Generate QA pairs for ``chunks`` into ``output``; resumable; returns the run summary.
 
     Args:
@@ -180,6 +249,13 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
         output: the dataset path (JSON array); the checkpoint, ``*.summary.json`` and
             ``*.rejects.jsonl`` are written beside it (see :func:`side_paths`).
         chat: an injected ``chat(messages) -> (text, usage)``; default :func:`make_chat_client`.
+        chunks_path: the chunks file ``chunks`` came from; its path and SHA-256 go into the summary (and from
+            there into the run card of an adapter trained on the output).
+
+    Regulation updates: records are found by chunk content hash (:func:`record_finder`), so rerunning with a
+    rebuilt chunks file and the same output reuses the pairs of unchanged chunks, generates only new or changed
+    ones, and leaves out the pairs of chunks no longer present. ``cfg.previous_qa`` seeds the checkpoint from an
+    earlier dataset instead (see :func:`_previous_pairs`).
 
     Raises:
         CoalqaError: missing API key, a checkpoint made with other settings, or the provider
@@ -195,24 +271,36 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
     header = _header(cfg, prompt)
     found, records, _ = read_checkpoint(paths["checkpoint"])
     check_header(paths["checkpoint"], found, header)
+    nth = None if llm else occurrences(chunks)
+    lookup = record_finder(records, nth)
 
     def finished_before(c: dict) -> bool:
-        rec = records.get(c["id"])
-        return bool(rec) and rec.get("status") == "done" and rec.get("text_sha") == text_sha(c["text"])
+        rec = lookup(c)
+        return bool(rec) and rec.get("status") == "done"
 
     todo = [c for c in chunks if not finished_before(c)]
+    current = {content_sha(c) for c in chunks}
+    stale = sum(1 for r in records.values() if r.get("chunk_sha") and r["chunk_sha"] not in current)
+    seeded = _previous_pairs(cfg.previous_qa, todo, header, nth) if cfg.previous_qa else []
+    if seeded:
+        done_ids = {r["chunk_id"] for r in seeded}
+        todo = [c for c in todo if c["id"] not in done_ids]
     if todo and llm and chat is None:
         chat = make_chat_client(cfg.provider, cfg.model, cfg.base_url, cfg.timeout, cfg.max_retries,
                                 retry_wait=cfg.retry_wait, temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_tokens=cfg.max_tokens)
     if len(todo) < len(chunks):
-        console.print(f"resuming from {paths['checkpoint']}: {len(chunks) - len(todo)} of {len(chunks)} chunks already done")
+        console.print(f"reusing {len(chunks) - len(todo) - len(seeded)} unchanged chunk(s) from {paths['checkpoint']}"
+                      + (f" and {len(seeded)} from {cfg.previous_qa}" if seeded else "")
+                      + f"; generating {len(todo)} new or changed of {len(chunks)}"
+                      + (f"; {stale} checkpoint record(s) of chunks no longer present are ignored" if stale else ""))
     if llm:
         make_record = lambda c: _llm_record(c, chat, prompt, cfg)  # noqa: E731
     else:
-        nth = occurrences(chunks)
         make_record = lambda c: _clause_record(c, cfg, nth[c["id"]])  # noqa: E731
     append, close = open_checkpoint(paths["checkpoint"], header, durable=llm)
+    for rec in seeded:
+        append(rec)
     try:
         session = _produce(todo, cfg, append, console, make_record)
     except KeyboardInterrupt:
@@ -222,10 +310,11 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
         close()
 
     _, records, tokens = read_checkpoint(paths["checkpoint"])
-    dataset, rejects, reasons = build_dataset(chunks, records, cfg)
+    dataset, rejects, reasons = build_dataset(chunks, records, cfg, nth)
+    lookup = record_finder(records, nth)
     ids = {c["id"] for c in chunks}
     failed = [{"chunk_id": c["id"], "error": records[c["id"]].get("error")} for c in chunks
-              if c["id"] in records and records[c["id"]].get("status") == "failed"]
+              if c["id"] in records and records[c["id"]].get("status") == "failed" and not finished_before(c)]
     done = sum(1 for c in chunks if finished_before(c))  # records were re-read: counts every run
     dups = {k: reasons.get(f"duplicate_{k}", 0) for k in ("exact", "near")}
     summary = {
@@ -235,10 +324,13 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
         "base_url": cfg.base_url if llm else None,
         "prompt": {"version": header["prompt_version"], "file": prompt.path if prompt else None},
         "chunks": {"total": len(chunks), "done": done, "failed": len(failed), "not_attempted": len(chunks) - done - len(failed),
-                   "reused_from_checkpoint": len(chunks) - len(todo), "generated_this_run": session["done"]},
+                   "reused_from_checkpoint": len(chunks) - len(todo) - len(seeded),
+                   "reused_from_previous_qa": len(seeded), "generated_this_run": session["done"],
+                   "stale_records_ignored": stale},
+        "chunks_file": {"path": str(chunks_path), "sha256": file_sha256(chunks_path)} if chunks_path else None,
         "pairs": {
             "kept": len(dataset),
-            "candidates": sum(len(records[i]["pairs"]) for i in ids if i in records and records[i].get("status") == "done"),
+            "candidates": sum(len(r["pairs"]) for c in chunks if (r := lookup(c)) and r.get("status") == "done"),
             "rejected": sum(v for k, v in reasons.items() if not k.startswith("duplicate_")),
             "rejected_by_reason": {k: v for k, v in sorted(reasons.items()) if not k.startswith("duplicate_")},
             "duplicates_removed": sum(dups.values()),
