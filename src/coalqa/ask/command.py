@@ -78,6 +78,13 @@ def ask(
 
     from coalqa.ask.inference import load_model
 
+    if peft_model is not None and adapter:
+        from coalqa.train.provenance import stale_chunks
+
+        stale = stale_chunks(peft_model)
+        if stale:
+            err.print(f"[yellow]warning:[/] {escape(stale)}")
+
     err.print(f"loading {peft_model or cfg.model_name_or_path} …", style="dim", markup=False)
     with warnings.catch_warnings():  # load_model's notes are printed below, without a source line
         warnings.filterwarnings("ignore", category=UserWarning, module="coalqa")

@@ -327,7 +327,7 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
                    "reused_from_checkpoint": len(chunks) - len(todo) - len(seeded),
                    "reused_from_previous_qa": len(seeded), "generated_this_run": session["done"],
                    "stale_records_ignored": stale},
-        "chunks_file": {"path": str(chunks_path), "sha256": file_sha256(chunks_path)} if chunks_path else None,
+        "chunks_file": {"path": str(Path(chunks_path).resolve()), "sha256": file_sha256(chunks_path)} if chunks_path else None,
         "pairs": {
             "kept": len(dataset),
             "candidates": sum(len(r["pairs"]) for c in chunks if (r := lookup(c)) and r.get("status") == "done"),

@@ -11,7 +11,8 @@ answer and its final EOS are labelled) → save the run folder::
         train_config.yaml      the fully resolved TrainConfig (prompt format included)
         train_log.jsonl        one JSON object per logged step (train and eval)
         loss_curve.png         train and eval loss
-        run_card.md            base model, data hash, sample counts, final losses, time
+        run_card.md            base model, data and chunks-file hashes, sample counts, final losses, time
+        provenance.json        QA file and chunks file (path, SHA-256) and the chunks trained on
         checkpoint-N/          trainer checkpoints (resume with --resume_from_checkpoint)
 
 Runs unchanged under ``torchrun``/``accelerate launch`` (DDP); only rank 0 writes files.
@@ -38,6 +39,7 @@ from coalqa.modeling import check_model_location, disable_cpu_4bit_repacking, lo
 from coalqa.template import PromptFormat
 from coalqa.train.config import TrainConfig
 from coalqa.train.data import TokenisedData, read_qa_file, tokenise
+from coalqa.train.provenance import PROVENANCE, data_provenance
 
 log = logging.getLogger(__name__)
 RUN_PREFIX = "deepseek-coal-safety-"
@@ -56,6 +58,7 @@ class TrainResult:
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    provenance: dict = field(default_factory=dict)  # see coalqa.train.provenance
 
 
 def train(config: TrainConfig) -> Path:
@@ -76,6 +79,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     if state.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(result.config, run_dir / "train_config.yaml")
+        (run_dir / PROVENANCE).write_text(json.dumps(result.provenance, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         _trim_log(run_dir / "train_log.jsonl", result.checkpoint)
     state.wait_for_everyone()
 
@@ -92,7 +96,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
         history = _read_log(run_dir / "train_log.jsonl")
         plot_losses(history, run_dir / "loss_curve.png")
         _write_run_card(run_dir, result.config, result.data, history, time.time() - result.started,
-                        result.interrupted, result.notes + result.data.notes, result.dtype)
+                        result.interrupted, result.notes + result.data.notes, result.dtype, result.provenance)
     state.wait_for_everyone()
     return result
 
@@ -147,7 +151,8 @@ def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     resolved = config.model_copy(update={"gradient_checkpointing": gc, "packing": packing})
     trainer = _build_trainer(resolved, model, tokenizer, data, run_dir, bf16=dtype.name == "bfloat16",
                              callbacks=callbacks or [])
-    return TrainResult(run_dir, trainer, data, resolved, dtype, checkpoint, notes=notes, started=started)
+    return TrainResult(run_dir, trainer, data, resolved, dtype, checkpoint, notes=notes, started=started,
+                       provenance=data_provenance(config.data, rows))
 
 
 def _run_dir(config: TrainConfig, state) -> tuple[Path, Path | None]:
@@ -389,8 +394,17 @@ def plot_losses(history: list[dict], path: Path) -> None:
 
 
 
+def _chunks_line(provenance: dict) -> str:
+    chunks_file = provenance.get("chunks_file")
+    n = len(provenance.get("chunks") or [])
+    if not chunks_file:
+        return f"- Chunks: not recorded (no generate summary beside the data); pairs from {n} chunk(s) with a chunk_sha"
+    return (f"- Chunks: `{chunks_file['path']}` (sha256 `{chunks_file['sha256']}`); pairs from {n} chunk(s), "
+            f"listed in `{PROVENANCE}` (`coalqa ask` warns when they change)")
+
+
 def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, history: list[dict], seconds: float,
-                    interrupted: bool, notes: list[str], dtype: DtypeChoice) -> None:
+                    interrupted: bool, notes: list[str], dtype: DtypeChoice, provenance: dict | None = None) -> None:
     last = lambda key: next((e[key] for e in reversed(history) if key in e), None)  # noqa: E731
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     steps = max((e.get("step", 0) for e in history), default=0)
@@ -401,6 +415,7 @@ def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, his
         f"- Base model: `{config.model_name_or_path}` ({'4-bit ' + config.bnb_4bit_quant_type if config.use_4bit else 'full precision'}, "
         f"compute {dtype.name} on {dtype.device}: {dtype.reason})",
         f"- Data: `{config.data}` (sha256 `{file_sha256(config.data)}`)",
+        _chunks_line(provenance or {}),
         f"- QA pairs: {data.rows} read; {len(data.train)} train, {len(data.eval)} eval ({data.split_note}); "
         f"{data.truncated} cut to max_length {config.max_length}; {data.skipped_too_long} skipped",
         f"- Prompt format: template `{config.template}`, think `{config.think}`",
