@@ -214,13 +214,13 @@ def _cn_int(number: str) -> int | None:
     return int(number) if number.isdigit() else parse_chinese_number(number)
 
 
-def _next_label(lines: list[str], start: int, family: int, limit: int = 200) -> tuple[int, ...] | None:
-    """Key of the next article (family 0) or clause (family 1) number that opens one of ``lines[start:]``."""
+def _next_label(lines: list[str], start: int, family: int, limit: int = 200) -> str | None:
+    """The next article (family 0) or clause (family 1) number that opens one of ``lines[start:]``."""
     for line in lines[start : start + limit]:
         f = fold_width(line)
         m = ARTICLE.match(f) if family == 0 else CLAUSE.match(f)
         if m and not REFERENCE.match(f, m.end()):
-            return label_key(m.group(0) if family == 0 else m.group(1))
+            return m.group(0) if family == 0 else m.group(1)
     return None
 
 
@@ -233,22 +233,22 @@ def _article(folded: str, lines: list[str], nxt: int, last: int) -> re.Match[str
     n = _cn_int(m.group(1))
     if n is not None and n < last:
         after = _next_label(lines, nxt, 0)
-        if after is None or after[1] != n + 1:
+        if after is None or label_key(after) != (0, n + 1):
             return None
     return m
 
 
 def _clause(folded: str, lines: list[str], nxt: int, last: str | None) -> str | None:
     """The clause number opening ``folded`` if it heads a clause: read to continue ``last``
-    (:func:`_clause_label`), not a cross-reference, not lower than ``last`` unless the numbering goes on
-    from it (a restart such as a standard's explanatory notes, or a misprint before it)."""
+    (:func:`_clause_label`), not a cross-reference, not lower than ``last`` unless the next clause number
+    continues from it (a restart such as a standard's explanatory notes, or a misprint before it)."""
     label = _clause_label(folded, last)
     if not label or REFERENCE.match(folded, len(label)):
         return None
     key, before = label_key(label), label_key(last) if last else None
     if key and before and key < before:
         after = _next_label(lines, nxt, 1)
-        if after is None or not key < after < before:
+        if after is None or not _succeeds(after, label):
             return None
     return label
 
@@ -290,7 +290,7 @@ def parse_units(doc: Document) -> list[_Unit]:
         """Forget numbered headings that do not contain clause ``number`` (their end was not marked)."""
         path[:] = [
             (lv, t) for lv, t in path
-            if (m := NUMBERED.match(t)) is None or number == m.group(1) or number.startswith(m.group(1) + ".")
+            if (m := NUMBERED.match(fold_width(t))) is None or number == m.group(1) or number.startswith(m.group(1) + ".")
         ]
 
     def open_unit(label: str | None) -> _Unit:
@@ -305,7 +305,7 @@ def parse_units(doc: Document) -> list[_Unit]:
 
     def push_heading(level: int, text: str) -> None:
         nonlocal pending_break
-        number = NUMBERED.match(text)
+        number = NUMBERED.match(fold_width(text))
         if number and level > BREAK_LEVEL:
             drop_stale(number.group(1))
         while path and path[-1][0] >= level:
