@@ -57,6 +57,17 @@ def trained_adapter(tmp_path_factory, tiny_qwen2_dir) -> Path:
     return run_dir
 
 
+def test_train_records_data_provenance(trained_adapter) -> None:
+    from coalqa.jsonio import file_sha256
+
+    prov = json.loads((trained_adapter / "provenance.json").read_text(encoding="utf-8"))
+    data = Path(prov["data"]["path"])
+    assert data.name == "QAdata_all.json" and prov["data"]["sha256"] == file_sha256(data)
+    assert prov["chunks_file"] is None and prov["chunks"] == []  # hand-made QA pairs: no chunks file, no chunk_sha
+    card = (trained_adapter / "run_card.md").read_text(encoding="utf-8")
+    assert prov["data"]["sha256"] in card and "Chunks: not recorded" in card
+
+
 @pytest.fixture(scope="module")
 def loaded(trained_adapter):
     return load_model(trained_adapter)

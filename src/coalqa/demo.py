@@ -225,7 +225,7 @@ def step_corpus(cfg: DemoConfig, docs: list[Path], console: Console) -> tuple[Pa
         console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
     if not documents:
         raise CoalqaError(f"nothing could be read from {', '.join(map(str, docs))}")
-    key = _sha("corpus-v1", cfg.chunk_chars, [(d.source, d.text) for d in documents])
+    key = _sha("corpus-v2", cfg.chunk_chars, [(d.source, d.text) for d in documents])
     path = cfg.work_dir / f"chunks-{key}.jsonl"
     reused = path.is_file()
     if not reused:
@@ -313,7 +313,7 @@ def step_generate(
     from coalqa.generate.run import CLAUSE_VERSION
 
     kinds = sorted(cfg.clause_kinds) if provider == "clause" else None
-    key = _sha("generate-v2", chunks_key, [c["id"] for c in subset], sorted(spans.items()), provider, model, cfg.max_answer_chars,
+    key = _sha("generate-v3", chunks_key, [c["id"] for c in subset], sorted(spans.items()), provider, model, cfg.max_answer_chars,
                kinds, CLAUSE_VERSION)
     path = cfg.work_dir / f"qa-{key}.json"
     kept_path = cfg.work_dir / f"qa-{key}.train.json"
