@@ -288,6 +288,20 @@ def test_junk_metadata_title_falls_back_to_the_file_name(tmp_path: Path, title: 
     assert read_document(path).title == "矿井防火规定"
 
 
+def test_damaged_and_encrypted_pdfs_are_skipped_with_reason(tmp_path: Path) -> None:
+    from reportlab.lib import pdfencrypt
+    from reportlab.pdfgen import canvas
+
+    (tmp_path / "damaged.pdf").write_bytes(b"%PDF-1.4\ngarbage\n")
+    c = canvas.Canvas(str(tmp_path / "locked.pdf"), encrypt=pdfencrypt.StandardEncryption("secret", ownerPassword="o"))
+    c.drawString(72, 700, "rule 12")
+    c.save()
+    docs, skipped = load_documents([tmp_path])
+    reasons = {p.name: r for p, r in skipped}
+    assert not docs and reasons["damaged.pdf"].startswith("unreadable PDF")
+    assert reasons["locked.pdf"] == "encrypted PDF: save an unencrypted copy"
+
+
 def test_garbled_extraction_is_flagged() -> None:
     doc = doc_of("\n".join("煤矿安全规程第一条矿井必须有两个安全出口" * 4), "glyph.txt")
     report = document_report(doc, split_into_chunks(doc))

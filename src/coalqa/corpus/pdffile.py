@@ -100,13 +100,17 @@ def pdf_text(path: Path) -> tuple[list[str], str, str, list[str]]:
     import pdfplumber
     from pdfminer.pdfdocument import PDFPasswordIncorrect
     from pdfminer.pdfparser import PDFSyntaxError
+    from pdfplumber.utils.exceptions import PdfminerException
 
     try:
         with pdfplumber.open(str(path)) as pdf:
             title = str((pdf.metadata or {}).get("Title") or "").strip()
             pages = [_page_lines(page, n) for n, page in enumerate(pdf.pages)]
-    except PDFPasswordIncorrect as e:
-        raise PdfError("encrypted PDF: save an unencrypted copy") from e
+    except (PDFPasswordIncorrect, PdfminerException) as e:
+        cause = e.args[0] if e.args and isinstance(e.args[0], Exception) else e
+        if isinstance(cause, PDFPasswordIncorrect) or "password" in str(e).lower() or "encrypt" in str(e).lower():
+            raise PdfError("encrypted PDF: save an unencrypted copy") from e
+        raise PdfError(f"unreadable PDF ({cause})") from e
     except (PDFSyntaxError, ValueError, KeyError, TypeError) as e:
         raise PdfError(f"unreadable PDF ({type(e).__name__}: {e})") from e
     all_lines = [ln for lines in pages for ln in lines]
