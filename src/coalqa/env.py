@@ -22,11 +22,15 @@ ENV_VARS = ("COALQA_CPU_BF16", "COALQA_CACHE", "HF_HOME", "HF_HUB_CACHE", "HF_HU
             "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS")
 
 
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None]:
+    """Installed version of each distribution in ``names`` (``None`` when not installed)."""
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def folder_size(path: Path) -> int:
@@ -76,7 +80,8 @@ def environment() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "libraries": {name: _version(name) for name in LIBRARIES} | {"torch CUDA": torch.version.cuda or "none (CPU build)"},
+        "libraries": {name: v or "not installed" for name, v in library_versions().items()}
+        | {"torch CUDA": torch.version.cuda or "none (CPU build)"},
         "cpu": {"model": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                 "capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native, "reason": why,
                 "probe_ms": {"float32": round(fp32_ms, 2), "bfloat16": round(bf16_ms, 2)}},

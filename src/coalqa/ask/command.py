@@ -14,7 +14,6 @@ import platform
 import time
 import warnings
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +30,7 @@ from coalqa.ask.batch import (
 )
 from coalqa.ask.config import AskConfig
 from coalqa.config import config_options, load_config
+from coalqa.env import library_versions
 from coalqa.errors import CoalqaError, StopRequested
 from coalqa.jsonio import write_json_atomic
 from coalqa.template import THINK_CLOSE, THINK_OPEN, encode_prompt, prompt_opens_think
@@ -233,16 +233,6 @@ def _chat(loaded, cfg: AskConfig, err: Console) -> None:
 # ---------------------------------------------------------------------------------------- batch
 
 
-def _versions() -> dict:
-    found = {}
-    for pkg in ("coalqa", "torch", "transformers", "peft", "bitsandbytes"):
-        try:
-            found[pkg] = version(pkg)
-        except PackageNotFoundError:
-            found[pkg] = None
-    return found
-
-
 def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, questions_file: Path,
            cfg: AskConfig, err: Console) -> None:
     """Answer the rows not yet in ``output_file``; rewrite it atomically after every batch."""
@@ -260,7 +250,7 @@ def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, qu
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": str(loaded.model.device),
         "host": platform.node(),
-        "versions": _versions(),
+        "versions": library_versions(("coalqa", "torch", "transformers", "peft", "bitsandbytes")),
     }
     sfile = settings_path(output_file)
     if existing and sfile.is_file():
