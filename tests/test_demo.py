@@ -39,9 +39,13 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     adapter = Path(summary["adapter"])
     for name in ("adapter_model.safetensors", "train_config.yaml", "run_card.md"):
         assert (adapter / name).is_file()
+    # conftest takes the path of a CPU without native bf16: the demo trains and answers in float32
+    assert (summary["dtype"]["training"], summary["dtype"]["answering"]) == ("float32", "float32")
+    assert "compute float32 on cpu: auto: COALQA_CPU_BF16=0" in (adapter / "run_card.md").read_text(encoding="utf-8")
     base = load_report(work / next(s["output"] for s in summary["steps"] if s["name"] == "answer (base)"))
     tuned = load_report(work / next(s["output"] for s in summary["steps"] if s["name"] == "answer (fine-tuned)"))
     assert base["model"]["adapter"] is None and tuned["model"]["adapter"] == str(adapter)
+    assert base["model"]["dtype"] == tuned["model"]["dtype"] == "float32"
     assert base["model"]["prompt_format"] == tuned["model"]["prompt_format"]  # base prompted as the tuned model
     assert set(base["groups"]) == {"trained", "not trained"} and base["groups"]["trained"]["n"] == 2
     md = (work / "comparison.md").read_text(encoding="utf-8")
@@ -56,6 +60,25 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     rerun = json.loads((work / "demo_summary.json").read_text(encoding="utf-8"))
     assert [s["reused"] for s in rerun["steps"] if s["name"] != "model"] == [True] * 6
     assert rerun["adapter"] == summary["adapter"]
+
+
+def test_demo_cache_keys_include_the_compute_dtype(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir, monkeypatch):
+    """A CPU with native bf16 must not reuse the float32 run's adapter and answers (nor the reverse)."""
+    from coalqa.hardware import cpu_native_bf16
+
+    assert _demo(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir).exit_code == 0
+    monkeypatch.setenv("COALQA_CPU_BF16", "1")
+    cpu_native_bf16.cache_clear()
+    try:
+        result = _demo(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir)
+    finally:
+        cpu_native_bf16.cache_clear()
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text(encoding="utf-8"))
+    assert summary["dtype"]["training"] == summary["dtype"]["answering"] == "bfloat16"
+    reused = {s["name"]: s["reused"] for s in summary["steps"]}
+    assert reused["corpus"] and reused["generate"]
+    assert not any(reused[k] for k in ("answer (base)", "train", "answer (fine-tuned)", "recitation check"))
 
 
 def test_every_eval_span_is_found_in_the_real_corpus(corpus_dir, eval_file):
