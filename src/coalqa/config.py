@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from coalqa.errors import CoalqaError
+from coalqa.textio import read_text_file
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -54,7 +55,7 @@ def load_config(cls: type[M], config_file: str | Path | None = None, overrides: 
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            loaded = yaml.safe_load(read_text_file(path, "config"))
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         if loaded is None:

@@ -1,8 +1,8 @@
 """Reading JSON-list / JSON-Lines files with row-numbered errors, and writing files atomically.
 
 Every stage's input files (QA pairs, questions, references, predictions) come either as one JSON list
-or as JSON Lines; :func:`read_rows` reads both and says where each row sits, so errors can name the
-file and the row. Outputs are written through :func:`write_text_atomic` so that a killed process
+or as JSON Lines, in any common encoding (detected by :func:`coalqa.textio.read_text_file`);
+:func:`read_rows` reads both and says where each row sits, so errors can name the file and the row. Outputs are written through :func:`write_text_atomic` so that a killed process
 leaves either the old file or the new one, never half of one.
 """
 
@@ -16,21 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from coalqa.errors import CoalqaError
-
-
-def read_text_file(path: str | Path, what: str) -> str:
-    """The UTF-8 text of ``path`` (a BOM is dropped).
-
-    Raises:
-        CoalqaError: the file is missing or is not UTF-8 text (the message says which ``what`` file).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CoalqaError(f"{what} file not found: {path}")
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CoalqaError(f"cannot read {what} file {path} as UTF-8 text: {e}") from e
+from coalqa.textio import read_text_file
 
 
 def read_rows(path: str | Path, what: str) -> list[tuple[str, Any]]:
@@ -44,7 +30,7 @@ def read_rows(path: str | Path, what: str) -> list[tuple[str, Any]]:
         or ``"FILE: line N"`` (JSON Lines, the line number).
 
     Raises:
-        CoalqaError: the file is missing, not UTF-8, empty, not valid JSON (line and column named),
+        CoalqaError: the file is missing, not text, empty, not valid JSON (line and column named),
             or a JSON document that is not a list.
     """
     path = Path(path)

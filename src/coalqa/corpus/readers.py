@@ -9,8 +9,8 @@ character of the regulation is kept.
 
 from __future__ import annotations
 
-import codecs
 import difflib
+import json
 import re
 import shutil
 import subprocess
@@ -20,21 +20,12 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charset_normalizer import from_bytes
-
 from coalqa.corpus.pdffile import PdfError, pdf_text
 from coalqa.corpus.wordfile import docx_lines
+from coalqa.textio import UndecodableText, decode_text
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
-_GB_FAMILY = {"gb2312", "gbk", "gb18030", "hz", "hz_gb_2312", "cp936"}
-_BOMS = [
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-]
 
 
 class ReadError(Exception):
@@ -110,38 +101,6 @@ def sniff_format(data: bytes) -> str:
     if data.startswith(OLE2_MAGIC):
         return "doc"
     return "text"
-
-
-def decode_text(data: bytes) -> tuple[str, str]:
-    """Decode bytes of a text file, detecting the encoding; returns ``(text, encoding)``.
-
-    A byte-order mark wins, then strict UTF-8, then charset-normalizer's best guess (a GB2312/GBK
-    guess is decoded as its superset GB18030).
-
-    Raises:
-        ReadError: the bytes look binary or match no encoding.
-    """
-    for bom, enc in _BOMS:
-        if data.startswith(bom):
-            return data.decode(enc), enc.replace("-sig", " with BOM")
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    best = from_bytes(data).best()
-    if best is None:
-        raise ReadError("binary content, not text in any known encoding")
-    enc = best.encoding.lower()
-    if enc in _GB_FAMILY:
-        enc = "gb18030"
-    try:
-        text = data.decode(enc)
-    except (UnicodeDecodeError, LookupError) as e:
-        raise ReadError(f"binary content, not text ({e})") from e
-    bad = sum(1 for ch in text if unicodedata.category(ch) in ("Cc", "Co", "Cs") and ch not in "\r\n\t\f")
-    if bad > max(2, len(text) // 200):
-        raise ReadError(f"binary content, not text ({bad} control characters when read as {enc})")
-    return text, enc
 
 
 _LITERAL_NEWLINE = re.compile(r"\\r\\n|\\n|\\r")
@@ -221,6 +180,20 @@ def _guess_title(text: str, path: Path, given: str = "") -> str:
     return stem
 
 
+def _is_json_data(text: str) -> bool:
+    """Whether ``text`` is a JSON document or JSON Lines (its first line an object): data, never a regulation."""
+    head = text.lstrip()
+    if not head.startswith(("{", "[")):
+        return False
+    for candidate in (head, head.split("\n", 1)[0]):
+        try:
+            json.loads(candidate)
+            return True
+        except ValueError:
+            continue
+    return False
+
+
 def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
     """Read one file of any supported format into a :class:`Document` with cleaned text.
 
@@ -263,7 +236,12 @@ def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
     elif kind == "zip":
         raise ReadError("a zip archive that is not a Word .docx; unsupported")
     else:
-        raw, encoding = decode_text(data)
+        try:
+            raw, encoding = decode_text(data)  # the one encoding detection, shared with every other text input
+        except UndecodableText as e:
+            raise ReadError(str(e)) from e
+        if _is_json_data(raw):
+            raise ReadError("JSON data (e.g. chunks or QA pairs written by coalqa), not a regulation text")
         source = raw
         if suffix not in TEXT_SUFFIXES:
             warnings.append(f"named {suffix or 'without extension'} but is plain text ({encoding}); read as text")

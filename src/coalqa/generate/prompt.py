@@ -1,6 +1,6 @@
 """The question-generation prompt: an editable template file plus a version for the run summary.
 
-Templates are plain UTF-8 text with ``{text}`` (the chunk) and optionally ``{max_question_chars}``,
+Templates are plain text (UTF-8, GBK, UTF-16: the encoding is detected) with ``{text}`` (the chunk) and optionally ``{max_question_chars}``,
 ``{max_answer_chars}``, ``{min_pairs}``, ``{max_pairs}``. Only these exact tokens are substituted, so
 literal braces (the JSON example) need no escaping. The built-in ``prompts/qa_v1.txt`` follows the
 original CoalQA design (GLM-4 asked for 10–20 ``{"input", "output"}`` pairs per text); to change it,
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coalqa.errors import CoalqaError
+from coalqa.textio import read_text_file
 
 BUILTIN = Path(__file__).parent / "prompts" / "qa_v1.txt"
 PLACEHOLDERS = ("text", "max_question_chars", "max_answer_chars", "min_pairs", "max_pairs")
@@ -33,15 +34,10 @@ def load_prompt(path: str | Path | None = None) -> Prompt:
     """Read a template (default: the built-in ``qa_v1.txt``).
 
     Raises:
-        CoalqaError: the file is missing, not UTF-8, or lacks the ``{text}`` placeholder.
+        CoalqaError: the file is missing, not text (any common encoding is detected), or lacks the ``{text}`` placeholder.
     """
     p = Path(path) if path else BUILTIN
-    try:
-        template = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CoalqaError(f"prompt file not found: {p}") from None
-    except UnicodeDecodeError as e:
-        raise CoalqaError(f"prompt file {p} is not UTF-8 text: {e}") from None
+    template = read_text_file(p, "prompt")
     if "{text}" not in template:
         raise CoalqaError(f"prompt file {p} has no {{text}} placeholder for the chunk text")
     digest = hashlib.sha256(template.encode("utf-8")).hexdigest()[:12]
