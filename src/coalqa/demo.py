@@ -43,6 +43,8 @@ from coalqa.config import ConfigError, config_options, load_config
 from coalqa.errors import CoalqaError
 from coalqa.hardware import choose_dtype
 from coalqa.jsonio import file_sha256, write_json_atomic
+from coalqa.paths import check_outputs
+from coalqa.textio import read_text_file
 
 REAL_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 REAL_PRESET = "configs/deepseek-r1-distill-qwen-1.5b.yaml"
@@ -157,7 +159,7 @@ def split_config(config_file: Path | None, overrides: dict[str, Any]) -> tuple[D
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            loaded = yaml.safe_load(read_text_file(path, "config")) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         if not isinstance(loaded, dict):
@@ -602,4 +604,7 @@ def demo(
     step is cached in --work_dir and reused on a rerun.
     """
     cfg, preset = split_config(config, overrides)
+    check_outputs("demo", inputs={"--docs": cfg.docs, "--references": cfg.references, "--config": config,
+                                  "--model_name_or_path": cfg.model_name_or_path},
+                  output_dirs={"--work_dir": cfg.work_dir})
     run_demo(cfg, preset)

@@ -16,6 +16,7 @@ from coalqa.corpus.jsonl import read_chunks, write_chunks
 from coalqa.corpus.readers import load_documents
 from coalqa.corpus.report import compare_chunks, document_report, report_path, write_report
 from coalqa.errors import CoalqaError
+from coalqa.paths import check_outputs
 
 
 @config_options(CorpusConfig, bool_style="flag")
@@ -37,6 +38,7 @@ def corpus(
     with --previous OLD_chunks.jsonl it also lists the chunks added, removed and changed since then.
     """
     cfg = load_config(CorpusConfig, config, overrides)
+    check_outputs("corpus", inputs={"DOCS": docs, "--config": config}, outputs={"the chunks file (--output)": output})
     console = Console(stderr=True)
     previous = read_chunks(cfg.previous) if cfg.previous else None  # fail early on a bad --previous
     rpath = report_path(output)

@@ -20,7 +20,8 @@ from coalqa.config import config_options, load_config
 from coalqa.errors import CoalqaError
 from coalqa.eval.config import EvalConfig
 from coalqa.eval.data import load_predictions, load_references
-from coalqa.eval.report import METRICS, load_report, write_comparison, write_report
+from coalqa.eval.report import METRICS, comparison_paths, load_report, report_paths, write_comparison, write_report
+from coalqa.paths import check_outputs
 
 
 def summary_table(report: dict[str, Any]) -> Table:
@@ -59,6 +60,9 @@ def eval_command(
     """
     console = Console(stderr=True)
     if compare:
+        paths = comparison_paths(output)
+        check_outputs("eval", inputs={"--compare": compare, "--config": config},
+                      outputs={"the comparison (--output)": paths["md"], "the chart (--output)": paths["png"]})
         reports = [load_report(p) for p in compare]
         md_path, png_path, text = write_comparison(reports, output)
         console.print(Markdown(text))
@@ -69,6 +73,14 @@ def eval_command(
         raise CoalqaError("--references FILE is required (e.g. ../shared/eval/dev.jsonl), or use --compare A.json B.json")
     if predictions is not None and (peft_model is not None or no_adapter):
         raise CoalqaError("give either --predictions FILE or a model to answer with (--peft_model / --no-adapter), not both")
+    paths = report_paths(output)
+    check_outputs(
+        "eval",
+        inputs={"--references": references, "--predictions": predictions, "--peft_model": peft_model,
+                "--model_name_or_path": cfg.model_name_or_path, "--config": config},
+        outputs={"the report (--output)": paths["json"], "the Markdown report (--output)": paths["md"],
+                 **({} if predictions is not None else {"the answers file (--output)": paths["predictions"]})},
+    )
     refs = load_references(references)
     if cfg.limit:
         refs = refs[: cfg.limit]
@@ -81,13 +93,12 @@ def eval_command(
         from coalqa.eval.run import generate_predictions, load_eval_model
 
         loaded = load_eval_model(peft_model, no_adapter=no_adapter, model_name_or_path=cfg.model_name_or_path,
-                                 load_in_4bit=cfg.load_in_4bit, dtype=cfg.dtype)
+                                 load_in_4bit=cfg.load_in_4bit, dtype=cfg.dtype, system_prompt=cfg.system_prompt)
         console.print(f"compute dtype {loaded.dtype} ({loaded.dtype_reason})", highlight=False)
         label = label or ("base" if no_adapter else Path(peft_model).name)
         console.print(f"answering {len(refs)} questions with {label} (greedy)" if cfg.temperature == 0 else
                       f"answering {len(refs)} questions with {label} (temperature {cfg.temperature})", highlight=False)
-        stem = output.with_suffix("") if output.suffix == ".json" else output
-        pred_path = Path(f"{stem}.predictions.json")
+        pred_path = paths["predictions"]
         preds = generate_predictions(refs, loaded, cfg, save_to=pred_path)
         console.print(f"saved the answers to {pred_path}", highlight=False)
         meta |= {"predictions": str(pred_path), "model": loaded.describe(),

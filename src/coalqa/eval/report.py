@@ -3,7 +3,7 @@
 A report is one JSON file (``REPORT_VERSION``)::
 
     {"coalqa_eval": 1, "label", "created", "references", "predictions", "model", "tokenization",
-     "tokenization_note", "overall": {"n", "rouge_l", "bleu4", "key_fact_recall", ...},
+     "tokenization_note", "key_fact_note", "overall": {"n", "rouge_l", "bleu4", "key_fact_recall", ...},
      "groups": {"<group>": {...}}, "items": [{"id", "question", "reference_answer", "key_facts",
      "answer", "reasoning", "rouge_l", "bleu4", "key_fact_recall", "facts_found", "facts_missed", ...}]}
 
@@ -21,7 +21,8 @@ from typing import Any, Sequence
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import write_json_atomic, write_text_atomic
 from coalqa.eval.data import answer_text
-from coalqa.eval.metrics import TOKENIZATION_NOTE, Tokenization, score_answer
+from coalqa.eval.metrics import KEY_FACT_NOTE, TOKENIZATION_NOTE, Tokenization, score_answer
+from coalqa.numbers import unit_table_markdown
 
 REPORT_VERSION = 1
 METRICS = {  # key → label (all in [0, 1])
@@ -87,6 +88,7 @@ def build_report(
         **meta,
         "tokenization": tokenization,
         "tokenization_note": TOKENIZATION_NOTE[tokenization],
+        "key_fact_note": KEY_FACT_NOTE,
         "overall": summarize(items),
         "groups": {name: summarize(group) for name, group in groups.items()},
         "items": items,
@@ -114,7 +116,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"# coalqa eval: {report['label']}",
         "",
         f"References: `{report.get('references')}` · tokens for ROUGE/BLEU: {report['tokenization_note']} · "
-        "key facts: NFKC, casefold, whitespace removed, numbers matched whole.",
+        f"key facts: {report.get('key_fact_note', KEY_FACT_NOTE)} (unit table at the end).",
         "",
         "| items | n | " + " | ".join(METRICS[k] for k in keys) + " | key facts found | empty answers |",
         "|---|---:|" + "---:|" * len(keys) + "---:|---:|",
@@ -131,16 +133,34 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {i['id']} | {i['rouge_l']:.3f} | {i['bleu4']:.3f} | {facts} | {_md_cell(missed, 30)} | {_md_cell(i['answer'])} |"
         )
+    lines += ["", "## Units matched as equal in key facts (coalqa.numbers)", "", unit_table_markdown()]
     return "\n".join(lines) + "\n"
+
+
+def report_paths(stem: str | Path) -> dict[str, Path]:
+    """Files of a report with path stem ``stem`` (a ``.json``/``.md`` suffix is dropped first):
+    ``{"json": STEM.json, "md": STEM.md, "predictions": STEM.predictions.json}`` (the last only when
+    ``coalqa eval`` generates the answers itself)."""
+    stem = Path(stem)
+    if stem.suffix in (".json", ".md"):
+        stem = stem.with_suffix("")
+    return {"json": Path(f"{stem}.json"), "md": Path(f"{stem}.md"), "predictions": Path(f"{stem}.predictions.json")}
+
+
+def comparison_paths(stem: str | Path) -> dict[str, Path]:
+    """Files of a comparison with path stem ``stem`` (a ``.md``/``.png``/``.json`` suffix is dropped first):
+    ``{"md": STEM.md, "png": STEM.png}``."""
+    stem = Path(stem)
+    if stem.suffix in (".md", ".png", ".json"):
+        stem = stem.with_suffix("")
+    return {"md": Path(f"{stem}.md"), "png": Path(f"{stem}.png")}
 
 
 def write_report(report: dict[str, Any], stem: str | Path) -> tuple[Path, Path]:
     """Write ``<stem>.json`` (everything) and ``<stem>.md`` (short tables); returns both paths."""
-    stem = Path(stem)
-    if stem.suffix in (".json", ".md"):
-        stem = stem.with_suffix("")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = Path(f"{stem}.json"), Path(f"{stem}.md")
+    paths = report_paths(stem)
+    json_path, md_path = paths["json"], paths["md"]
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(md_path, report_markdown(report))
     write_json_atomic(json_path, report)  # last: an existing .json means the report is complete
     return json_path, md_path
@@ -252,11 +272,9 @@ def compare_chart(reports: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 def write_comparison(reports: Sequence[dict[str, Any]], stem: str | Path) -> tuple[Path, Path, str]:
     """Write ``<stem>.md`` and ``<stem>.png`` comparing ``reports``; returns their paths and the Markdown."""
-    stem = Path(stem)
-    if stem.suffix in (".md", ".png", ".json"):
-        stem = stem.with_suffix("")
+    paths = comparison_paths(stem)
     text = compare_markdown(reports)
-    md_path = Path(f"{stem}.md")
+    md_path = paths["md"]
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(f"# coalqa eval: {' vs '.join(r['label'] for r in reports)}\n\n" + text, encoding="utf-8")
-    return md_path, compare_chart(reports, f"{stem}.png"), text
+    return md_path, compare_chart(reports, paths["png"]), text

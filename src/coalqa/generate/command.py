@@ -16,6 +16,7 @@ from coalqa.config import config_options, load_config
 from coalqa.corpus import read_chunks
 from coalqa.errors import CoalqaError
 from coalqa.generate.config import GenerateConfig
+from coalqa.paths import check_outputs
 
 
 def load_chunks(path: Path) -> list[dict[str, Any]]:
@@ -67,8 +68,15 @@ def generate(
     console = Console(stderr=True)
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
-    from coalqa.generate.run import run_generate
+    from coalqa.generate.run import run_generate, side_paths
 
+    side = side_paths(output, cfg)
+    check_outputs(
+        "generate",
+        inputs={"CHUNKS": chunks, "--config": config, "--prompt": cfg.prompt, "--previous_qa": cfg.previous_qa},
+        outputs={"the dataset (--output)": output, "the checkpoint": side["checkpoint"],
+                 "the summary": side["summary"], "the rejects log": side["rejects"]},
+    )
     summary = run_generate(load_chunks(chunks), output, cfg, console=console, chunks_path=chunks)
     _print_summary(console, summary)
     if summary["chunks"]["failed"]:

@@ -36,6 +36,7 @@ from coalqa.errors import CoalqaError
 from coalqa.jsonio import file_sha256
 from coalqa.hardware import DtypeChoice, choose_dtype
 from coalqa.modeling import check_model_location, disable_cpu_4bit_repacking, load_model, load_tokenizer
+from coalqa.paths import check_outputs
 from coalqa.template import PromptFormat
 from coalqa.train.config import TrainConfig
 from coalqa.train.data import TokenisedData, read_qa_file, tokenise
@@ -117,6 +118,8 @@ def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
         rows = rows[: config.max_samples]
     check_model_location(config.model_name_or_path)
     run_dir, checkpoint = _run_dir(config, state)
+    check_outputs("train", inputs={"--data": config.data, "--model_name_or_path": config.model_name_or_path},
+                  output_dirs={"the run folder": run_dir})
 
     tokenizer = load_tokenizer(config.model_name_or_path)
     fmt = PromptFormat(template=config.template, think=config.think, system_prompt=config.system_prompt)
