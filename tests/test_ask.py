@@ -184,6 +184,36 @@ def test_no_adapter_serves_the_base_with_the_same_format(trained_adapter, tiny_q
     assert base_only.base == str(tiny_qwen2_dir)
 
 
+def test_system_prompt_defaults_and_override(trained_adapter, tiny_qwen2_dir, tmp_path) -> None:
+    from coalqa.template import SYSTEM_PROMPT, render_prompt
+
+    recorded = yaml.safe_load((trained_adapter / "train_config.yaml").read_text(encoding="utf-8"))["system_prompt"]
+    assert recorded == SYSTEM_PROMPT
+    # with an adapter (also its base alone, for a fair comparison): the system prompt it was trained with
+    assert load_model(trained_adapter).fmt.system_prompt == SYSTEM_PROMPT
+    assert load_model(trained_adapter, use_adapter=False).fmt.system_prompt == SYSTEM_PROMPT
+    # a bare base: none, as DeepSeek recommends for R1 models; the rendered prompt starts with the user turn
+    bare = load_model(None, model_name_or_path=str(tiny_qwen2_dir))
+    assert bare.fmt.system_prompt == "" and SYSTEM_PROMPT[:10] not in render_prompt(bare.tokenizer, "问", bare.fmt)
+    # --system_prompt replaces either, "" included
+    assert load_model(trained_adapter, system_prompt="").fmt.system_prompt == ""
+    custom = load_model(None, model_name_or_path=str(tiny_qwen2_dir), system_prompt="只回答规程原文。")
+    assert "只回答规程原文。" in render_prompt(custom.tokenizer, "问", custom.fmt)
+    # through the CLI: the settings beside batch results record it (and a resume with another one is refused)
+    qfile, out = tmp_path / "q.txt", tmp_path / "r.json"
+    qfile.write_text(f"{QA[0][0]}\n", encoding="utf-8")
+    args = ["--peft_model", str(trained_adapter), "--questions_file", str(qfile), "--output_file", str(out),
+            "--temperature", "0", "--max_new_tokens", "4"]
+    result = _cli([*args, "--system_prompt", ""])
+    assert result.exit_code == 0, result.output
+    assert "system prompt none" in result.stderr
+    settings = json.loads(settings_path(out).read_text(encoding="utf-8"))
+    assert settings["model"]["prompt_format"]["system_prompt"] == ""
+    qfile.write_text(f"{QA[0][0]}\n{QA[1][0]}\n", encoding="utf-8")
+    other = _cli(args)  # the trained system prompt now: other settings than the saved answers
+    assert isinstance(other.exception, CoalqaError) and "system_prompt" in str(other.exception)
+
+
 # ------------------------------------------------------------------------------------------ CLI
 
 
@@ -330,6 +360,26 @@ def test_questions_file_formats(tmp_path) -> None:
     assert read_questions(tmp_path / "c.jsonl")[0] == {"id": "x", "question": "问一"}
 
 
+def test_questions_from_csv_tsv_and_xlsx_in_any_encoding(tmp_path) -> None:
+    import openpyxl
+
+    rows = [("q1", "矿井主要排水设备中，工作水泵的能力应满足什么要求？"), ("q2", "主要通风机应当多久检查一次？")]
+    csv_text = "id,question,备注\n" + "".join(f'{i},"{q}",甲\n' for i, q in rows)
+    (tmp_path / "gbk.csv").write_bytes(csv_text.encode("gbk"))  # saved by Excel on a Chinese Windows
+    (tmp_path / "bom.tsv").write_bytes(("\ufeff" + csv_text.replace(",", "\t").replace('"', "")).encode("utf-8"))
+    book = openpyxl.Workbook()
+    book.active.append(["ID", "问题"])
+    for i, q in rows:
+        book.active.append([int(i[1:]), q])
+    book.save(tmp_path / "q.xlsx")
+    expected = [{"id": i, "question": q, "备注": "甲"} for i, q in rows]
+    assert read_questions(tmp_path / "gbk.csv") == expected  # the header is not a question; ids carried
+    assert read_questions(tmp_path / "bom.tsv") == expected
+    assert read_questions(tmp_path / "q.xlsx") == [{"id": 1, "question": rows[0][1]}, {"id": 2, "question": rows[1][1]}]
+    (tmp_path / "q16.txt").write_bytes("问一\n问二\n".encode("utf-16"))
+    assert [r["question"] for r in read_questions(tmp_path / "q16.txt")] == ["问一", "问二"]
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -338,7 +388,10 @@ def test_questions_file_formats(tmp_path) -> None:
         ("bad.json", '["问一", ""]', r"bad\.json: row 2: empty question"),
         ("bad.json", '["问一",', r"bad\.json: not valid JSON \(line 1"),
         ("bad.json", '[3]', r"row 1: expected a question string"),
-        ("bad.txt", b"\xff\xfe\x00\x00", r"cannot read .*UTF-8"),
+        ("bad.txt", bytes(range(256)) * 4, r"cannot read questions file .*bad\.txt as text: binary"),
+        ("bad.csv", "id,text\n1,问一\n", r"bad\.csv: line 1: the header row \(id, text\) has no question column"),
+        ("bad.csv", "question,id\n问一,1\n,2\n", r"bad\.csv: line 3: empty question"),
+        ("old.xls", b"\xd0\xcf\x11\xe0", r"legacy Excel \.xls"),
         ("empty.txt", "\n\n", "no questions"),
     ],
 )

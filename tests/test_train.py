@@ -94,6 +94,53 @@ def test_bad_qa_files_name_file_and_row(tmp_path: Path, content: str, message: s
     assert str(path) in str(e.value) and message in str(e.value)
 
 
+def test_gbk_qa_file_rows_read_exactly(tmp_path: Path) -> None:
+    rows = [{"input": "矿井主要排水设备中，工作水泵的能力应满足什么要求？",
+             "output": "工作水泵的能力，应当能在20h内排出矿井24h的正常涌水量（包括充填水及其他用水）。"},
+            {"input": "高瓦斯矿井每班至少检查几次？", "output": "高瓦斯矿井每班至少3次。"}]
+    path = tmp_path / "QAdata_gbk.json"  # CoalQA's own published QA file is GBK
+    path.write_bytes(json.dumps(rows, ensure_ascii=False, indent=1).encode("gbk"))
+    assert read_qa_file(path) == rows
+
+
+def test_alpaca_sharegpt_and_openai_rows_are_detected(tmp_path: Path, caplog) -> None:
+    rows = [
+        {"input": "问一？", "output": "答一。", "chunk_id": "c1"},
+        {"instruction": "问二？", "input": "第二条", "output": "答二。"},
+        {"instruction": "问三？", "input": "", "output": "答三。"},
+        {"conversations": [{"from": "human", "value": "问四？"}, {"from": "gpt", "value": "答四。"}]},
+        {"messages": [{"role": "system", "content": "你是助手"}, {"role": "user", "content": "问五？"},
+                      {"role": "assistant", "content": "答五。"}]},
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        got = read_qa_file(path)
+    assert [(r["input"], r["output"]) for r in got] == [
+        ("问一？", "答一。"), ("问二？\n第二条", "答二。"), ("问三？", "答三。"), ("问四？", "答四。"), ("问五？", "答五。")]
+    assert got[0]["chunk_id"] == "c1" and "1 conversation(s) carry their own system message" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"question": "问", "answer": "答"}, "line 2: fits no QA format (keys: question, answer); expected coalqa"),
+        ({"conversations": [{"from": "human", "value": "问"}, {"from": "gpt", "value": "答"},
+                            {"from": "human", "value": "再问"}]}, "line 2: conversations: expected one question"),
+        ({"messages": [{"role": "user", "content": "问"}, {"role": "tool", "content": "x"}]},
+         "line 2: messages: turn 2 has role 'tool'"),
+        ({"messages": [{"role": "user", "content": "问"}, {"role": "assistant", "content": " "}]},
+         "line 2: the assistant message's content is empty"),
+    ],
+)
+def test_a_row_that_fits_no_format_is_named(tmp_path: Path, row: dict, message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"input": "问", "output": "答"}\n' + json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(CoalqaError) as e:
+        read_qa_file(path)
+    assert str(path) in str(e.value) and message in str(e.value)
+
+
 def test_missing_data_and_unknown_model_are_clear_errors(tmp_path: Path, qa_file: Path) -> None:
     with pytest.raises(CoalqaError, match="QA data file not found: .*nope.json"):
         run(TrainConfig(data=tmp_path / "nope.json"))

@@ -38,6 +38,11 @@ SYSTEM_PROMPT = (
     "你是一个煤矿安全领域的知识达人，你对相关煤矿安全规章规程制度、技术等文档非常熟悉。"
     "请你专业正确地解答用户想问的煤矿安全相关问题。"
 )
+# A base model served without an adapter gets no system prompt unless one is given: DeepSeek's usage
+# recommendations for R1 models (model card of deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B) say "avoid adding a
+# system prompt; all instructions should be contained within the user prompt", and other chat models then use
+# their template's own default. An adapter keeps the system prompt it was trained with.
+BARE_BASE_SYSTEM_PROMPT = ""
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
@@ -46,11 +51,19 @@ class PromptFormat(BaseModel):
 
     template: Literal["chat", "plain"] = Field("chat", description="prompt template: the model's chat template or the original plain text format")
     think: Literal["empty", "keep"] = Field("empty", description="<think> policy for reasoning models: train an empty reasoning block, or keep the data's own")
-    system_prompt: str = Field(SYSTEM_PROMPT, description="system prompt used in training and inference")
+    system_prompt: str = Field(SYSTEM_PROMPT, description="system prompt used in training and inference ('' = none)")
 
 
 class ExampleTooLong(ValueError):
     """The prompt alone leaves no room for an answer within ``max_length`` tokens."""
+
+
+def inference_format(trained: PromptFormat | None, system_prompt: str | None = None) -> PromptFormat:
+    """The prompt format to answer with: the one an adapter was trained with (``trained``), or for a bare base
+    (``None``) the defaults with :data:`BARE_BASE_SYSTEM_PROMPT`; ``system_prompt`` (``""`` = none) replaces
+    either's system prompt. Shared by ``coalqa ask``, ``coalqa eval`` and serving."""
+    fmt = trained if trained is not None else PromptFormat(system_prompt=BARE_BASE_SYSTEM_PROMPT)
+    return fmt if system_prompt is None else fmt.model_copy(update={"system_prompt": system_prompt})
 
 
 def _messages(question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]]) -> list[dict[str, str]]:

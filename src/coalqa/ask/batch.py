@@ -1,10 +1,14 @@
 """Batch mode of ``coalqa ask``: read a questions file, answer what is not answered yet, save as it goes.
 
-Questions file (format by extension ``.json``/``.jsonl``/``.ndjson``/``.txt``, else sniffed from the
-content; rows numbered from 1 in errors):
+Questions file (format by extension ``.json``/``.jsonl``/``.ndjson``/``.txt``/``.csv``/``.tsv``/``.xlsx``,
+else sniffed from the content; text in any common encoding, see :mod:`coalqa.textio`; rows numbered from 1
+in errors):
 
 * a JSON list of strings, or of objects with ``input`` (QAdata_all.json) or ``question`` (eval set);
 * JSON Lines of such objects (or strings);
+* a table: CSV, TSV or an Excel ``.xlsx`` workbook (its first sheet, read with ``openpyxl``) whose header row
+  names a ``question`` (or ``input``, ``问题``) column; an ``id`` column and any others are carried into the
+  results, the header itself is not a question;
 * plain text, one question per line (blank lines skipped).
 
 Results file: a JSON list, one object per answered question, in questions-file order: the row's
@@ -17,13 +21,16 @@ have one, else on the question text). Settings go to ``<output stem>.settings.js
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from coalqa.errors import CoalqaError
-from coalqa.jsonio import read_rows, read_text_file
+from coalqa.jsonio import read_rows
+from coalqa.textio import read_text_file
 
 RESULT_KEYS = ("question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning")
 
@@ -59,11 +66,20 @@ def read_questions(path: str | Path) -> list[dict]:
             neither text nor an object with ``input``/``question``, an empty question, or no questions.
     """
     path = Path(path)
+    kind = QUESTION_FORMATS.get(path.suffix.lower())
+    if kind == "xls":
+        raise CoalqaError(f"{path}: legacy Excel .xls is not supported; save it as .xlsx (or CSV) and retry")
+    if kind is None and path.is_file() and path.read_bytes()[:4] == b"PK\x03\x04":
+        kind = "xlsx"  # a zip: an Excel workbook without its extension
+    if kind == "xlsx":
+        return _table_questions(path, _xlsx_rows(path))
     text = read_text_file(path, "questions")
     stripped = text.lstrip()
-    kind = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text"}.get(path.suffix.lower())
     if kind is None:  # unknown extension: sniff the content
         kind = "json" if stripped.startswith("[") else "jsonl" if stripped.startswith(("{", '"')) else "text"
+    if kind in ("csv", "tsv"):
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="," if kind == "csv" else "\t")
+        return _table_questions(path, ((f"{path}: line {reader.line_num}", row) for row in reader))
     if kind == "text":
         rows = [_row(f"{path}: line {n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     else:
@@ -71,6 +87,64 @@ def read_questions(path: str | Path) -> list[dict]:
     if not rows:
         raise CoalqaError(f"{path}: no questions found")
     return rows
+
+
+QUESTION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text", ".csv": "csv",
+                    ".tsv": "tsv", ".tab": "tsv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".xls": "xls"}
+QUESTION_COLUMNS = ("question", "input", "问题")
+
+
+def _xlsx_rows(path: Path):
+    """``(where, [cell values])`` for each row of the workbook's first sheet (values, not formulas)."""
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:  # openpyxl raises assorted errors (zipfile, KeyError, InvalidFileException) on bad files
+        raise CoalqaError(f"cannot read questions workbook {path}: {type(e).__name__}: {e}") from e
+    try:
+        sheet = book.worksheets[0]
+        for n, row in enumerate(sheet.iter_rows(values_only=True), 1):
+            yield f"{path}: sheet {sheet.title!r} row {n}", ["" if v is None else v for v in row]
+    finally:
+        book.close()
+
+
+def _table_questions(path: Path, rows) -> list[dict]:
+    """Questions from table rows ``(where, cells)``: the first non-blank row is the header.
+
+    Raises:
+        CoalqaError: no header naming a question column, an empty question in a non-blank row, no questions.
+    """
+    header: list[str] | None = None
+    out = []
+    for where, cells in rows:
+        cells = [c.strip() if isinstance(c, str) else c for c in cells]
+        if all(c in ("", None) for c in cells):
+            continue
+        if header is None:
+            header = ["id" if str(c).strip().casefold() == "id" else str(c).strip() for c in cells]
+            names = [h.casefold() for h in header]
+            column = next((names.index(q) for q in QUESTION_COLUMNS if q in names), None)
+            if column is None:
+                raise CoalqaError(
+                    f"{where}: the header row ({', '.join(header)}) has no question column; name the column "
+                    f"of questions {' or '.join(QUESTION_COLUMNS)} (an id column is optional)"
+                )
+            continue
+        row = {name: cell if isinstance(cell, (str, int, float, bool)) else str(cell)
+               for i, (name, cell) in enumerate(zip(header, cells)) if name and i != column}
+        for k in RESULT_KEYS:
+            if k in row:
+                row[f"input_{k}"] = row.pop(k)
+        question = cells[column] if column < len(cells) else ""
+        question = question.strip() if isinstance(question, str) else str(question)
+        if not question:
+            raise CoalqaError(f"{where}: empty question (column {header[column]!r})")
+        out.append(row | {"question": question})
+    if not out:
+        raise CoalqaError(f"{path}: no questions found (expected a header row and one question per row)")
+    return out
 
 
 def row_keys(rows: list[dict]) -> list[tuple]:

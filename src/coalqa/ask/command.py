@@ -33,6 +33,7 @@ from coalqa.config import config_options, load_config
 from coalqa.env import library_versions
 from coalqa.errors import CoalqaError, StopRequested
 from coalqa.jsonio import write_json_atomic
+from coalqa.paths import check_outputs
 from coalqa.template import THINK_CLOSE, THINK_OPEN, encode_prompt, prompt_opens_think
 
 
@@ -73,6 +74,12 @@ def ask(
         raise CoalqaError("--question is empty")
     if peft_model is None and cfg.model_name_or_path is None:
         raise CoalqaError("give --peft_model DIR (the output folder of `coalqa train`), or --model_name_or_path with --no-adapter")
+    check_outputs(
+        "ask",
+        inputs={"--questions_file": questions_file, "--peft_model": peft_model,
+                "--model_name_or_path": cfg.model_name_or_path, "--config": config},
+        outputs={"--output_file": output_file, "the settings file": output_file and settings_path(output_file)},
+    )
     rows = read_questions(questions_file) if questions_file is not None else None
     existing = load_results(output_file) if output_file is not None else []
 
@@ -94,12 +101,14 @@ def ask(
             load_in_4bit=cfg.load_in_4bit,
             dtype=cfg.dtype,
             use_adapter=adapter,
+            system_prompt=cfg.system_prompt,
         )
     for note in loaded.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
     err.print(
         f"base {loaded.base} · adapter {loaded.adapter or '(none)'} · "
         f"{'4-bit NF4, ' if loaded.load_in_4bit else ''}{loaded.dtype} ({loaded.dtype_reason}) · template {loaded.fmt.template}/{loaded.fmt.think} · "
+        f"system prompt {'none' if not loaded.fmt.system_prompt else repr(loaded.fmt.system_prompt[:20] + '…')} · "
         + (f"temperature {cfg.temperature}, top_p {cfg.top_p}" if cfg.sampling else "greedy")
         + f" · max_new_tokens {cfg.max_new_tokens}",
         style="dim",

@@ -33,6 +33,10 @@ class AskConfig(BaseModel):
         description="weights/compute dtype (4-bit: the compute dtype); auto: bfloat16 on GPUs that support it and on "
         "CPUs with native bf16 (AVX512_BF16/AMX), else float32",
     )
+    system_prompt: str | None = Field(
+        None, description="system prompt for every question ('' = none); default: the one the adapter was trained "
+        "with; a base model without an adapter gets none (DeepSeek recommends no system prompt for R1 models)",
+    )
     temperature: float = Field(0.6, ge=0, le=2, description="sampling temperature (DeepSeek-R1: 0.5-0.7, 0.6 recommended); 0 = greedy")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling threshold (DeepSeek-R1: 0.95)")
     do_sample: bool | None = Field(None, description="sample (true) or greedy (false); default: sample when temperature > 0")

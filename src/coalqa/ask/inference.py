@@ -29,7 +29,7 @@ from coalqa.errors import CoalqaError
 from coalqa.hardware import choose_dtype
 from coalqa.modeling import load_model as load_base_model
 from coalqa.modeling import load_tokenizer
-from coalqa.template import PromptFormat, encode_prompt, prompt_opens_think, split_reasoning
+from coalqa.template import PromptFormat, encode_prompt, inference_format, prompt_opens_think, split_reasoning
 
 ADAPTER_CONFIG = "adapter_config.json"
 TRAIN_CONFIG = "train_config.yaml"
@@ -163,13 +163,14 @@ def load_model(
     dtype: str = "auto",
     use_adapter: bool = True,
     device_map: str | dict | None = None,
+    system_prompt: str | None = None,
 ) -> LoadedModel:
     """Load the base model, its tokenizer and (optionally) the LoRA adapter, ready for :func:`answer`.
 
     Args:
         peft_model: adapter folder written by ``coalqa train`` (``adapter_config.json``,
             ``adapter_model.safetensors``, tokenizer files, ``train_config.yaml``). ``None``: serve the
-            base ``model_name_or_path`` alone with the default :class:`PromptFormat`.
+            base ``model_name_or_path`` alone with the default :class:`PromptFormat` without a system prompt.
         model_name_or_path: base model; default: ``model_name_or_path`` of the adapter's
             ``train_config.yaml``, else ``base_model_name_or_path`` of ``adapter_config.json``. A
             different name is accepted when every adapter tensor fits the base (a renamed local copy).
@@ -179,6 +180,8 @@ def load_model(
             native bf16, else fp32; for 4-bit loading it is the compute dtype), ``bfloat16`` or ``float32``.
         use_adapter: ``False`` reads format/base/4-bit from the adapter folder but serves the base only
             (``coalqa ask --no-adapter``: compare before/after fine-tuning under identical prompts).
+        system_prompt: replaces the system prompt (``""``: none). Default: the adapter's (also with
+            ``use_adapter=False``); without an adapter folder, none (:func:`coalqa.template.inference_format`).
 
     Raises:
         CoalqaError: adapter folder missing or not an adapter, no base model given or recorded, base
@@ -222,6 +225,10 @@ def load_model(
         fmt = PromptFormat.model_validate(fmt_fields)
     except ValueError as e:
         raise CoalqaError(f"{adapter_dir}/{TRAIN_CONFIG}: invalid prompt format: {e}") from e
+    if adapter_dir is None:  # a bare base: no system prompt unless one is given
+        fmt = inference_format(None, system_prompt).model_copy(update={"template": fmt.template})
+    else:
+        fmt = inference_format(fmt, system_prompt)
 
     if adapter_dir is not None:
         problems = check_adapter_fits(model, adapter_dir, tokenizer)

@@ -26,13 +26,16 @@ def load_eval_model(
     model_name_or_path: str | None = None,
     load_in_4bit: bool | None = None,
     dtype: str = "auto",
+    system_prompt: str | None = None,
 ):
     """Load what is being evaluated, through :func:`coalqa.ask.load_model`.
 
     * ``peft_model`` alone: the fine-tuned model (base, prompt format and 4-bit as it was trained).
     * ``peft_model`` + ``no_adapter``: that adapter's base model *without* the adapter, prompted with
       the adapter's own prompt format and precision — the fair "before fine-tuning" run.
-    * ``no_adapter`` + ``model_name_or_path``: a base model with the default prompt format.
+    * ``no_adapter`` + ``model_name_or_path``: a base model with the default prompt format and no system prompt.
+
+    ``system_prompt`` replaces the system prompt in every case (``""``: none).
 
     ``dtype``: ``auto`` (by the hardware, :func:`coalqa.hardware.choose_dtype`), ``bfloat16`` or ``float32``.
 
@@ -51,7 +54,7 @@ def load_eval_model(
     if peft_model is None and not model_name_or_path:
         raise CoalqaError("--no-adapter needs --model_name_or_path (or --peft_model DIR to use that adapter's base)")
     return load_model(peft_model, model_name_or_path=model_name_or_path, load_in_4bit=load_in_4bit,
-                      dtype=dtype, use_adapter=not no_adapter)
+                      dtype=dtype, use_adapter=not no_adapter, system_prompt=system_prompt)
 
 
 def generate_predictions(

@@ -1,7 +1,16 @@
 """QA data for training: read and validate the QA file, split by source chunk, tokenise.
 
-Input format (written by ``coalqa generate``): a JSON list of objects ``{"input": question,
-"output": answer, "chunk_id"?, "source"?, "locator"?}``, or the same objects one per line (JSON lines).
+Input: a JSON list or JSON Lines file (any common encoding, e.g. GBK: :mod:`coalqa.textio`) whose rows are,
+each detected by its content (formats may be mixed):
+
+* coalqa (written by ``coalqa generate``): ``{"input": question, "output": answer, "chunk_id"?, "source"?, "locator"?}``;
+* alpaca: ``{"instruction": question, "input"?: context, "output": answer}`` (the context is appended to
+  the question on a new line, as alpaca's own prompt does);
+* sharegpt: ``{"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]}``;
+* OpenAI chat: ``{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}``.
+
+Conversations must hold one question and its answer (an optional leading system message is not trained on:
+the prompt format's ``system_prompt`` is used for every pair, and rows with their own are counted in a warning).
 Each pair is tokenised by :func:`coalqa.template.encode_example`, the single definition of the prompt
 format shared with inference, into ``input_ids`` + ``completion_mask`` (1 on answer tokens and the final
 EOS): the columns TRL's ``SFTTrainer`` turns into labels (-100 on prompt tokens).
@@ -22,31 +31,95 @@ from coalqa.template import ExampleTooLong, PromptFormat, encode_example
 log = logging.getLogger(__name__)
 
 
-def read_qa_file(path: str | Path) -> list[dict[str, Any]]:
-    """Read and validate a QA file (JSON list or JSON lines).
+FORMATS = ("coalqa {input, output}; alpaca {instruction, input?, output}; "
+           "sharegpt {conversations: [{from, value}]}; OpenAI {messages: [{role, content}]}")
+_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "bot": "assistant",
+          "model": "assistant", "chatgpt": "assistant", "system": "system"}
 
-    Returns:
-        the rows as dicts, in file order; ``input``/``output`` are non-empty strings.
+
+def _turns(where: str, turns: Any, role_key: str, text_key: str) -> tuple[str, str, bool]:
+    """``(question, answer, had_system)`` of a one-question conversation (sharegpt or OpenAI messages)."""
+    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+        raise CoalqaError(f"{where}: expected a list of {{{role_key}, {text_key}}} objects")
+    roles = []
+    for i, turn in enumerate(turns, 1):
+        role = _ROLES.get(str(turn.get(role_key, "")).strip().lower())
+        if role is None:
+            raise CoalqaError(f"{where}: turn {i} has {role_key} {turn.get(role_key)!r}; expected "
+                              f"{', '.join(sorted(_ROLES))}")
+        roles.append(role)
+    had_system = bool(roles) and roles[0] == "system"
+    body = turns[1:] if had_system else turns
+    if [_ROLES[str(t[role_key]).strip().lower()] for t in body] != ["user", "assistant"]:
+        raise CoalqaError(
+            f"{where}: expected one question and its answer (roles: system?, user, assistant), got "
+            f"{', '.join(roles) or 'no turns'}; coalqa trains single-turn QA pairs: give each question its own row"
+        )
+    return body[0].get(text_key), body[1].get(text_key), had_system
+
+
+def qa_pair(where: str, row: Any) -> tuple[dict[str, Any], bool]:
+    """One row of a QA file, in any supported format (module docstring), as ``{"input", "output", ...}``.
+
+    Returns ``(pair, had_system)``: ``pair`` keeps the row's other fields (``chunk_id``, ``source``…);
+    ``had_system`` is True when a conversation carried its own system message.
 
     Raises:
-        CoalqaError: missing file, invalid JSON, a row that is not an object, or a row whose ``input`` or
-            ``output`` is missing, not a string, or blank (the message names the file and the row, 1-based).
+        CoalqaError: the row fits no format, or its question/answer is not a non-empty string (``where`` named).
     """
-    rows = read_rows(path, "QA data")
-    out = []
-    for where, row in rows:
-        if not isinstance(row, dict):
-            raise CoalqaError(f"{where}: expected an object with input and output, got {type(row).__name__}")
-        for key in ("input", "output"):
+    if not isinstance(row, dict):
+        raise CoalqaError(f"{where}: expected an object ({FORMATS}), got {type(row).__name__}")
+    had_system = False
+    rest = {k: v for k, v in row.items() if k not in ("instruction", "input", "output", "conversations", "messages")}
+    names = ("'input'", "'output'")
+    if "conversations" in row:  # sharegpt
+        question, answer, had_system = _turns(f"{where}: conversations", row["conversations"], "from", "value")
+        names = ("the human turn's value", "the gpt turn's value")
+    elif "messages" in row:  # OpenAI chat
+        question, answer, had_system = _turns(f"{where}: messages", row["messages"], "role", "content")
+        names = ("the user message's content", "the assistant message's content")
+    elif "instruction" in row or "input" in row or "output" in row:  # alpaca, coalqa
+        alpaca = "instruction" in row
+        for key in ("instruction" if alpaca else "input", "output"):
             if key not in row:
-                raise CoalqaError(f"{where}: missing {key!r} (expected keys input, output)")
-            if not isinstance(row[key], str):
-                raise CoalqaError(f"{where}: {key!r} must be a string, got {type(row[key]).__name__}")
-            if not row[key].strip():
-                raise CoalqaError(f"{where}: {key!r} is empty")
-        out.append(row)
+                raise CoalqaError(f"{where}: missing {key!r} (expected {FORMATS})")
+        question, answer = row["instruction" if alpaca else "input"], row["output"]
+        if alpaca:
+            names = ("'instruction'", "'output'")
+            context = row.get("input")
+            if isinstance(question, str) and isinstance(context, str) and context.strip():
+                question = f"{question.rstrip()}\n{context.strip()}"
+    else:
+        raise CoalqaError(f"{where}: fits no QA format (keys: {', '.join(map(str, row)) or 'none'}); expected {FORMATS}")
+    for name, value in zip(names, (question, answer)):
+        if not isinstance(value, str):
+            raise CoalqaError(f"{where}: {name} must be a string, got {type(value).__name__}")
+        if not value.strip():
+            raise CoalqaError(f"{where}: {name} is empty")
+    return rest | {"input": question, "output": answer}, had_system
+
+
+def read_qa_file(path: str | Path) -> list[dict[str, Any]]:
+    """Read and validate a QA file (JSON list or JSON lines, in any format of the module docstring).
+
+    Returns:
+        the rows as dicts ``{"input": question, "output": answer, ...other fields}``, in file order;
+        ``input``/``output`` are non-empty strings.
+
+    Raises:
+        CoalqaError: missing file, invalid JSON, or a row that fits no format or has a missing, non-string or
+            blank question/answer (the message names the file and the row, 1-based).
+    """
+    out, with_system = [], 0
+    for where, row in read_rows(path, "QA data"):
+        pair, had_system = qa_pair(where, row)
+        with_system += had_system
+        out.append(pair)
     if not out:
         raise CoalqaError(f"{path}: no QA pairs in the file")
+    if with_system:
+        log.warning("%s: %d conversation(s) carry their own system message; it is not trained on: every pair "
+                    "uses the prompt format's system_prompt", path, with_system)
     return out
 
 
