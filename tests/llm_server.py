@@ -3,8 +3,10 @@
 Speaks enough of the OpenAI chat-completions protocol (``POST …/chat/completions``) for both the
 ``openai`` and the ``zhipuai`` SDKs. Each request first takes the next queued fault, if any:
 
-* ``{"status": 429, "headers": {"Retry-After": "1"}}`` — an error reply (any status; with
-  ``"echo_auth": True`` its message repeats the request's Authorization header);
+* ``{"status": 429, "headers": {"Retry-After": "1"}}`` — an error reply (any status; ``"code"`` and
+  ``"message"`` set the body's ``error.code``/``error.message``, as Zhipu's ``{"code": "1113", "message":
+  "您的账户已欠费，请充值后重试。"}``; with ``"echo_auth": True`` its message repeats the request's
+  Authorization header);
 * ``{"hang": 2.0}`` — sleep, then answer normally (to exceed the client's timeout);
 * ``{"drop": True}`` — close the connection without answering;
 * ``{"body": b"..."}`` — a 200 reply with this raw body (malformed JSON, no choices…);
@@ -12,11 +14,18 @@ Speaks enough of the OpenAI chat-completions protocol (``POST …/chat/completio
 
 Without a fault, the content is ``reply(prompt)``: by default :func:`echo_pairs`, deterministic
 pairs built from the text between the ``######`` markers. ``latency`` delays every reply.
+``error`` (a fault dict) answers every request without a queued fault with that error.
+
+``rate_limit=R`` enforces at most R accepted requests in any sliding second, as providers do; a request
+above it gets ``429`` with ``Retry-After`` (whole seconds, rounded up) and ``retry-after-ms`` (the time until
+a slot frees), and is not counted. ``accepted``/``limited`` count both kinds. Waiting is sleeping: the
+server uses no CPU to enforce the limit.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 import threading
@@ -47,12 +56,31 @@ class _Server(ThreadingHTTPServer):
 class LLMServer:
     """``with LLMServer() as srv: srv.url`` → ``http://127.0.0.1:PORT/v1``; ``srv.faults.append(...)``."""
 
-    def __init__(self, reply: Callable[[str], str] = echo_pairs, latency: float = 0.0) -> None:
-        self.reply, self.latency = reply, latency
+    def __init__(self, reply: Callable[[str], str] = echo_pairs, latency: float = 0.0, *,
+                 rate_limit: float | None = None, error: dict[str, Any] | None = None) -> None:
+        self.reply, self.latency, self.rate_limit, self.error = reply, latency, rate_limit, error
         self.faults: deque[dict[str, Any]] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.accepted = self.limited = 0
+        self._window: deque[float] = deque()  # acceptance times within the last second
         self._lock = threading.Lock()
         server = self
+
+        def over_limit() -> dict[str, Any] | None:
+            """A 429 fault when accepting now would exceed ``rate_limit`` requests per second (under the lock)."""
+            if server.rate_limit is None:
+                return None
+            now = time.monotonic()
+            while server._window and now - server._window[0] >= 1.0:
+                server._window.popleft()
+            if len(server._window) >= server.rate_limit:
+                server.limited += 1
+                wait = 1.0 - (now - server._window[0])
+                return {"status": 429, "code": "1302", "fast": True, "message": "rate limit: too many requests per second",
+                        "headers": {"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(int(wait * 1000) + 1)}}
+            server._window.append(now)
+            server.accepted += 1
+            return None
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -63,9 +91,10 @@ class LLMServer:
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with server._lock:
-                    fault = server.faults.popleft() if server.faults else {}
-                    server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "fault": fault})
-                if server.latency:
+                    fault = server.faults.popleft() if server.faults else (server.error or over_limit() or {})
+                    server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                                            "body": body, "fault": fault, "time": time.monotonic()})
+                if server.latency and not fault.get("fast"):  # a rate limiter answers at once
                     time.sleep(server.latency)
                 if fault.get("drop"):
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -77,7 +106,10 @@ class LLMServer:
                     message = "scripted fault"
                     if fault.get("echo_auth"):  # a careless proxy echoing credentials back
                         message += f" (got Authorization: {self.headers.get('Authorization')})"
-                    payload = json.dumps({"error": {"message": message, "code": fault["status"]}}).encode()
+                    if "message" in fault:
+                        message = fault["message"] + message.removeprefix("scripted fault")
+                    payload = json.dumps({"error": {"message": message, "code": fault.get("code", fault["status"])}},
+                                         ensure_ascii=False).encode()
                     return self._send(fault["status"], payload, fault.get("headers", {}))
                 if "body" in fault:
                     return self._send(200, fault["body"], {})

@@ -89,3 +89,51 @@ def test_retry_log_never_shows_key(provider: str, server: LLMServer, caplog) -> 
     with caplog.at_level(logging.DEBUG):
         client(provider, server)(MSG)
     assert "retry 1" in caplog.text and KEYS[provider] not in caplog.text
+
+
+ARREARS = {"status": 429, "code": "1113", "message": "您的账户已欠费，请充值后重试。"}
+
+
+@pytest.mark.parametrize("fault", [
+    ARREARS,
+    {"status": 429, "code": "insufficient_quota", "message": "You exceeded your current quota"},
+    {"status": 402, "message": "Insufficient Balance"},
+    {"status": 400, "code": "E42", "message": "账户余额不足"},  # an unknown code, but the message says it
+    {"status": 404, "code": "1211", "message": "模型不存在，请检查模型代码。"},
+], ids=["zhipu-1113", "openai-quota", "402", "message", "404-model"])
+def test_permanent_errors_stop_at_once_and_stop_the_client(provider: str, server: LLMServer, fault: dict) -> None:
+    server.error = fault  # every request gets it
+    chat = client(provider, server, max_retries=6)
+    with pytest.raises(FatalLLMError, match=r"Retrying cannot fix this") as info:
+        chat(MSG)
+    assert str(fault["status"]) in str(info.value) and fault.get("code", "") in str(info.value)
+    assert len(server.requests) == 1  # not retried
+    with pytest.raises(FatalLLMError):
+        chat(MSG)  # a later call of the same client sends nothing
+    assert len(server.requests) == 1
+
+
+def test_rate_limit_codes_are_transient(provider: str, server: LLMServer) -> None:
+    server.faults.extend([{"status": 429, "code": "1302", "message": "您当前使用该API的并发数过高"},
+                          {"status": 429, "code": "rate_limit_exceeded"}])
+    chat = client(provider, server)
+    text, _ = chat(MSG)
+    assert "第一条" in text and len(server.requests) == 3
+    assert chat.limit.cuts >= 1 and chat.limit.limit < chat.limit.maximum  # the 429s lowered the limit
+
+
+def test_adaptive_limit_is_aimd() -> None:
+    from coalqa.generate.llm import AdaptiveLimit
+
+    limit = AdaptiveLimit(8)
+    rounds = [limit.acquire() for _ in range(8)]
+    limit.release(rounds[0], "rate_limited")
+    assert limit.limit == 4 and limit.cuts == 1
+    limit.release(rounds[1], "rate_limited")  # sent before the cut: no second cut for the same round
+    assert limit.limit == 4
+    for r in rounds[2:]:
+        limit.release(r, "ok")  # +1/limit each: about one more per round
+    assert 5 < limit.limit < 6
+    limit.stop(FatalLLMError("balance used up"))
+    with pytest.raises(FatalLLMError, match="balance used up"):
+        limit.acquire()

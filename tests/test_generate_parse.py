@@ -38,6 +38,10 @@ REPLIES = {
     "truncated_jsonl": (json.dumps(P1, ensure_ascii=False) + '\n{"input": "半', 1, ["truncated"]),
     "missing_and_non_object": (json.dumps([P1, {"input": "只有问题"}, "字符串"], ensure_ascii=False), 1,
                                ["missing_fields", "not_an_object"]),
+    "full_width_syntax": ("以下是问答对：\n［\n｛“input”：“煤矿企业应当建立哪些防治水制度？”，“output”：“应当建立水害防治岗位责任制等制度。”｝，\n"
+                          "｛“input”：“防治水工作应坚持什么原则？”，“output”：“预测预报、有疑必探、先探后掘、先治后采。”｝\n］", 2, []),
+    "full_width_colon_and_comma": ('[{"input"："煤矿企业应当建立哪些防治水制度？"，"output"："应当建立水害防治岗位责任制等制度。"}，'
+                                   '{"input"："防治水工作应坚持什么原则？"，"output"："预测预报、有疑必探、先探后掘、先治后采。"}]', 2, []),
     "no_json": ("抱歉，我无法根据该文本生成问答对。", 0, ["unparseable"]),
     "empty": ("", 0, ["unparseable"]),
 }
@@ -50,7 +54,8 @@ def test_parse_recovers_what_is_there(name: str) -> None:
     assert len(pairs) == n_pairs, (pairs, problems)
     assert [p["reason"] for p in problems] == reasons
     assert all(set(p) == {"input", "output"} for p in pairs)
-    if name in ("plain", "think", "fence", "prose", "jsonl", "dict_wrapped", "parallel_lists"):
+    if name in ("plain", "think", "fence", "prose", "jsonl", "dict_wrapped", "parallel_lists", "full_width_syntax",
+                "full_width_colon_and_comma"):
         assert pairs == [P1, P2]
 
 
@@ -59,6 +64,42 @@ def test_alpaca_instruction_with_context_and_truncation_keeps_only_complete_pair
     assert pairs == [{"input": "解释条款\n第三条", "output": "答"}]
     pairs, problems = parse_pairs(GOOD[:-1] + ', {"input": "被截断的问题", "output": "答案写到一半')
     assert "答案写到一半" not in json.dumps(pairs, ensure_ascii=False) and "答案写到一半" in problems[0]["detail"]
+
+
+def test_full_width_syntax_outside_strings_only() -> None:
+    from coalqa.generate.parse import ascii_json_syntax
+
+    # the values keep their full-width commas, colons and quotes; only the syntax between them changes
+    reply = '［｛“input”：“什么是“一通三防”？”，“output”：“通风、防瓦斯：即“三防”，见第二条。”｝］'
+    assert json.loads(ascii_json_syntax(reply)) == [{"input": "什么是“一通三防”？", "output": "通风、防瓦斯：即“三防”，见第二条。"}]
+    assert ascii_json_syntax(GOOD) == GOOD  # valid JSON is left as it is
+    assert parse_pairs(reply) == ([{"input": "什么是“一通三防”？", "output": "通风、防瓦斯：即“三防”，见第二条。"}], [])
+
+
+def test_unfaithful_pairs_are_rejected_with_their_reason() -> None:
+    from coalqa.generate.validate import check_faithful, text_language
+
+    chunk = "矿井应当每10天至少进行1次全面测风，风量不得低于设计的20%；温度超过30摄氏度时应当停止作业。"
+    cfg = GenerateConfig()
+    faithful = [
+        "每10天至少1次全面测风。",
+        "温度超过30℃时应停止作业，风量不低于百分之二十。",  # other writings of the same numbers
+        "应当每十天进行一次全面测风。",
+    ]
+    for answer in faithful:
+        assert check_faithful({"input": "问", "output": answer}, chunk, cfg) is None, answer
+    assert check_faithful({"input": "问", "output": "每15天测风1次，风量不得低于18%。"}, chunk, cfg) == (
+        "number_not_in_chunk", "15天, 18%")
+    assert check_faithful({"input": "问", "output": "温度超过130℃时应当停止作业。"}, chunk, cfg) == ("number_not_in_chunk", "130°c")
+    english = {"input": "How often?", "output": "The mine must measure the air flow at least once every 10 days."}
+    assert check_faithful(english, chunk, cfg) == ("language", "answer en, chunk zh")
+    # (numbers are named as read: NFKC, casefolded); a derived number within the configured allowance; the language check can be turned off
+    assert check_faithful({"input": "问", "output": "每10天1次，即每月约3次。"}, chunk, cfg) == ("number_not_in_chunk", "3次")
+    assert check_faithful({"input": "问", "output": "每10天1次，即每月约3次。"}, chunk,
+                          GenerateConfig(max_numbers_not_in_chunk=1)) is None
+    assert check_faithful(english, chunk, GenerateConfig(check_language=False)) is None
+    assert (text_language("CH4浓度达到1.0%时必须停止工作"), text_language("4m/s"), text_language("Every 10 days")) == (
+        "zh", None, "en")
 
 
 def test_validation_reasons() -> None:

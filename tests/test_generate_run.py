@@ -81,6 +81,59 @@ def test_failed_chunk_is_recorded_and_retried_on_rerun(tmp_path, key_env) -> Non
     assert s2["pairs"]["kept"] == 12
 
 
+ARREARS = {"status": 429, "code": "1113", "message": "您的账户已欠费，请充值后重试。"}
+
+
+def test_permanent_429_stops_after_one_request_per_chunk_in_flight(tmp_path, key_env) -> None:
+    from coalqa.generate import FatalLLMError
+
+    chunks = make_chunks(20)
+    out = tmp_path / "QAdata_all.json"
+    with LLMServer(latency=0.1, error=ARREARS) as srv:
+        with pytest.raises(FatalLLMError, match=r"HTTP 429 \(error code 1113\).*Retrying cannot fix this.*"
+                                                r"0 of 20 chunks are done and kept in .*QAdata_all\.checkpoint\.jsonl"):
+            run_generate(chunks, out, cfg(srv.url, concurrency=4, max_retries=6))
+        assert 1 <= len(srv.requests) <= 4  # at most one per chunk in flight, none retried, none after the first
+        summary = json.loads((tmp_path / "QAdata_all.summary.json").read_text(encoding="utf-8"))
+        assert summary["chunks"]["not_attempted"] == 20 and json.loads(out.read_text(encoding="utf-8")) == []
+        # finished chunks are kept: 3 answered, then the balance runs out; the rerun asks only for the rest
+        srv.error = None
+        srv.faults.extend([{}, {}, {}, ARREARS])
+        with pytest.raises(FatalLLMError, match="3 of 20 chunks are done"):
+            run_generate(chunks, out, cfg(srv.url, concurrency=1))
+        asked = len(srv.requests)
+        again = run_generate(chunks, out, cfg(srv.url, concurrency=4))
+        assert len(srv.requests) - asked == 17 and again["chunks"]["done"] == 20
+
+
+def test_adaptive_concurrency_completes_under_a_rate_limit(tmp_path, key_env) -> None:
+    chunks = make_chunks(30)
+    with LLMServer(latency=0.05, rate_limit=10) as srv:  # 8 in flight would ask 160 requests/s
+        summary = run_generate(chunks, tmp_path / "QAdata_all.json", cfg(srv.url, concurrency=8))
+        assert srv.limited > 0  # the limit was really hit …
+    assert summary["chunks"]["done"] == 30 and summary["chunks"]["failed"] == 0  # … and no chunk failed
+    assert srv.accepted == 30
+
+
+def test_unfaithful_pairs_are_rejected_with_their_reason(tmp_path, key_env) -> None:
+    chunk = {"id": "c1", "source": "s.txt", "title": "煤矿安全规程", "locator": "第一百条",
+             "text": "矿井应当每10天至少进行1次全面测风，风量不得低于设计的20%。"}
+    reply = json.dumps([
+        {"input": "全面测风多久进行一次？", "output": "矿井应当每10天至少进行1次全面测风。"},
+        {"input": "风量有什么要求？", "output": "风量不得低于设计的18%，每15天复查。"},
+        {"input": "How often is the air measured?", "output": "At least once every ten days."},
+    ], ensure_ascii=False)
+    with LLMServer(lambda prompt: reply) as srv:
+        summary = run_generate([chunk], tmp_path / "QAdata_all.json", cfg(srv.url))
+    data = json.loads((tmp_path / "QAdata_all.json").read_text(encoding="utf-8"))
+    assert [d["output"] for d in data] == ["矿井应当每10天至少进行1次全面测风。"]
+    assert summary["pairs"]["rejected_by_reason"] == {"language": 1, "number_not_in_chunk": 1}
+    rejects = [json.loads(x) for x in (tmp_path / "QAdata_all.rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["reason"], r["detail"].split(": {")[0]) for r in rejects] == [
+        ("number_not_in_chunk", "18%, 15天"), ("language", "answer en, chunk zh")]
+    assert "每15天复查" in rejects[0]["detail"]  # the pair itself follows
+
+
 def test_changed_settings_refuse_to_mix_and_torn_line_is_tolerated(tmp_path, key_env) -> None:
     from coalqa.errors import CoalqaError
 
@@ -175,6 +228,10 @@ def test_clause_on_the_real_corpus_is_fast_and_verbatim(tmp_path, corpus_dir) ->
     assert time.monotonic() - t0 < 30
     data = json.loads((tmp_path / "QAdata_all.json").read_text(encoding="utf-8"))
     assert summary["chunks"]["done"] == len(chunks) and len(data) >= 2 * len(chunks)
+    # verbatim answers pass the faithfulness check: one reject, a fragment of a garbled table row cut inside a
+    # number ("00实际计算时…", the tail of 9.00), is the only one (measured: 1 of 10,667 candidates)
+    assert summary["pairs"]["rejected_by_reason"].get("number_not_in_chunk", 0) <= 1
+    assert "language" not in summary["pairs"]["rejected_by_reason"]
     texts = {c["id"]: c["text"] for c in chunks}
     # verbatim: article answers are parts of the clause text; fact answers are one sentence of it
     # (a list item behind the sentence that introduced the list, joined by "：")

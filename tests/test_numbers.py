@@ -79,3 +79,11 @@ def test_unsupported_quantities_names_each_wrong_number_once():
 def test_unit_table_lists_aliases():
     table = unit_table_markdown()
     assert "| h | h、hr、hrs、小时" in table and "| ℃ | °c、摄氏度" in table
+
+
+def test_generic_measure_word_and_permille():
+    # an LLM answer writes 3个班 for the chunk's 三班, 1‰ for 千分之一: the same numbers, not unsupported ones
+    assert unsupported_quantities("每3个班检查一次，坡度不超过1‰", ["每三班检查一次，坡度不超过千分之一"]) == []
+    assert written("千分之三") == ["3‰"]
+    (months,) = unsupported_quantities("每3个月", ["每三班"])  # 个月 is a duration, not a count
+    assert str(months) == "3month"

@@ -8,9 +8,9 @@ key facts written another way (``11小时`` = ``11h``), grounded answers flag nu
 Reading rules (each covered by ``tests/test_numbers.py``):
 
 * Text is NFKC-normalised first, so full-width ``３０ｍ３／ｓ``, ``％`` and ``㎡`` read like ``30m3/s``, ``%``, ``m2``.
-* A quantity is a number (``0.75``, ``-5``, a Chinese numeral such as ``三``/``二十``/``两``, ``百分之二十``) with an
-  optional unit from :data:`UNITS`, a compound unit (``m3/min``, ``立方米每分钟``), a scale word (``3万元``) and
-  ranges (``1～2m`` is 1 m and 2 m). Chinese numerals count only with a unit or measure word (``三次``), never
+* A quantity is a number (``0.75``, ``-5``, a Chinese numeral such as ``三``/``二十``/``两``, ``百分之二十``,
+  ``千分之三``) with an optional unit from :data:`UNITS`, a compound unit (``m3/min``, ``立方米每分钟``), a scale
+  word (``3万元``) and ranges (``1～2m`` is 1 m and 2 m). Chinese numerals count only with a unit or measure word (``三次``), never
   alone (``一定``, ``一律``).
 * Not quantities: ordinals and references (``第3条``, ``第三章``), clause numbers (``6.2.2.8``), list markers at
   the start of a line or after punctuation (``1．``, ``（2）``, ``3、``), identifiers and formulas where digits
@@ -108,6 +108,8 @@ UNITS: dict[str, tuple[tuple[str, ...], str, Decimal]] = {
     "趟": (("趟",), "次", Decimal(1)),
     "遍": (("遍",), "次", Decimal(1)),
 }
+# Counts and measure words (个 is the generic one: 3个班 and 三班 state the same count).
+COUNT_UNITS = {"次", "人", "个", "级", "班", "台", "处", "道", "层", "根", "组", "套", "条", "项", "种", "部", "孔", "段", "块", "排"}
 _ALIAS: dict[str, str] = {alias: unit for unit, (aliases, _, _) in UNITS.items() for alias in aliases}
 # Scale words between a number and its unit: 3万元, 2千米 reads as 2 km (the unit table has 千米 first).
 _SCALE = {"万": Decimal(10000), "亿": Decimal(100000000)}
@@ -132,6 +134,7 @@ _NUM = r"-?\d+(?:\.\d+)?"
 _RANGE_SEP = r"[~〜\-—–至到或、]"
 _QUANTITY = re.compile(
     rf"(?P<pct>百分之(?P<pct_num>{_NUM}|[{_CN}]+))"
+    rf"|(?P<pml>千分之(?P<pml_num>{_NUM}|[{_CN}]+))"
     rf"|(?P<num>{_NUM}|[{_CN}]+)"
     rf"(?:\s*(?P<sep>{_RANGE_SEP})\s*(?P<num2>{_NUM}|[{_CN}]+))?"
     rf"\s*(?P<scale>[万亿](?=\s*(?:{_UNIT})))?"
@@ -273,9 +276,10 @@ def _mask(norm: str) -> str:
 
 def _read(m: re.Match[str], norm: str) -> list[Quantity] | None:
     text = norm[m.start() : m.end()].strip()
-    if m.group("pct"):
-        value = _number(m.group("pct_num"))
-        return None if value is None else [Quantity(value, "%", text)]
+    for group, unit in (("pct", "%"), ("pml", "‰")):
+        if m.group(group):
+            value = _number(m.group(f"{group}_num"))
+            return None if value is None else [Quantity(value, unit, text)]
     unit = _canonical_unit(m.group("unit") or "")
     first, second = m.group("num"), m.group("num2")
     chinese = not (first[0].isdigit() or first[0] == "-")
@@ -316,8 +320,11 @@ def number_tokens(text: str) -> list[str]:
 
 
 def same_quantity(a: Quantity, b: Quantity) -> bool:
-    """Equal values in compatible units: same base unit, or either one bare (``3`` matches ``3次``)."""
+    """Equal values in compatible units: same base unit, either one bare (``3`` matches ``3次``), or the
+    generic measure word 个 against any count (``3个班`` matches ``三班``)."""
     (va, ua), (vb, ub) = a.base, b.base
+    if "个" in (ua, ub) and {ua, ub} <= COUNT_UNITS:
+        return a.value == b.value
     if ua and ub and ua != ub:
         return False
     if not ua or not ub:  # a bare number matches the same value written in any unit

@@ -59,12 +59,13 @@ def judge_items(items: list[dict[str, Any]], config: EvalConfig) -> None:
 
     Raises:
         CoalqaError: the judge's API key is not set (from :func:`make_chat_client`).
-        FatalLLMError: the provider refuses the requests (bad key, model or URL).
+        FatalLLMError: the provider refuses the requests (bad key, balance used up, model or URL).
     """
     from coalqa.generate.llm import make_chat_client
 
     chat = make_chat_client(
-        config.judge_provider, config.judge_model, config.judge_base_url, temperature=0.01, max_tokens=300
+        config.judge_provider, config.judge_model, config.judge_base_url, max_concurrency=config.judge_concurrency,
+        temperature=0.01, max_tokens=300,
     )
 
     def grade(item: dict[str, Any]) -> tuple[int | None, str]:

@@ -29,6 +29,11 @@ class GenerateConfig(BaseModel):
     min_question_chars: int = Field(5, ge=1, description="shortest question kept, in characters")
     max_answer_chars: int = Field(1024, ge=1, description="longest answer kept, in characters")
     min_answer_chars: int = Field(2, ge=1, description="shortest answer kept, in characters")
+    max_numbers_not_in_chunk: int = Field(
+        0, ge=0, description="numbers an answer may state that its chunk does not (derived ones: a sum, a unit "
+        "conversion the unit table lacks); 0 = every number-with-unit of the answer must occur in the chunk",
+    )
+    check_language: bool = Field(True, description="reject answers not written in their chunk's language (Chinese vs Latin script)")
     prompt: Path | None = Field(
         None, description="prompt template file with {text} (and optionally {max_question_chars}, "
         "{max_answer_chars}, {min_pairs}, {max_pairs}); default: the built-in qa_v1.txt"

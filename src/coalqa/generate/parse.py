@@ -3,7 +3,8 @@
 Handles, in order: ``<think>…</think>`` reasoning blocks (also an unopened ``…</think>``, as
 R1-style templates emit), markdown code fences, prose before/after the JSON, a truncated reply
 (complete pairs are kept, the cut-off tail is dropped), JSON Lines, invalid JSON that
-``json-repair`` can mend (unescaped quotes, trailing commas, single quotes), a dict wrapping the
+``json-repair`` can mend (unescaped quotes, trailing commas, single quotes), JSON syntax written in full-width
+punctuation (``“input”：“…”，`` between members; :func:`ascii_json_syntax`), a dict wrapping the
 list (``{"data": [...]}``), parallel lists (``{"questions": [...], "answers": [...]}``), and common
 key aliases (question/answer, instruction/output, q/a, 问题/答案).
 """
@@ -99,8 +100,54 @@ def _pick(obj: dict, names: tuple[str, ...]) -> tuple[str | None, Any]:
     return None, None
 
 
+_FULL_WIDTH_SYNTAX = {"，": ",", "：": ":", "［": "[", "］": "]", "｛": "{", "｝": "}"}
+_FULL_WIDTH_QUOTES = "“”"
+_CLOSES_STRING = re.compile(
+    r"\s*(?:$|[}\]｝］]"  # the end of an object or list
+    r"|[,，]\s*[\"“{｛]"  # the next member or object
+    r"|[:：]\s*[\"“\[{［｛\d\-tfn])"  # a key's value
+)
+
+
+def _string_ends(text: str, i: int) -> bool:
+    """Whether a quote at ``i - 1`` closes a JSON string: JSON syntax follows (``，“`` yes, ``，见`` no)."""
+    return _CLOSES_STRING.match(text, i) is not None
+
+
+def ascii_json_syntax(text: str) -> str:
+    """``text`` with full-width JSON syntax outside string values written in ASCII.
+
+    ``“input”：“…”，“output”：“…”`` becomes ``"input":"…","output":"…"``; ``［ ］ ｛ ｝ ， ：`` between members become
+    ``[ ] { } , :``. String values keep every character (their ``，`` and ``“…”`` quotes are text). A string
+    opened by ``“`` or ``"`` ends at a ``”``/``“``/``"`` followed by JSON syntax; ASCII quotes inside a
+    full-width-quoted string are escaped.
+    """
+    out, i, n = [], 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"' or ch in _FULL_WIDTH_QUOTES:
+            j = i + 1
+            while j < n:
+                if text[j] == "\\" and ch == '"':
+                    j += 2
+                    continue
+                if (text[j] == '"' or text[j] in _FULL_WIDTH_QUOTES) and _string_ends(text, j + 1):
+                    break
+                j += 1
+            body = text[i + 1 : j]
+            out.append(f'"{body}"' if ch == '"' else json.dumps(body, ensure_ascii=False))
+            i = j + 1
+            continue
+        out.append(_FULL_WIDTH_SYNTAX.get(ch, ch))
+        i += 1
+    return "".join(out)
+
+
 def parse_pairs(text: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Parse an LLM reply into pairs.
+
+    A reply that is not valid JSON as it stands is also read with its full-width JSON syntax written in ASCII
+    (:func:`ascii_json_syntax`); the reading that yields more pairs wins.
 
     Returns:
         ``(pairs, problems)``: pairs are ``{"input": q, "output": a}`` with the values as found
@@ -111,6 +158,17 @@ def parse_pairs(text: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     cleaned = clean_reply(text)
     if not cleaned:
         return [], [problem("unparseable", "empty reply (or only reasoning)")]
+    pairs, problems = _pairs(cleaned)
+    if problems or not pairs:
+        fixed = ascii_json_syntax(cleaned)
+        if fixed != cleaned:
+            alt_pairs, alt_problems = _pairs(fixed)
+            if len(alt_pairs) > len(pairs) or (len(alt_pairs) == len(pairs) and len(alt_problems) < len(problems)):
+                return alt_pairs, alt_problems
+    return pairs, problems
+
+
+def _pairs(cleaned: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     value, problems = _decode(cleaned)
     if value is None:
         return [], problems

@@ -31,7 +31,7 @@ from coalqa.generate.dedup import make_deduper
 from coalqa.generate.llm import ChatFn, FatalLLMError, make_chat_client, redact
 from coalqa.generate.parse import parse_pairs
 from coalqa.generate.prompt import Prompt, load_prompt, render_prompt
-from coalqa.generate.validate import check_pair
+from coalqa.generate.validate import check_faithful, check_pair
 
 log = logging.getLogger("coalqa.generate")
 CLAUSE_VERSION = "clause-v2"
@@ -108,9 +108,8 @@ def _progress(console: Console) -> Progress:
 
 
 def _produce(todo: list[dict], cfg: GenerateConfig, append: Callable[[dict], None], console: Console,
-             make_record: Callable[[dict], dict]) -> dict[str, int]:
-    """Generate records for ``todo``, appending each as it completes; returns session counts."""
-    counts = {"done": 0, "failed": 0, "pairs": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+             make_record: Callable[[dict], dict], counts: dict[str, int]) -> None:
+    """Generate records for ``todo``, appending each as it completes and counting them in ``counts``."""
 
     def finished(rec: dict) -> None:
         append(rec)
@@ -127,17 +126,27 @@ def _produce(todo: list[dict], cfg: GenerateConfig, append: Callable[[dict], Non
         if cfg.provider == "clause":
             for chunk in todo:
                 finished(make_record(chunk))
-            return counts
+            return
         pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="coalqa-gen")
         pending = {pool.submit(make_record, c) for c in todo}
+        fatal: FatalLLMError | None = None
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    finished(fut.result())  # FatalLLMError surfaces here
+                    if fut.cancelled():
+                        continue
+                    try:
+                        finished(fut.result())
+                    except FatalLLMError as e:  # stop: drop queued chunks, keep what the running ones finish
+                        if fatal is None:
+                            fatal = e
+                            for queued in pending:
+                                queued.cancel()
         finally:
             pool.shutdown(wait=not pending, cancel_futures=True)
-    return counts
+    if fatal is not None:
+        raise fatal
 
 
 def content_sha(chunk: dict[str, Any]) -> str:
@@ -176,7 +185,8 @@ def build_dataset(chunks: list[dict], records: dict[str, dict], cfg: GenerateCon
 
     Returns ``(dataset, rejects, reasons)``: dataset items are ``{"input", "output", "chunk_id",
     "chunk_sha", "source", "locator"}``; rejects are ``{"chunk_id", "source", "locator", "reason", "detail"}``
-    for parse problems, invalid pairs and duplicates; ``reasons`` counts rejects by reason.
+    for parse problems, invalid pairs, unfaithful pairs (``number_not_in_chunk``, ``language``: ``detail``
+    starts with the numbers or languages at fault, then the pair) and duplicates; ``reasons`` counts rejects by reason.
     """
     seen = make_deduper(cfg.near_dup_threshold)
     lookup = record_finder(records, occurrence)
@@ -194,11 +204,14 @@ def build_dataset(chunks: list[dict], records: dict[str, dict], cfg: GenerateCon
         for p in rec.get("problems") or []:
             reject(chunk, p["reason"], p["detail"])
         for pair in rec["pairs"]:
-            why = check_pair(pair, cfg)
+            why, detail = check_pair(pair, cfg), ""
+            if why is None:
+                why, detail = check_faithful(pair, chunk["text"], cfg) or (None, "")
             if why is None:
                 why = seen(pair["input"], pair["output"])
             if why:
-                reject(chunk, why, json.dumps(pair, ensure_ascii=False))
+                pair_json = json.dumps(pair, ensure_ascii=False)
+                reject(chunk, why, f"{detail}: {pair_json}" if detail else pair_json)
                 continue
             dataset.append({"input": pair["input"].strip(), "output": pair["output"].strip(), "chunk_id": chunk["id"],
                             "chunk_sha": content_sha(chunk), "source": chunk.get("source"), "locator": chunk.get("locator")})
@@ -258,8 +271,9 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
     earlier dataset instead (see :func:`_previous_pairs`).
 
     Raises:
-        CoalqaError: missing API key, a checkpoint made with other settings, or the provider
-            rejecting every request (:class:`FatalLLMError`) — finished chunks stay in the checkpoint.
+        CoalqaError: missing API key, a checkpoint made with other settings, or a permanent provider error
+            (:class:`FatalLLMError`: bad key, balance used up, unknown model…), raised after the dataset and
+            summary of the chunks finished so far are written; finished chunks stay in the checkpoint.
     """
     started = time.monotonic()
     output = Path(output)
@@ -287,8 +301,8 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
         todo = [c for c in todo if c["id"] not in done_ids]
     if todo and llm and chat is None:
         chat = make_chat_client(cfg.provider, cfg.model, cfg.base_url, cfg.timeout, cfg.max_retries,
-                                retry_wait=cfg.retry_wait, temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_tokens=cfg.max_tokens)
+                                retry_wait=cfg.retry_wait, max_concurrency=cfg.concurrency,
+                                temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens)
     if len(todo) < len(chunks):
         console.print(f"reusing {len(chunks) - len(todo) - len(seeded)} unchanged chunk(s) from {paths['checkpoint']}"
                       + (f" and {len(seeded)} from {cfg.previous_qa}" if seeded else "")
@@ -301,11 +315,15 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
     append, close = open_checkpoint(paths["checkpoint"], header, durable=llm)
     for rec in seeded:
         append(rec)
+    fatal: FatalLLMError | None = None
+    session = {"done": 0, "failed": 0, "pairs": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     try:
-        session = _produce(todo, cfg, append, console, make_record)
+        _produce(todo, cfg, append, console, make_record, session)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: finished chunks are saved in {paths['checkpoint']}; rerun the same command to resume")
         raise
+    except FatalLLMError as e:  # write what was finished, then stop with the provider's reason
+        fatal = e
     finally:
         close()
 
@@ -346,4 +364,9 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
     write_atomic(output, json.dumps(dataset, ensure_ascii=False, indent=2) + "\n")
     write_atomic(paths["rejects"], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
     write_atomic(paths["summary"], redact(json.dumps(summary, ensure_ascii=False, indent=2)) + "\n")
+    if fatal is not None:
+        raise FatalLLMError(
+            f"{fatal}. Stopped at the first such error: {done} of {len(chunks)} chunks are done and kept in "
+            f"{paths['checkpoint']} (dataset so far: {output}); fix the cause and rerun the same command to continue"
+        ) from None
     return summary
