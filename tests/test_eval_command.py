@@ -64,6 +64,8 @@ def test_eval_on_predictions_writes_json_and_markdown(tmp_path, eval_file):
     assert report["overall"]["key_fact_recall"] == pytest.approx(sum(recalls) / 30)
     md = (tmp_path / "rep.md").read_text(encoding="utf-8")
     assert "| dev-003 |" in md and "one token per character" in md
+    assert "11小时 = 11h" in md and "| h | h、hr、hrs、小时" in md  # how key facts matched, with the unit table
+    assert report["key_fact_note"].startswith("a key fact is found")
 
 
 def test_compare_writes_side_by_side_table_and_chart(tmp_path, eval_file):

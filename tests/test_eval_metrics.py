@@ -58,9 +58,31 @@ def test_key_facts_match_after_nfkc():
 
 
 @pytest.mark.parametrize(
+    ("answer", "fact"),
+    [
+        ("发出的矿灯，最低应当能连续正常使用11h。", "11小时"),
+        ("矿灯连续使用11小时", "11h"),
+        ("矿灯连续使用660分钟", "11h"),
+        ("气温不得超过30℃", "30摄氏度"),
+        ("气温不得超过30°C", "30℃"),
+        ("甲烷浓度达到1%时", "1.0%"),
+        ("每班至少检查三次", "3次"),
+        ("每5年至少1次", "五年"),
+        ("风量不低于百分之二十", "20%"),
+    ],
+)
+def test_key_facts_written_another_way_are_found(answer, fact):
+    assert find_key_facts(answer, [fact]) == ([fact], [])
+
+
+@pytest.mark.parametrize(
     ("answer", "fact", "expected"),
     [
         ("温度不得超过130℃", "30℃", False),
+        ("温度不得超过130摄氏度", "30℃", False),  # whole numbers in the unit-normalised form too
+        ("矿灯连续使用111小时", "11h", False),
+        ("浓度超过11.0%", "1%", False),
+        ("每班至少检查十三次", "3次", False),
         ("浓度超过11.0%", "1.0%", False),
         ("压力0.745MPa", "0.74MPa", False),
         ("距离不得小于4m", "4m", True),

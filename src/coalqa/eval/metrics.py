@@ -13,7 +13,8 @@ Scores come from well-kept libraries fed our token lists:
 * BLEU-4 — ``nltk.translate.bleu_score.sentence_bleu`` with smoothing method 1 (Chen & Cherry, 2014)
   and ``auto_reweigh`` (a hypothesis shorter than 4 tokens is scored on the n-grams it has), so an
   answer identical to the reference scores 1.0 at any length;
-* key-fact recall — the fraction of the reference's ``key_facts`` found in the answer (below).
+* key-fact recall — the fraction of the reference's ``key_facts`` found in the answer, written as they are
+  or in other units and number forms (:func:`find_key_facts`).
 
 All three are in [0, 1]; an empty answer scores 0 on each.
 """
@@ -95,21 +96,42 @@ def _fact_pattern(fact: str) -> re.Pattern[str]:
     return re.compile(body)
 
 
+KEY_FACT_NOTE = (
+    "a key fact is found when it occurs in the answer as written (NFKC, casefold, whitespace removed) or with "
+    "every quantity of both rewritten in base units by coalqa.numbers.canonical_text (11小时 = 11h, 30摄氏度 = 30℃, "
+    "1% = 1.0%, 三次 = 3次); numbers match whole (30℃ is not found in 130℃)"
+)
+
+
 def find_key_facts(answer: str, key_facts: Sequence[str]) -> tuple[list[str], list[str]]:
     """Split ``key_facts`` into ``(found, missed)`` for ``answer``.
 
-    Both sides are NFKC-normalised, casefolded and stripped of whitespace before matching (so
-    ``％``/``%``, ``４``/``4``, ``m³``/``m3``, ``11 h``/``11h`` match), then a fact must occur as a
-    substring, with the number boundaries of :func:`_fact_pattern`. Chinese numerals are not
-    converted (``五年`` does not match ``5年``). Facts that normalise to nothing are ignored.
+    A fact is found when it occurs in the answer, with the number boundaries of :func:`_fact_pattern`
+    (``30℃`` is not in ``130℃``), in either of two forms of both texts:
+
+    * as written: NFKC-normalised, casefolded, whitespace removed (``％``/``%``, ``４``/``4``, ``m³``/``m3``,
+      ``11 h``/``11h`` match);
+    * with every quantity in base units, :func:`coalqa.numbers.canonical_text` (``11小时``/``11h``/``660分钟``,
+      ``30摄氏度``/``30℃``, ``1%``/``1.0%``, ``三次``/``3次``, ``五年``/``5年`` match; the aliases are
+      :func:`coalqa.numbers.unit_table_markdown`'s table, printed in every report).
+
+    The second form only adds matches to the first, so a fact found before units were normalised is still
+    found. Facts that normalise to nothing are ignored.
     """
-    text = normalize(answer)
+    from coalqa.numbers import canonical_text
+
+    text, canon = normalize(answer), None
     found, missed = [], []
     for fact in key_facts:
         norm = normalize(fact)
         if not norm:
             continue
-        (found if _fact_pattern(norm).search(text) else missed).append(fact)
+        hit = _fact_pattern(norm).search(text) is not None
+        if not hit:
+            canon = canonical_text(answer) if canon is None else canon
+            fact_canon = canonical_text(fact)
+            hit = bool(fact_canon) and _fact_pattern(fact_canon).search(canon) is not None
+        (found if hit else missed).append(fact)
     return found, missed
 
 
