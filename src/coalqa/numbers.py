@@ -27,7 +27,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Iterable
 
 # canonical unit → (aliases as written after NFKC + casefold, base unit, factor to the base unit).
@@ -168,7 +168,7 @@ class Quantity:
     unit: str
     text: str
 
-    @property
+    @cached_property
     def base(self) -> tuple[Decimal, str]:
         """``(value, unit)`` in base units (``11h`` → ``(39600, "s")``); comparable across writings."""
         if not self.unit:
@@ -338,9 +338,10 @@ def unsupported_quantities(text: str, sources: Iterable[str]) -> list[Quantity]:
     Used to check a generated answer against its chunk and a model's answer against the clauses it cites.
     """
     pool = [q for s in sources for q in find_quantities(s)]
+    exact = {p.base for p in pool}  # fast path: the same value in the same base unit
     out: dict[tuple[Decimal, str], Quantity] = {}
     for q in find_quantities(text):
-        if q.base not in out and not any(same_quantity(q, p) for p in pool):
+        if q.base not in out and q.base not in exact and not any(same_quantity(q, p) for p in pool):
             out[q.base] = q
     return list(out.values())
 

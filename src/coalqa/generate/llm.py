@@ -15,8 +15,8 @@ Errors, sorted by :func:`classify` from the HTTP status and the provider's error
   run ends after at most one request per call in flight.
 * **transient** — 408/409/425/429 (rate limits), 5xx, timeouts, dropped connections, malformed bodies:
   retried by ``tenacity`` (the SDKs' own retries are off, ``max_retries=0``; the zhipuai SDK's ignores
-  ``Retry-After``) with exponential backoff plus jitter, waiting at least what a ``Retry-After`` /
-  ``retry-after-ms`` header asks.
+  ``Retry-After``), after what a ``Retry-After`` / ``retry-after-ms`` header asks (plus up to 10 % jitter),
+  else after exponential backoff plus jitter.
 * anything else (a 400 for one request's content, a content-safety refusal) is raised unretried.
 
 Rate limits: the calls of one client share an :class:`AdaptiveLimit`, AIMD on the number of requests in

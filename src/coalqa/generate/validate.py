@@ -10,6 +10,7 @@ is written in the chunk's language (:func:`text_language`).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from coalqa.generate.config import GenerateConfig
@@ -64,6 +65,7 @@ _LATIN_WORD = re.compile(r"[A-Za-z]{4,}")  # words, not units or codes (m3, MPa,
 LANGUAGE_NAMES = {"zh": "Chinese", "en": "a Latin-script language"}
 
 
+@lru_cache(maxsize=4096)  # chunk texts repeat for every pair of the chunk
 def text_language(text: str) -> str | None:
     """``"zh"`` (Chinese), ``"en"`` (Latin script) or ``None`` (nothing to tell by).
 
