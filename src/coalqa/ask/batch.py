@@ -62,15 +62,18 @@ def read_questions(path: str | Path) -> list[dict]:
     """Read a questions file (see module doc) into rows ``{"question": str, **other fields}``.
 
     Raises:
-        CoalqaError: file missing/unreadable/not UTF-8, invalid JSON (with line number), a row that is
-            neither text nor an object with ``input``/``question``, an empty question, or no questions.
+        CoalqaError: file missing/unreadable/not text, invalid JSON (with line number), a row that is
+            neither text nor an object with ``input``/``question``, a table without a question column, an
+            empty question, or no questions (file and row named).
     """
     path = Path(path)
     kind = QUESTION_FORMATS.get(path.suffix.lower())
     if kind == "xls":
         raise CoalqaError(f"{path}: legacy Excel .xls is not supported; save it as .xlsx (or CSV) and retry")
-    if kind is None and path.is_file() and path.read_bytes()[:4] == b"PK\x03\x04":
-        kind = "xlsx"  # a zip: an Excel workbook without its extension
+    if kind is None and path.is_file():
+        with path.open("rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                kind = "xlsx"  # a zip: an Excel workbook without its extension
     if kind == "xlsx":
         return _table_questions(path, _xlsx_rows(path))
     text = read_text_file(path, "questions")
