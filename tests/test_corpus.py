@@ -162,13 +162,15 @@ def test_bad_files_are_skipped_with_reason_and_run_continues(tmp_path: Path, mon
 
 
 def test_cli_fails_only_when_nothing_readable(tmp_path: Path) -> None:
-    (tmp_path / "empty.txt").write_bytes(b"")
+    docs = tmp_path / "docs"  # the output may not lie in the folder read (coalqa.paths)
+    docs.mkdir()
+    (docs / "empty.txt").write_bytes(b"")
     out = tmp_path / "chunks.jsonl"
-    result = run_cli(str(tmp_path), "-o", str(out))
+    result = run_cli(str(docs), "-o", str(out))
     assert isinstance(result.exception, CoalqaError) and "nothing could be read" in str(result.exception)
     assert not out.exists()
-    (tmp_path / "law.txt").write_text(LAW, encoding="gb18030")
-    result = run_cli(str(tmp_path), "-o", str(out), "--max_chars", "200")
+    (docs / "law.txt").write_text(LAW, encoding="gb18030")
+    result = run_cli(str(docs), "-o", str(out), "--max_chars", "200")
     assert result.exit_code == 0, result.output
     assert "empty.txt: empty file" in result.output  # warning names file and reason
     assert "1 read, 1 skipped" in result.output
