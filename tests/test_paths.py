@@ -81,7 +81,9 @@ def files(tmp_path: Path) -> dict[str, Path]:
     settings.write_text("{}", encoding="utf-8")
     md = tmp_path / "cmp.md"
     md.write_text("# notes\n", encoding="utf-8")
-    return {"docs": docs, "doc": docs / "01-防治水.txt", "chunks": chunks, "qa": qa, "questions": questions,
+    report_json = tmp_path / "new.report.json"
+    report_json.write_text("{}", encoding="utf-8")
+    return {"report_json": report_json, "docs": docs, "doc": docs / "01-防治水.txt", "chunks": chunks, "qa": qa, "questions": questions,
             "refs": refs, "report": report, "settings": settings, "md": md}
 
 
@@ -90,6 +92,11 @@ def files(tmp_path: Path) -> dict[str, Path]:
     [
         ("corpus, output inside DOCS", ["corpus", "{docs}", "-o", "{docs}/chunks.jsonl"], "doc"),
         ("corpus, output = a document", ["corpus", "{docs}", "-o", "{doc}"], "doc"),
+        ("corpus, output = --previous", ["corpus", "{docs}", "-o", "{chunks}", "--previous", "{chunks}"], "chunks"),
+        ("corpus, report = --previous", ["corpus", "{docs}", "-o", "{chunks.parent}/new.jsonl",
+                                         "--previous", "{chunks.parent}/new.report.json"], "report_json"),
+        ("generate, output = --previous_qa", ["generate", "{chunks}", "-o", "{qa}", "--provider", "clause",
+                                              "--previous_qa", "{qa}"], "qa"),
         ("generate, output = chunks", ["generate", "{chunks}", "-o", "{chunks}", "--provider", "clause"], "chunks"),
         ("generate, checkpoint = chunks", ["generate", "{chunks}", "--provider", "clause", "--checkpoint", "{chunks}"], "chunks"),
         ("train, run folder holds the data", ["train", "--data", "{qa}", "--output_dir", "{qa.parent.parent}",

@@ -38,10 +38,11 @@ def corpus(
     with --previous OLD_chunks.jsonl it also lists the chunks added, removed and changed since then.
     """
     cfg = load_config(CorpusConfig, config, overrides)
-    check_outputs("corpus", inputs={"DOCS": docs, "--config": config}, outputs={"the chunks file (--output)": output})
+    rpath = report_path(output)
+    check_outputs("corpus", inputs={"DOCS": docs, "--config": config, "--previous": cfg.previous},
+                  outputs={"the chunks file (--output)": output, "the fidelity report": rpath})
     console = Console(stderr=True)
     previous = read_chunks(cfg.previous) if cfg.previous else None  # fail early on a bad --previous
-    rpath = report_path(output)
     documents, skipped = load_documents(list(docs), soffice=cfg.soffice, exclude=[output, rpath])
     chunks: list[Chunk] = []
     docs_report: list[dict[str, Any]] = []
