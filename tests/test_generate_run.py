@@ -242,3 +242,33 @@ def test_clause_on_the_real_corpus_is_fast_and_verbatim(tmp_path, corpus_dir) ->
     lamp = next(d for d in facts if "矿灯，最低应当能连续正常使用" in d["input"])
     assert lamp["input"].startswith("根据《煤矿建设安全规程》第四百") and lamp["input"].endswith("，发出的矿灯，最低应当能连续正常使用多少h？")
     assert lamp["output"] == "发出的矿灯，最低应当能连续正常使用11h。" and lamp["source"] == "2-煤矿建设安全规程.txt"
+
+
+def test_sigterm_saves_finished_chunks_and_exits_at_once(tmp_path, key_env) -> None:
+    """A stop request must not wait minutes for requests in flight: finished chunks are kept, a rerun resumes."""
+    chunks = make_chunks(12)
+    path = write_chunks(tmp_path / "chunks.jsonl", chunks)
+    out = tmp_path / "QAdata_all.json"
+    ckpt = tmp_path / "QAdata_all.checkpoint.jsonl"
+    env = os.environ | {"OPENAI_API_KEY": KEY}
+    with LLMServer() as srv:
+        srv.faults.extend([{}] * 3 + [{"hang": 120.0}] * 20)  # 3 quick answers, then every request takes 2 minutes
+        proc = subprocess.Popen(_generate_cmd(path, out, srv.url, "--concurrency", "2", "--timeout", "300"), env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not ckpt.exists() or len(read_checkpoint(ckpt)[1]) < 3):
+            time.sleep(0.05)
+        time.sleep(0.5)  # the next requests are in flight (hanging)
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        stopped_after = time.monotonic() - asked
+        assert proc.returncode == 130, err[-2000:]
+        assert stopped_after < 15, f"took {stopped_after:.1f} s to stop"
+        assert "interrupted" in err and "Traceback" not in err
+        assert len(read_checkpoint(ckpt)[1]) == 3
+        srv.faults.clear()
+        rerun = subprocess.run(_generate_cmd(path, out, srv.url, "--concurrency", "4"), env=env, capture_output=True,
+                               text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert json.loads((tmp_path / "QAdata_all.summary.json").read_text(encoding="utf-8"))["chunks"]["reused_from_checkpoint"] == 3

@@ -6,8 +6,11 @@ Each stage keeps its command in ``coalqa/<stage>/command.py`` and imports heavy 
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
+import threading
 
 import typer
 from rich.console import Console
@@ -68,8 +71,27 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("[yellow]interrupted[/]")
-        sys.exit(130)
+        _leave(130)
+    except SystemExit as e:  # typer turns a KeyboardInterrupt inside a command into exit 130
+        if e.code == 130:
+            _leave(130)
+        raise
 
+
+def _leave(code: int) -> None:
+    """Exit with ``code``; when worker threads are still busy (LLM requests in flight), leave without waiting.
+
+    Python waits for non-daemon threads at exit, which after a stop request could mean minutes of silence. Every
+    stage has saved its finished work before the interrupt reaches here, so those threads' work is abandoned.
+    """
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if busy:
+        Console(stderr=True).print(f"[yellow]stopping now[/]: {len(busy)} request(s) in flight abandoned; finished work is saved")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 if __name__ == "__main__":
     main()
