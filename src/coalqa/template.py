@@ -54,6 +54,33 @@ class PromptFormat(BaseModel):
     system_prompt: str = Field(SYSTEM_PROMPT, description="system prompt used in training and inference ('' = none)")
 
 
+SAVED_FORMAT_FILE = "coalqa_prompt_format.json"  # beside a merged model written by `coalqa export`
+
+
+def read_saved_format(folder) -> dict:
+    """The prompt-format fields recorded in ``folder/coalqa_prompt_format.json`` (``{}`` when there is none).
+
+    ``coalqa export`` writes this file into a merged model folder, so that the merged model is prompted as the
+    adapter was trained (``{"prompt_format": {"template", "think", "system_prompt"}, ...}``).
+
+    Raises:
+        ValueError: the file exists but is not such a JSON object.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(str(folder)).expanduser() / SAVED_FORMAT_FILE
+    if not path.is_file():
+        return {}
+    try:
+        fields = json.loads(path.read_text(encoding="utf-8"))["prompt_format"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a prompt format record ({e})") from e
+    if not isinstance(fields, dict):
+        raise ValueError(f"{path}: prompt_format is not an object")
+    return {k: fields[k] for k in PromptFormat.model_fields if k in fields}
+
+
 class ExampleTooLong(ValueError):
     """The prompt alone leaves no room for an answer within ``max_length`` tokens."""
 

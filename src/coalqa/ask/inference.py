@@ -29,7 +29,15 @@ from coalqa.errors import CoalqaError
 from coalqa.hardware import choose_dtype
 from coalqa.modeling import load_model as load_base_model
 from coalqa.modeling import load_tokenizer
-from coalqa.template import PromptFormat, encode_prompt, inference_format, prompt_opens_think, split_reasoning
+from coalqa.template import (
+    SAVED_FORMAT_FILE,
+    PromptFormat,
+    encode_prompt,
+    inference_format,
+    prompt_opens_think,
+    read_saved_format,
+    split_reasoning,
+)
 
 ADAPTER_CONFIG = "adapter_config.json"
 TRAIN_CONFIG = "train_config.yaml"
@@ -170,7 +178,9 @@ def load_model(
     Args:
         peft_model: adapter folder written by ``coalqa train`` (``adapter_config.json``,
             ``adapter_model.safetensors``, tokenizer files, ``train_config.yaml``). ``None``: serve the
-            base ``model_name_or_path`` alone with the default :class:`PromptFormat` without a system prompt.
+            base ``model_name_or_path`` alone with the default :class:`PromptFormat` without a system prompt,
+            or, for a merged model written by ``coalqa export``, with the prompt format recorded in it (its
+            training system prompt included).
         model_name_or_path: base model; default: ``model_name_or_path`` of the adapter's
             ``train_config.yaml``, else ``base_model_name_or_path`` of ``adapter_config.json``. A
             different name is accepted when every adapter tensor fits the base (a renamed local copy).
@@ -198,6 +208,13 @@ def load_model(
             notes.append(f"{adapter_dir} has no {TRAIN_CONFIG}: using the default prompt format")
     recorded = train_cfg.get("model_name_or_path") or adapter_cfg.get("base_model_name_or_path")
     base = model_name_or_path or recorded
+    if adapter_dir is None and base:  # a merged model written by `coalqa export` records its prompt format
+        try:
+            train_cfg = read_saved_format(base)
+        except ValueError as e:
+            raise CoalqaError(str(e)) from e
+        if train_cfg:
+            notes.append(f"prompt format as recorded in {base}/{SAVED_FORMAT_FILE} (a merged model)")
     if not base:
         raise CoalqaError(
             "no base model: pass --model_name_or_path"
@@ -225,7 +242,7 @@ def load_model(
         fmt = PromptFormat.model_validate(fmt_fields)
     except ValueError as e:
         raise CoalqaError(f"{adapter_dir}/{TRAIN_CONFIG}: invalid prompt format: {e}") from e
-    if adapter_dir is None:  # a bare base: no system prompt unless one is given
+    if adapter_dir is None and not train_cfg:  # a bare base: no system prompt unless one is given
         fmt = inference_format(None, system_prompt).model_copy(update={"template": fmt.template})
     else:
         fmt = inference_format(fmt, system_prompt)
