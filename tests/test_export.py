@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -432,3 +433,18 @@ def test_too_little_disk_space_is_refused(tmp_path) -> None:
     with pytest.raises(CoalqaError, match="not enough disk space"):
         check_disk(tmp_path / "new" / "out", 1 << 60, "merged")
     check_disk(tmp_path, 1 << 20, "merged")
+
+
+# ----------------------------------------------------------------------------- llama.cpp runtime
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                    reason="llama-cpp-python is not installed (building it took 28 min on 2 cores; see README)")
+def test_gguf_runs_in_llama_cpp_like_transformers(export_all) -> None:
+    """llama.cpp tokenizes the training prompts like the tokenizer, and its greedy tokens follow transformers'."""
+    run = _report(export_all)["gguf"]["llama_cpp_run"]
+    assert run is not None and run["prompts"] == len(CHECK_QUESTIONS)
+    assert run["tokenization_same"] == run["prompts"]  # the deepseek-r1-qwen pre-tokenizer at work
+    # f16 weights on a random tiny model with near-flat logits: a near-tie may flip late, never at the start
+    assert all(item["same_prefix_tokens"] >= 8 for item in run["items"]), run["items"]
+    assert run["greedy_same"] >= run["prompts"] - 1

@@ -286,3 +286,41 @@ def quantize_command(gguf_path: Path, kind: str = "Q4_K_M") -> str:
     stem = gguf_path.stem.rsplit("-", 1)[0] if "-" in gguf_path.stem else gguf_path.stem
     flag = "--allow-requantize " if gguf_path.stem.lower().endswith("q8_0") else ""
     return f"llama-quantize {flag}{gguf_path} {gguf_path.with_name(f'{stem}-{kind}.gguf')} {kind}"
+
+
+def llama_cpp_check(path: Path, tokenizer, texts: list[str], prompts: list[list[int]], expected: list[list[int]],
+                    eos_ids: list[int]) -> dict | None:
+    """Run the GGUF in llama.cpp (``llama-cpp-python``, when installed) against the merged model's greedy tokens.
+
+    Args:
+        texts: the rendered prompts (:func:`coalqa.template.render_prompt`); llama.cpp tokenizes them itself,
+            which tests the pre-tokenizer against the ids training used (``prompts``).
+        expected: the merged model's greedy continuations of ``prompts`` (transformers).
+
+    Returns:
+        ``None`` without ``llama_cpp``; else ``{"tokenization_same", "greedy_same", "prompts", "items"}`` (counts of
+        prompts; per item also the number of leading tokens that agree: f16 rounding can flip a near-tie later).
+    """
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    tokens = max(len(e) for e in expected)
+    llm = Llama(model_path=str(path), n_ctx=max(map(len, prompts)) + tokens + 8, verbose=False)
+    items = []
+    try:
+        for text, ids, want in zip(texts, prompts, expected):
+            own = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            llm.reset()
+            got: list[int] = []
+            for tok in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0):
+                got.append(tok)
+                if tok in eos_ids or len(got) >= len(want):
+                    break
+            prefix = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+            items.append({"tokenization_same": own == ids, "greedy_same": got == want, "same_prefix_tokens": prefix,
+                          "llama_cpp": tokenizer.decode(got, skip_special_tokens=False)})
+    finally:
+        llm.close()
+    return {"tokenization_same": sum(i["tokenization_same"] for i in items),
+            "greedy_same": sum(i["greedy_same"] for i in items), "prompts": len(items), "items": items}

@@ -32,7 +32,7 @@ from coalqa.export import llamacpp, ollama, vllm
 from coalqa.export.config import FORMATS, ExportConfig
 from coalqa.export.merge import SERVING_TEMPERATURE, SERVING_TOP_P
 from coalqa.jsonio import file_sha256, write_json_atomic, write_text_atomic
-from coalqa.template import PromptFormat
+from coalqa.template import PromptFormat, render_prompt
 
 REPORT_JSON, REPORT_MD = "export_report.json", "export_report.md"
 NEEDS = {"merged": ["merged"], "gguf": ["merged", "gguf"], "ollama": ["merged", "gguf", "ollama"], "vllm": ["vllm"],
@@ -246,12 +246,14 @@ def export_model(peft_model: str | Path, out_dir: str | Path, cfg: ExportConfig 
     if "vllm" in formats:
         say("vLLM: checking the adapter and writing serve.sh")
         report["vllm"] = export_vllm(adapter_dir, adapter_cfg, train_cfg, base, model_type, cfg, out_dir)
-    tokenizer = fmt = None
+    merged = None
     if "merged" in formats:
-        tokenizer, fmt, report["merged"] = _export_merged(adapter_dir, base, cfg, out_dir, config, params, say)
+        merged = _export_merged(adapter_dir, base, cfg, out_dir, config, params, say)
+        report["merged"] = merged.pop("report")
     problems: list[str] = []
     if "gguf" in formats:
-        report["gguf"], problems = _export_gguf(converter, out_dir, cfg, model_type, tokenizer, say)
+        report["gguf"], problems = _export_gguf(converter, out_dir, cfg, model_type, merged, say)
+    tokenizer, fmt = (merged["tokenizer"], merged["fmt"]) if merged else (None, None)
     if "ollama" in formats and not problems:
         report["ollama"] = _export_ollama(Path(report["gguf"]["path"]), tokenizer, fmt, cfg, adapter_dir)
     report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -297,7 +299,9 @@ def _export_merged(adapter_dir: Path, base: str, cfg: ExportConfig, out_dir: Pat
     say(f"merged vs base + adapter on {check.prompts} prompts: max |Δlogit| {check.max_abs_logit_diff:.3g}, "
         f"mean {check.mean_abs_logit_diff:.3g}; greedy tokens identical on {check.greedy_same}/{check.prompts}")
     size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
-    return tokenizer, fmt, {
+    texts = [render_prompt(tokenizer, q, fmt) for q in merge.CHECK_QUESTIONS]
+    return {"tokenizer": tokenizer, "fmt": fmt, "prompts": prompts, "texts": texts, "greedy": mine[0], "eos": eos,
+            "report": {
         "path": str(folder),
         "method": method,
         "method_note": ("4-bit base loaded as in training, dequantized to float32, adapter merged, cast once"
@@ -312,10 +316,11 @@ def _export_merged(adapter_dir: Path, base: str, cfg: ExportConfig, out_dir: Pat
         "check": check.as_dict(),
         "generation_defaults": {"temperature": SERVING_TEMPERATURE, "top_p": SERVING_TOP_P, "eos_token_id": eos},
         "ask_command": f"coalqa ask --model_name_or_path {shlex.quote(str(folder))}",
-    }
+    }}
 
 
-def _export_gguf(converter, out_dir: Path, cfg: ExportConfig, model_type: str, tokenizer, say) -> tuple[dict, list[str]]:
+def _export_gguf(converter, out_dir: Path, cfg: ExportConfig, model_type: str, merged: dict, say) -> tuple[dict, list[str]]:
+    tokenizer = merged["tokenizer"]
     folder = out_dir / "gguf"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{cfg.name}-{cfg.gguf_type}.gguf"
@@ -326,9 +331,17 @@ def _export_gguf(converter, out_dir: Path, cfg: ExportConfig, model_type: str, t
     say(f"GGUF metadata: architecture {meta['architecture']}, pre-tokenizer {meta['pre_tokenizer']}, "
         f"EOS {meta['eos_token_id']}, chat template {'present' if meta['chat_template'] else 'missing'}"
         + (f" — PROBLEMS: {'; '.join(problems)}" if problems else " — as expected"))
+    run = None if problems else llamacpp.llama_cpp_check(path, tokenizer, merged["texts"], merged["prompts"],
+                                                          merged["greedy"], merged["eos"])
+    if run is not None and run["tokenization_same"] < run["prompts"]:
+        problems.append("llama.cpp tokenizes the check prompts differently from the tokenizer training used")
+    if run is not None:
+        say(f"llama.cpp (llama-cpp-python) on the GGUF: prompts tokenized as in training {run['tokenization_same']}/"
+            f"{run['prompts']}, greedy tokens as the merged model {run['greedy_same']}/{run['prompts']}")
     return {
         "path": str(path),
         "type": cfg.gguf_type,
+        "llama_cpp_run": run,
         "bytes": path.stat().st_size,
         "sha256": file_sha256(path),
         "converter": converter.source,
@@ -387,6 +400,11 @@ def report_markdown(report: dict) -> str:
                   "- " + ("Problems: " + "; ".join(g["problems"]) if g["problems"] else "Metadata as expected"),
                   f"- Q4_K_M (with a llama.cpp build): `{g['q4_k_m_command']}`",
                   f"- Run: `{g['llama_cpp_command']}` (llama.cpp b4514 or later reads the deepseek-r1-qwen pre-tokenizer)"]
+        run = g.get("llama_cpp_run")
+        lines.append("- Ran in llama.cpp (llama-cpp-python): " + (
+            f"check prompts tokenized as in training {run['tokenization_same']}/{run['prompts']}, greedy tokens as "
+            f"the merged model {run['greedy_same']}/{run['prompts']} (leading tokens in agreement: "
+            f"{', '.join(str(i['same_prefix_tokens']) for i in run['items'])})" if run else "not checked (llama-cpp-python not installed)"))
     if "ollama" in report:
         o = report["ollama"]
         lines += ["", "## Ollama", "", f"- Modelfile: `{o['path']}` (training template and system prompt, "
