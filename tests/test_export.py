@@ -410,8 +410,15 @@ def test_never_writes_into_the_adapter_folder(adapter_fp) -> None:
     before = sorted(p.name for p in adapter_fp.iterdir())
     for out in (adapter_fp / "export", adapter_fp, adapter_fp.parent):
         result = _export(["--peft_model", str(adapter_fp), "-o", str(out), "--format", "vllm", "--overwrite"])
-        _refused(result, "adapter folder")
+        _refused(result, "--peft_model", "nothing was done")
     assert sorted(p.name for p in adapter_fp.iterdir()) == before
+
+
+def test_never_writes_into_the_base_model_folder(adapter_fp, tiny_qwen2_dir) -> None:
+    before = sorted(p.name for p in tiny_qwen2_dir.iterdir())
+    result = _export(["--peft_model", str(adapter_fp), "-o", str(tiny_qwen2_dir / "export"), "--format", "merged"])
+    _refused(result, "the base model", "nothing was done")
+    assert sorted(p.name for p in tiny_qwen2_dir.iterdir()) == before
 
 
 def test_missing_base_and_wrong_adapter_are_clear_errors(adapter_fp, tmp_path, tiny_qwen2_dir) -> None:

@@ -108,6 +108,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
         ("eval, default report = predictions", ["eval", "-r", "refs.json", "--predictions", "report.json"], "report"),
         ("eval, report = references", ["eval", "-r", "{refs}", "--peft_model", "{docs}/adapter", "-o", "{refs}"], "refs"),
         ("eval --compare, table = a report", ["eval", "--compare", "{md}", "{report}", "-o", "{md}"], "md"),
+        ("export, output inside the adapter", ["export", "--peft_model", "{docs}", "-o", "{docs}/export"], "doc"),
         ("demo, work_dir = DOCS", ["demo", "--docs", "{docs}", "--references", "{refs}", "--work_dir", "{docs}"], "doc"),
         ("demo, work_dir holds references", ["demo", "--docs", "{docs}", "--references", "{refs}",
                                              "--work_dir", "{refs.parent}"], "refs"),

@@ -49,7 +49,7 @@ def export(
 
     from coalqa.export.run import REPORT_JSON, REPORT_MD, export_model, report_markdown
 
-    report = export_model(peft_model, output_dir, cfg, overwrite=overwrite,
+    report = export_model(peft_model, output_dir, cfg, overwrite=overwrite, config_file=config,
                           log=lambda m: err.print(m, style="dim", markup=False))
     Console(stderr=True).print(Markdown(report_markdown(report)))
     err.print(f"report: {Path(output_dir) / REPORT_JSON} and {REPORT_MD}", markup=False)

@@ -183,7 +183,9 @@ def greedy_and_logits(model, prompts: list[list[int]], tokens: int, eos_ids: lis
     import torch
     from transformers import GenerationConfig
 
-    config = GenerationConfig(do_sample=False, max_new_tokens=tokens, eos_token_id=eos_ids, pad_token_id=pad_id)
+    # neutral temperature/top_p: otherwise the model's own sampling defaults are merged in (and warned about)
+    config = GenerationConfig(do_sample=False, max_new_tokens=tokens, eos_token_id=eos_ids, pad_token_id=pad_id,
+                              temperature=1.0, top_p=1.0)
     continuations, logits = [], []
     with torch.inference_mode():
         for i, ids in enumerate(prompts):

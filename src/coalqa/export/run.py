@@ -11,27 +11,29 @@ Layout of the output folder::
 
 Order: every check that can fail without loading a model comes first (adapter folder, output folder, converter
 source, vLLM compatibility, disk space); then the merge and its comparison; then the GGUF and the Modelfile.
-Each artefact is written under a temporary name and renamed when complete; the adapter folder is only read.
+Each artefact is written under a temporary name and renamed when complete; the adapter folder is only read, and
+an output folder inside or around an input is refused before anything is read (:func:`coalqa.paths.check_outputs`).
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import shlex
 import shutil
 import sys
+import warnings
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
 
 from coalqa.ask.inference import TRAIN_CONFIG, read_adapter_folder
+from coalqa.env import library_versions
 from coalqa.errors import CoalqaError
 from coalqa.export import llamacpp, ollama, vllm
 from coalqa.export.config import FORMATS, ExportConfig
 from coalqa.export.merge import SERVING_TEMPERATURE, SERVING_TOP_P
 from coalqa.jsonio import file_sha256, write_json_atomic, write_text_atomic
+from coalqa.paths import check_outputs
 from coalqa.template import PromptFormat, render_prompt
 
 REPORT_JSON, REPORT_MD = "export_report.json", "export_report.md"
@@ -43,28 +45,6 @@ MARGIN_BYTES = 256 << 20  # tokenizer files, headers, temporary copies
 def formats_for(choice: str) -> list[str]:
     """What ``--format`` writes, prerequisites included (a GGUF is converted from ``merged/``)."""
     return NEEDS[choice]
-
-
-def _inside(child: Path, folder: Path) -> bool:
-    child, folder = child.expanduser().resolve(), folder.expanduser().resolve()
-    return child == folder or folder in child.parents
-
-
-def check_paths(out_dir: Path, inputs: dict[str, Path | None]) -> None:
-    """Refuse an output folder that is, lies inside, or holds one of the inputs (adapter, local base, converter).
-
-    Raises:
-        CoalqaError: naming the input and what to do.
-    """
-    for name, path in inputs.items():
-        if path is None or not Path(path).expanduser().exists():
-            continue
-        if _inside(out_dir, path):
-            raise CoalqaError(f"output folder {out_dir} lies inside the {name} {path}; nothing was written: "
-                              "choose -o outside it (export never writes into its inputs)")
-        if _inside(path, out_dir):
-            raise CoalqaError(f"output folder {out_dir} holds the {name} {path}; nothing was written: "
-                              "choose an -o that does not contain the inputs")
 
 
 def check_empty(out_dir: Path, overwrite: bool) -> None:
@@ -129,16 +109,6 @@ def _tensor_names(adapter_dir: Path) -> list[str]:
         return list(f.keys())
 
 
-def _versions() -> dict:
-    found = {}
-    for pkg in ("coalqa", "torch", "transformers", "peft", "bitsandbytes", "gguf"):
-        try:
-            found[pkg] = version(pkg)
-        except PackageNotFoundError:
-            found[pkg] = None
-    return found
-
-
 def _prompt_format(train_cfg: dict) -> PromptFormat:
     return PromptFormat.model_validate({k: train_cfg[k] for k in PromptFormat.model_fields if k in train_cfg})
 
@@ -186,7 +156,8 @@ def export_vllm(adapter_dir: Path, adapter_cfg: dict, train_cfg: dict, base: str
 
 
 def export_model(peft_model: str | Path, out_dir: str | Path, cfg: ExportConfig | None = None, *,
-                 overwrite: bool = False, log: Callable[[str], None] | None = None) -> dict:
+                 overwrite: bool = False, log: Callable[[str], None] | None = None,
+                 config_file: Path | None = None) -> dict:
     """Export an adapter written by ``coalqa train`` for other runtimes; returns the report (also written to disk).
 
     Args:
@@ -194,9 +165,11 @@ def export_model(peft_model: str | Path, out_dir: str | Path, cfg: ExportConfig 
         out_dir: output folder: must be empty or missing unless ``overwrite``.
         cfg: what to write (:class:`ExportConfig`).
         log: progress messages (default: stderr).
+        config_file: the ``--config`` file, only to refuse an output folder that holds it.
 
     Raises:
-        CoalqaError: not an adapter folder, base missing, output folder not empty / inside an input, no converter,
+        CoalqaError: not an adapter folder, base missing, output folder not empty / inside or holding an input
+            (:func:`coalqa.paths.check_outputs`), no converter,
             vLLM incompatibility, too little disk space, or a GGUF whose metadata is wrong (the report is written
             first).
     """
@@ -204,14 +177,14 @@ def export_model(peft_model: str | Path, out_dir: str | Path, cfg: ExportConfig 
     say = log or (lambda m: print(m, file=sys.stderr))
     adapter_dir = Path(peft_model).expanduser()
     out_dir = Path(out_dir).expanduser()
+    inputs = {"--peft_model": adapter_dir, "--llama_cpp": cfg.llama_cpp, "--config": config_file}
+    check_outputs("export", inputs, output_dirs={"-o": out_dir})
     adapter_cfg, train_cfg = read_adapter_folder(adapter_dir)
     base = cfg.model_name_or_path or train_cfg.get("model_name_or_path") or adapter_cfg.get("base_model_name_or_path")
     if not base:
         raise CoalqaError(f"{adapter_dir} records no base model: pass --model_name_or_path")
+    check_outputs("export", {"the base model": base}, output_dirs={"-o": out_dir})
     formats = formats_for(cfg.format)
-    local_base = Path(base).expanduser() if Path(base).expanduser().exists() else None
-    check_paths(out_dir, {"adapter folder": adapter_dir, "base model folder": local_base,
-                          "llama.cpp source": cfg.llama_cpp})
     check_empty(out_dir, overwrite)
     config = base_config(base, adapter_dir)
     model_type = getattr(config, "model_type", "")
@@ -225,7 +198,8 @@ def export_model(peft_model: str | Path, out_dir: str | Path, cfg: ExportConfig 
         "output_dir": str(out_dir.resolve()),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
-        "versions": _versions(),
+        "versions": library_versions(("coalqa", "torch", "transformers", "peft", "bitsandbytes", "gguf",
+                                      "llama-cpp-python")),
     }
     if not train_cfg:
         report["notes"] = [f"{adapter_dir} has no {TRAIN_CONFIG}: default prompt format, full-precision base assumed"]
@@ -237,8 +211,7 @@ def export_model(peft_model: str | Path, out_dir: str | Path, cfg: ExportConfig 
     if params:
         from coalqa.export.merge import save_dtype_for
 
-        save_dtype, save_reason = save_dtype_for(config, cfg.save_dtype)
-        need = params * (4 if save_dtype == "float32" else 2)
+        need = params * (4 if save_dtype_for(config, cfg.save_dtype)[0] == "float32" else 2)
         need += params * llamacpp.GGUF_BYTES_PER_PARAM[cfg.gguf_type] if "gguf" in formats else 0
         check_disk(out_dir, int(need), f"{', '.join(formats)} of a {params / 1e9:.2f}B-parameter model")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +244,9 @@ def _export_merged(adapter_dir: Path, base: str, cfg: ExportConfig, out_dir: Pat
     from coalqa.modeling import load_model as load_plain_model
 
     say(f"loading {base} + adapter as trained …")
-    loaded = load_model(adapter_dir, model_name_or_path=cfg.model_name_or_path, dtype=cfg.dtype)
+    with warnings.catch_warnings():  # load_model's notes are said below, without a source line
+        warnings.filterwarnings("ignore", category=UserWarning, module="coalqa")
+        loaded = load_model(adapter_dir, model_name_or_path=cfg.model_name_or_path, dtype=cfg.dtype)
     for note in loaded.notes:
         say(f"note: {note}")
     tokenizer, fmt = loaded.tokenizer, loaded.fmt
