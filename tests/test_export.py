@@ -304,15 +304,18 @@ def test_modelfile_matches_the_adapters_training(adapter_4bit, export_all) -> No
 
 
 @pytest.mark.skipif(shutil.which("go") is None, reason="needs Go to execute Ollama's text/template")
-def test_modelfile_template_renders_the_training_prompt_in_go(adapter_4bit, export_all, tmp_path) -> None:
-    """Run the TEMPLATE through Go's text/template (what Ollama uses) and compare with the training prompt."""
-    from coalqa.export.ollama import R1_TEMPLATE
+@pytest.mark.parametrize("template", ["chat", "plain"])
+def test_modelfile_template_renders_the_training_prompt_in_go(adapter_4bit, tmp_path, template) -> None:
+    """Run the TEMPLATE through Go's text/template (what Ollama uses) and compare with the training prompt,
+    with a system prompt and an earlier turn."""
+    from coalqa.export.ollama import template_for
     from coalqa.template import PromptFormat
 
     tok = load_model(adapter_4bit).tokenizer
-    fmt = PromptFormat(system_prompt="系统提示")
-    history = [("第一问", "第一答")]
-    expected = render_prompt(tok, "第二问", fmt, history).removeprefix(tok.bos_token)
+    fmt = PromptFormat(template=template, system_prompt="系统提示")
+    go_template, _ = template_for(tok, fmt)
+    expected = render_prompt(tok, "第二问", fmt, [("第一问", "第一答")])
+    expected = expected.removeprefix(tok.bos_token) if template == "chat" else expected  # llama.cpp adds the BOS
     program = tmp_path / "render.go"
     program.write_text(
         'package main\nimport ("os"; "text/template")\n'
@@ -321,10 +324,24 @@ def test_modelfile_template_renders_the_training_prompt_in_go(adapter_4bit, expo
         'func main() { t := template.Must(template.New("t").Parse(os.Args[1]))\n'
         ' t.Execute(os.Stdout, D{"系统提示", []M{{"system", "系统提示"}, {"user", "第一问"}, {"assistant", "第一答"}, {"user", "第二问"}}}) }\n',
         encoding="utf-8")
-    out = subprocess.run(["go", "run", str(program), R1_TEMPLATE], capture_output=True, text=True, cwd=tmp_path,
+    out = subprocess.run(["go", "run", str(program), go_template], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "GOCACHE": str(tmp_path / "gocache"), "GO111MODULE": "off"})
     assert out.returncode == 0, out.stderr
     assert out.stdout == expected
+
+
+def test_modelfile_refuses_a_chat_template_it_cannot_reproduce(adapter_4bit) -> None:
+    from transformers import AutoTokenizer
+
+    from coalqa.export.ollama import PLAIN_TEMPLATE, template_for
+    from coalqa.template import PromptFormat
+
+    tok = AutoTokenizer.from_pretrained(adapter_4bit)
+    assert template_for(tok, PromptFormat(template="plain"))[0] == PLAIN_TEMPLATE
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    with pytest.raises(CoalqaError, match="DeepSeek-R1-Distill's chat template and the plain format only"):
+        template_for(tok, PromptFormat())
 
 
 # ------------------------------------------------------------------------------------------- vLLM

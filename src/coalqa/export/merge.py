@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import json
 import shutil
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,7 @@ def merge_adapter(loaded, adapter_dir: Path, save_dtype: str):
     with warnings.catch_warnings():  # PEFT calls a transformers API that is deprecated in v5
         warnings.filterwarnings("ignore", category=FutureWarning)
         try:
-            model = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+            model = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload(progressbar=True)
         except (RuntimeError, ValueError, KeyError) as e:
             raise CoalqaError(f"cannot merge adapter {adapter_dir} into its base: {e}") from e
     return model.to(getattr(torch, save_dtype)).eval(), method
@@ -169,12 +170,13 @@ def eos_ids_of(tokenizer, model) -> list[int]:
 
 
 def greedy_and_logits(model, prompts: list[list[int]], tokens: int, eos_ids: list[int], pad_id: int,
-                      forced: list[list[int]] | None = None) -> tuple[list[list[int]], list]:
+                      forced: list[list[int]] | None = None, desc: str | None = None) -> tuple[list[list[int]], list]:
     """Greedy continuations of ``prompts`` and the float32 logits over ``prompt + continuation``.
 
     Args:
         forced: continuations to score instead of the model's own (teacher forcing); the greedy ones are
             still generated and returned.
+        desc: label of a progress bar on stderr (none when ``None``).
 
     Returns:
         ``(continuations, logits)``: token id lists (up to ``tokens`` each, ending at EOS) and one CPU tensor
@@ -186,9 +188,11 @@ def greedy_and_logits(model, prompts: list[list[int]], tokens: int, eos_ids: lis
     # neutral temperature/top_p: otherwise the model's own sampling defaults are merged in (and warned about)
     config = GenerationConfig(do_sample=False, max_new_tokens=tokens, eos_token_id=eos_ids, pad_token_id=pad_id,
                               temperature=1.0, top_p=1.0)
+    from tqdm.auto import tqdm
+
     continuations, logits = [], []
     with torch.inference_mode():
-        for i, ids in enumerate(prompts):
+        for i, ids in enumerate(tqdm(prompts, desc=desc, unit="prompt", disable=desc is None, file=sys.stderr)):
             x = torch.tensor([ids], device=model.device)
             out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), generation_config=config)
             cont = out[0, len(ids):].tolist()

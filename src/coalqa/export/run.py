@@ -207,6 +207,11 @@ def export_model(peft_model: str | Path, out_dir: str | Path, cfg: ExportConfig 
     if "gguf" in formats:  # resolve (or fetch) the converter before the long merge
         converter = llamacpp.find_converter(cfg.llama_cpp)
         say(f"GGUF converter: {converter.source}")
+    if "ollama" in formats:  # a chat template the Modelfile cannot reproduce is refused before the long merge
+        from coalqa.modeling import load_tokenizer
+
+        has_own = (adapter_dir / "tokenizer_config.json").is_file()
+        ollama.template_for(load_tokenizer(adapter_dir if has_own else base), _prompt_format(train_cfg))
     params = count_parameters(config) if "merged" in formats else 0
     if params:
         from coalqa.export.merge import save_dtype_for
@@ -255,7 +260,7 @@ def _export_merged(adapter_dir: Path, base: str, cfg: ExportConfig, out_dir: Pat
     prompts = merge.check_prompts(tokenizer, fmt)
     say(f"base + adapter: greedy answers to {len(prompts)} check prompts ({'4-bit NF4, ' if loaded.load_in_4bit else ''}"
         f"{loaded.dtype})")
-    reference = merge.greedy_and_logits(loaded.model, prompts, cfg.check_tokens, eos, pad)
+    reference = merge.greedy_and_logits(loaded.model, prompts, cfg.check_tokens, eos, pad, desc="base + adapter")
     save_dtype, save_reason = merge.save_dtype_for(config, cfg.save_dtype)
     compute_dtype, load_in_4bit = loaded.dtype, loaded.load_in_4bit
     model, method = merge.merge_adapter(loaded, adapter_dir, save_dtype)
@@ -267,7 +272,7 @@ def _export_merged(adapter_dir: Path, base: str, cfg: ExportConfig, out_dir: Pat
     merge.free_memory()
     say("reloading the merged folder (plain transformers, no peft) to compare")
     reloaded = load_plain_model(folder, compute_dtype=compute_dtype)
-    mine = merge.greedy_and_logits(reloaded, prompts, cfg.check_tokens, eos, pad, forced=reference[0])
+    mine = merge.greedy_and_logits(reloaded, prompts, cfg.check_tokens, eos, pad, forced=reference[0], desc="merged")
     check = merge.compare(reference, mine, tokenizer, cfg.check_tokens)
     del reloaded
     merge.free_memory()
