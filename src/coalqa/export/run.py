@@ -329,7 +329,8 @@ def _export_gguf(converter, out_dir: Path, cfg: ExportConfig, model_type: str, m
         "chat_template_matches": meta["chat_template"] == getattr(tokenizer, "chat_template", None),
         "problems": problems,
         "q4_k_m_command": llamacpp.quantize_command(path),
-        "llama_cpp_command": f"llama-cli -m {shlex.quote(str(path))} -cnv",
+        "llama_cpp_command": f"llama-cli -m {shlex.quote(str(path))} -cnv"
+        + (f" -sys {shlex.quote(merged['fmt'].system_prompt)}" if merged["fmt"].system_prompt else ""),
     }, problems
 
 
@@ -379,7 +380,8 @@ def report_markdown(report: dict) -> str:
                   f"{'identical to the tokenizer’s' if g['chat_template_matches'] else 'DIFFERENT'}",
                   "- " + ("Problems: " + "; ".join(g["problems"]) if g["problems"] else "Metadata as expected"),
                   f"- Q4_K_M (with a llama.cpp build): `{g['q4_k_m_command']}`",
-                  f"- Run: `{g['llama_cpp_command']}` (llama.cpp b4514 or later reads the deepseek-r1-qwen pre-tokenizer)"]
+                  f"- Run: `{g['llama_cpp_command']}`" + (" (llama.cpp b4514 or later reads the deepseek-r1-qwen pre-tokenizer)"
+                                                         if meta["pre_tokenizer"] == llamacpp.R1_PRE_TOKENIZER else "")]
         run = g.get("llama_cpp_run")
         lines.append("- Ran in llama.cpp (llama-cpp-python): " + (
             f"check prompts tokenized as in training {run['tokenization_same']}/{run['prompts']}, greedy tokens as "

@@ -82,9 +82,10 @@ def check_adapter(adapter_cfg: dict, tensor_names: list[str], model_type: str) -
         odd = sorted(set(targets) - allowed)
         if odd:
             problems.append(f"target modules {odd}: vLLM's {model_type} LoRA layers are {sorted(allowed)}")
-    embedding = sorted({n.split(".")[-3] for n in tensor_names if "embed" in n or "lm_head" in n} - {""})
-    if any("lora_embedding" in n or "embed_tokens" in n or "lm_head" in n for n in tensor_names):
-        problems.append(f"embedding/output layer tensors in the adapter ({', '.join(embedding) or 'embeddings'})")
+    layers = sorted({part for n in tensor_names for part in n.split(".")
+                     if part in ("embed_tokens", "lm_head") or part.startswith("lora_embedding")})
+    if layers:
+        problems.append(f"embedding/output layer tensors in the adapter ({', '.join(layers)})")
     facts = {"rank": rank, "max_lora_rank": rounded, "alpha": adapter_cfg.get("lora_alpha"),
              "target_modules": names, "use_rslora": bool(adapter_cfg.get("use_rslora"))}
     return facts, problems
