@@ -50,3 +50,45 @@ def tiny_qwen2_dir(tmp_path_factory, r1_tokenizer) -> Path:
     from coalqa.offline import build_tiny_qwen2
 
     return build_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2"), tokenizer=r1_tokenizer)
+
+
+# Six regulation-like clauses (real wording style, full-width digits in one) for retrieval and grounding tests.
+SMALL_CHUNKS = [
+    {"id": "c-lamp", "source": "2-煤矿建设安全规程.txt", "title": "煤矿建设安全规程", "locator": "第四百七十一条",
+     "heading": "第十一章 矿灯管理", "text": "第四百七十一条 矿灯应当集中统一管理。每盏矿灯必须编号，经常使用矿灯的人员必须专灯专用。\n"
+     "发出的矿灯，最低应当能连续正常使用11h。严禁发放亮度不够、电线破损、灯锁失效的矿灯。"},
+    {"id": "c-gas", "source": "2-煤矿建设安全规程.txt", "title": "煤矿建设安全规程", "locator": "第一百八十条",
+     "heading": "第三章 通风管理 / 第二节 甲烷浓度检查", "text": "第一百八十条 采掘工作面的甲烷浓度检查次数如下：\n"
+     "1.低瓦斯矿井，每班至少2次；\n2.高瓦斯矿井，每班至少3次；\n3.突出煤层、有瓦斯喷出危险或者瓦斯涌出较大的采掘工作面，必须有专人经常检查。"},
+    {"id": "c-refuge", "source": "25-防治煤与瓦斯突出细则.txt", "title": "防治煤与瓦斯突出细则", "locator": "第一百一十七条",
+     "heading": "第五节 安全防护措施", "text": "第一百一十七条 突出矿井必须建设采区避难硐室，采区避难硐室必须接入矿井压风管路和供水管路，"
+     "额定防护时间不低于９６ｈ。"},
+    {"id": "c-fan", "source": "9-煤矿的井工开采通风技术条件.txt", "title": "煤矿的井工开采通风技术条件", "locator": "5.3.2",
+     "heading": "5 主要通风机 / 反风设施", "text": "5.3.2 主要通风机必须装有反风设施，并能在10min内改变巷道中的风流方向；"
+     "当风流方向改变后，主要通风机的供给风量不应小于正常供风量的40%。"},
+    {"id": "c-dust", "source": "39-煤矿井下粉尘综合防治技术规范.txt", "title": "煤矿井下粉尘综合防治技术规范", "locator": "4.7.2.4",
+     "heading": "4.7 掘进工作面防尘 / 放炮喷雾", "text": "4.7.2.4 炮掘工作面应安设放炮喷雾装置，喷雾装置应安装在距工作面10m～15m处，"
+     "放炮后连续喷雾5min以上。"},
+    {"id": "c-report", "source": "8-煤矿安全生产事故报告及调查处理规定.txt", "title": "煤矿安全生产事故报告及调查处理规定",
+     "locator": "第十条", "heading": "第二章 事故报告", "text": "第十条 事故发生后，事故现场有关人员应当立即报告煤矿负责人；"
+     "煤矿负责人接到报告后，应当于1小时内报告事故发生地县级以上人民政府安全生产监督管理部门。"},
+]
+
+
+def write_chunks_file(path: Path, chunks: list[dict] | None = None) -> Path:
+    """Write ``chunks`` (default :data:`SMALL_CHUNKS`) as a ``coalqa corpus`` chunks.jsonl (with ``chars``)."""
+    import json
+
+    rows = [c | {"chars": len(c["text"])} for c in (SMALL_CHUNKS if chunks is None else chunks)]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_index(tmp_path_factory) -> Path:
+    """A BM25 index (``coalqa.retrieval.build_index``) over :data:`SMALL_CHUNKS`; its chunk file stays unchanged."""
+    from coalqa.retrieval import build_index
+
+    work = tmp_path_factory.mktemp("small-index")
+    build_index([write_chunks_file(work / "chunks.jsonl")], work / "index")
+    return work / "index"

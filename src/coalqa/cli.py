@@ -37,6 +37,7 @@ def _root() -> None:
 # Stage commands, in pipeline order. Each module imports torch/transformers inside the command body.
 from coalqa.corpus.command import corpus  # noqa: E402
 from coalqa.generate.command import generate  # noqa: E402
+from coalqa.retrieval.command import index, retrieve  # noqa: E402
 from coalqa.train.command import train  # noqa: E402
 from coalqa.ask.command import ask  # noqa: E402
 from coalqa.eval.command import eval_command  # noqa: E402
@@ -46,6 +47,8 @@ from coalqa.env import env_command  # noqa: E402
 
 app.command("corpus")(corpus)
 app.command("generate")(generate)
+app.command("index")(index)
+app.command("retrieve")(retrieve)
 app.command("train")(train)
 app.command("ask")(ask)
 app.command("eval")(eval_command)

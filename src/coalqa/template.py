@@ -23,6 +23,11 @@ Templates (``PromptFormat.template``):
 * ``keep``: the data's own ``<think>…</think>`` reasoning is kept (a leading ``<think>`` that the
   prompt already holds is not repeated); rows without one are treated as ``empty``.
 
+Grounded prompts (``coalqa ask/eval --index``, ``coalqa train --index``): the user turn is
+``PromptFormat.context_template`` with the retrieved clauses, each written with ``PromptFormat.clause_template``
+(:func:`user_message`); both strings are saved with every adapter and every batch of answers, so training and
+inference put the clauses into the prompt the same way.
+
 Traps designed out here (each covered by tests): the prompt is tokenised once, by the same code, so
 training and inference prompt ids are identical; special tokens of the rendered template are not
 added again (one BOS); the completion always ends with the EOS id, also after truncation.
@@ -32,7 +37,7 @@ from __future__ import annotations
 
 from typing import Literal, Sequence
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 SYSTEM_PROMPT = (
     "你是一个煤矿安全领域的知识达人，你对相关煤矿安全规章规程制度、技术等文档非常熟悉。"
@@ -44,6 +49,9 @@ SYSTEM_PROMPT = (
 # their template's own default. An adapter keeps the system prompt it was trained with.
 BARE_BASE_SYSTEM_PROMPT = ""
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+# The context block of a grounded prompt. Placeholders: {clauses}, {question}; per clause {n}, {title}, {locator}, {text}.
+CONTEXT_TEMPLATE = "参考条款：\n{clauses}\n\n请依据上述条款回答问题，写明条款中的数值。\n问题：{question}"
+CLAUSE_TEMPLATE = "[{n}]《{title}》{locator}：{text}"
 
 
 class PromptFormat(BaseModel):
@@ -52,6 +60,21 @@ class PromptFormat(BaseModel):
     template: Literal["chat", "plain"] = Field("chat", description="prompt template: the model's chat template or the original plain text format")
     think: Literal["empty", "keep"] = Field("empty", description="<think> policy for reasoning models: train an empty reasoning block, or keep the data's own")
     system_prompt: str = Field(SYSTEM_PROMPT, description="system prompt used in training and inference ('' = none)")
+    context_template: str = Field(CONTEXT_TEMPLATE, description="grounded prompts: the user turn, with {clauses} and {question}")
+    clause_template: str = Field(CLAUSE_TEMPLATE, description="grounded prompts: one clause, with {n}, {title}, {locator}, {text}")
+
+    @field_validator("context_template", "clause_template")
+    @classmethod
+    def _placeholders(cls, value: str, info) -> str:
+        names = ("clauses", "question") if info.field_name == "context_template" else ("text",)
+        for name in names:
+            if "{" + name + "}" not in value:
+                raise ValueError(f"{info.field_name} must contain {{{name}}}")
+        try:
+            value.format(clauses="", question="", n=1, title="", locator="", text="")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"{info.field_name}: bad placeholder ({e}); write a literal brace as {{{{ or }}}}") from e
+        return value
 
 
 SAVED_FORMAT_FILE = "coalqa_prompt_format.json"  # beside a merged model written by `coalqa export`
@@ -93,6 +116,18 @@ def inference_format(trained: PromptFormat | None, system_prompt: str | None = N
     return fmt if system_prompt is None else fmt.model_copy(update={"system_prompt": system_prompt})
 
 
+def user_message(question: str, fmt: PromptFormat, context: Sequence[dict] | None = None) -> str:
+    """The user turn: ``question`` alone, or (``context`` given, even empty) the context block of ``fmt`` with the
+    clauses ``context`` (dicts with ``title``, ``locator``, ``text``), numbered from 1 in the given order."""
+    if context is None:
+        return question
+    clauses = "\n".join(
+        fmt.clause_template.format(n=n, title=c.get("title", ""), locator=c.get("locator", ""), text=" ".join(c.get("text", "").split()))
+        for n, c in enumerate(context, 1)
+    )
+    return fmt.context_template.format(clauses=clauses or "（无）", question=question)
+
+
 def _messages(question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": fmt.system_prompt}] if fmt.system_prompt else []
     for q, a in history:
@@ -100,8 +135,10 @@ def _messages(question: str, fmt: PromptFormat, history: Sequence[tuple[str, str
     return messages + [{"role": "user", "content": question}]
 
 
-def render_prompt(tokenizer, question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]] = ()) -> str:
+def render_prompt(tokenizer, question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]] = (),
+                  context: Sequence[dict] | None = None) -> str:
     """The prompt as text (for display and logging); :func:`encode_prompt` gives the ids to use."""
+    question = user_message(question, fmt, context)
     if fmt.template == "plain":
         turns = "".join(f"user: {q}\nresponse: {a}\n" for q, a in history)
         return f"system: {fmt.system_prompt}\n{turns}user: {question}\nresponse: "
@@ -112,15 +149,17 @@ def render_prompt(tokenizer, question: str, fmt: PromptFormat, history: Sequence
     return tokenizer.apply_chat_template(_messages(question, fmt, history), add_generation_prompt=True, tokenize=False)
 
 
-def encode_prompt(tokenizer, question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]] = ()) -> list[int]:
-    """Token ids fed to the model to answer ``question`` (after optional earlier turns ``history``).
+def encode_prompt(tokenizer, question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]] = (),
+                  context: Sequence[dict] | None = None) -> list[int]:
+    """Token ids fed to the model to answer ``question`` (after optional earlier turns ``history``; with the
+    retrieved clauses ``context`` in the user turn, see :func:`user_message`).
 
     Returns:
         list of ids. ``chat``: the rendered chat template tokenised without adding special tokens
         (the template writes its own BOS); ``plain``: the text format tokenised with the tokenizer's
         own special tokens (one BOS for R1-Distill).
     """
-    text = render_prompt(tokenizer, question, fmt, history)
+    text = render_prompt(tokenizer, question, fmt, history, context)
     return tokenizer(text, add_special_tokens=fmt.template == "plain")["input_ids"]
 
 
@@ -140,9 +179,10 @@ def completion_text(answer: str, fmt: PromptFormat, opens_think: bool) -> str:
 
 
 def encode_example(
-    tokenizer, question: str, answer: str, fmt: PromptFormat, max_length: int | None = None
+    tokenizer, question: str, answer: str, fmt: PromptFormat, max_length: int | None = None,
+    context: Sequence[dict] | None = None,
 ) -> dict[str, list[int]]:
-    """Tokenise one QA pair for supervised fine-tuning.
+    """Tokenise one QA pair for supervised fine-tuning (with retrieved clauses ``context`` in the prompt, if given).
 
     Returns:
         ``{"input_ids": [...], "completion_mask": [...]}``, equal lengths ``L <= max_length``.
@@ -156,7 +196,7 @@ def encode_example(
     """
     if tokenizer.eos_token_id is None:
         raise ValueError("tokenizer has no eos_token_id; cannot mark the end of an answer")
-    prompt = encode_prompt(tokenizer, question, fmt)
+    prompt = encode_prompt(tokenizer, question, fmt, context=context)
     completion = tokenizer(completion_text(answer, fmt, prompt_opens_think(tokenizer, fmt)), add_special_tokens=False)[
         "input_ids"
     ]

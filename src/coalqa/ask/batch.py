@@ -32,7 +32,8 @@ from coalqa.errors import CoalqaError
 from coalqa.jsonio import read_rows
 from coalqa.textio import read_text_file
 
-RESULT_KEYS = ("question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning")
+RESULT_KEYS = ("question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning",
+               "grounded", "abstained", "citations", "evidence", "unsupported_numbers")
 
 
 def _row(where: str, value: Any) -> dict:
@@ -188,9 +189,9 @@ def settings_path(output_file: str | Path) -> Path:
 
 
 def settings_differences(old: dict, new: dict) -> list[str]:
-    """Differences in ``model`` and ``generation`` between two settings files (what changes answers)."""
+    """Differences in ``model``, ``generation`` and ``grounding`` between two settings files (what changes answers)."""
     diffs = []
-    for section in ("model", "generation"):
+    for section in ("model", "generation", "grounding"):
         a, b = old.get(section) or {}, new.get(section) or {}
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):

@@ -5,6 +5,10 @@ Three modes, with the original design's flags::
     coalqa ask --peft_model DIR                                   # interactive chat (streams)
     coalqa ask --peft_model DIR --question "…"                    # one question
     coalqa ask --peft_model DIR --questions_file q.json --output_file results.json   # batch
+
+Add ``--index INDEX_DIR`` (from ``coalqa index``) to any mode for grounded answers: the retrieved clauses go into
+the prompt, and each answer shows its citations (《title》locator), the clauses' best-matching sentences as
+evidence, and a warning for numbers no cited clause states (:mod:`coalqa.ask.grounding`).
 """
 
 from __future__ import annotations
@@ -82,6 +86,11 @@ def ask(
     )
     rows = read_questions(questions_file) if questions_file is not None else None
     existing = load_results(output_file) if output_file is not None else []
+    index = None
+    if cfg.index is not None:
+        from coalqa.retrieval import load_index
+
+        index = load_index(cfg.index)  # before the model: a missing or stale index fails in a second
 
     from coalqa.ask.inference import load_model
 
@@ -105,6 +114,16 @@ def ask(
         )
     for note in loaded.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
+    if index is not None:
+        from coalqa.ask.grounding import check_index_fits, context_k
+
+        check_index_fits(loaded, index, cfg)
+        err.print(f"grounded on {index.path} ({index.manifest['chunks']} chunks): {context_k(loaded, cfg)} clauses per "
+                  f"question, min_score {cfg.min_score}, {'abstain' if cfg.abstain else 'answer'} when none supports it",
+                  style="dim", markup=False)
+    elif loaded.train_context:
+        err.print(f"[yellow]note:[/] this adapter was trained to answer from retrieved clauses (index "
+                  f"{escape(str(loaded.train_context.get('index')))}); pass --index for grounded answers")
     err.print(
         f"base {loaded.base} · adapter {loaded.adapter or '(none)'} · "
         f"{'4-bit NF4, ' if loaded.load_in_4bit else ''}{loaded.dtype} ({loaded.dtype_reason}) · template {loaded.fmt.template}/{loaded.fmt.think} · "
@@ -115,25 +134,54 @@ def ask(
         markup=False,
     )
     if rows is not None:
-        _batch(loaded, rows, existing, output_file, questions_file, cfg, err)
+        _batch(loaded, rows, existing, output_file, questions_file, cfg, err, index)
     elif question is not None:
-        result = _stream_turn(loaded, question.strip(), cfg, [], err)
-        if result["interrupted"]:
+        result = _stream_turn(loaded, question.strip(), cfg, [], err, index)
+        if result.get("interrupted"):
             raise typer.Exit(130)
     else:
-        _chat(loaded, cfg, err)
+        _chat(loaded, cfg, err, index)
 
 
 # ----------------------------------------------------------------------------------------- chat
 
 
-def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str, str]], err: Console) -> dict:
-    """Stream one answer to stdout (reasoning only with --show_think); Ctrl-C stops it. Returns the result."""
+def show_grounding(result: dict, out: Console) -> None:
+    """Print a grounded answer's citations (《title》locator lines), evidence and unsupported-number warning."""
+    if result.get("abstained"):
+        out.print(f"[yellow]{escape(result['answer'])}[/]")
+        return
+    if not result.get("grounded"):
+        out.print("[yellow]⚠ 未引用任何条款：此回答来自模型记忆，未经规程核对 / not grounded: answered from memory[/]")
+    for n, c in enumerate(result.get("citations") or [], 1):
+        out.print(f"[cyan]\\[{n}] 《{escape(c['title'])}》{escape(c['locator'])}[/] [dim]({escape(c['source'])}, score {c['score']:.3g})[/]")
+    for e in result.get("evidence") or []:
+        out.print(f"[dim]  原文 《{escape(e['title'])}》{escape(e['locator'])}：[/]{escape(e['text'])}")
+    if result.get("unsupported_numbers"):
+        out.print(f"[bold red]⚠ 以下数值在所引条款中找不到，请以规程原文为准 / numbers no cited clause states: "
+                  f"{escape('、'.join(result['unsupported_numbers']))}[/]")
+
+
+def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str, str]], err: Console,
+                 index=None) -> dict:
+    """Stream one answer to stdout (reasoning only with --show_think); Ctrl-C stops it. Returns the result.
+
+    With ``index``: the supporting clauses go into the prompt and the answer is followed by its citations,
+    evidence and unsupported-number warning; with no supporting clause it abstains (``cfg.abstain``)."""
     from coalqa.ask.inference import stream_answer
 
     out = Console(highlight=False, soft_wrap=True)
+    grounding = None
+    if index is not None:
+        from coalqa.ask.grounding import abstention, context_k, retrieve_support
+
+        grounding = retrieve_support(index, question, cfg, context_k(loaded, cfg))
+        if not grounding.supporting and cfg.abstain:
+            result = abstention(grounding)
+            show_grounding(result, out)
+            return result | {"interrupted": False}
     opens_think = prompt_opens_think(loaded.tokenizer, loaded.fmt)
-    stream = stream_answer(loaded, question, cfg, history)
+    stream = stream_answer(loaded, question, cfg, history, grounding.context if grounding else None)
     shown = {"reasoning": 0, "answer": 0, "phase": "start"}
 
     def show(buf: str) -> None:
@@ -183,6 +231,11 @@ def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str,
             interrupted = True
     result = stream.result()
     out.out("")
+    if grounding is not None and not result["interrupted"]:
+        from coalqa.ask.grounding import finish
+
+        result = finish(index, grounding, result, cfg)
+        show_grounding(result, out)
     if result["interrupted"]:
         err.print("(已停止 / stopped)", style="yellow")
     elif not result["finished_reasoning"]:
@@ -197,7 +250,7 @@ def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str,
     return result
 
 
-def _chat(loaded, cfg: AskConfig, err: Console) -> None:
+def _chat(loaded, cfg: AskConfig, err: Console, index=None) -> None:
     """Interactive loop: keeps the conversation; /clear forgets it, /exit (or Ctrl-D) quits, Ctrl-C stops an answer."""
     if cfg.sampling and cfg.seed is not None:
         from transformers import set_seed
@@ -234,8 +287,8 @@ def _chat(loaded, cfg: AskConfig, err: Console) -> None:
         if dropped:
             err.print(f"(最早的 {dropped} 轮对话已移出上下文 / {dropped} oldest turn(s) dropped to fit the "
                       f"{limit}-token context)", style="dim")
-        result = _stream_turn(loaded, text, cfg, history, err)
-        if not result["interrupted"]:  # a stopped answer is dropped; a cut one (answer "") keeps its question
+        result = _stream_turn(loaded, text, cfg, history, err, index)
+        if not result["interrupted"] and not result.get("abstained"):  # a stopped answer is dropped; a cut one (answer "") keeps its question
             history.append((text, result["answer"]))
 
 
@@ -243,7 +296,7 @@ def _chat(loaded, cfg: AskConfig, err: Console) -> None:
 
 
 def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, questions_file: Path,
-           cfg: AskConfig, err: Console) -> None:
+           cfg: AskConfig, err: Console, index=None) -> None:
     """Answer the rows not yet in ``output_file``; rewrite it atomically after every batch."""
     from coalqa.ask.inference import answer
 
@@ -253,6 +306,7 @@ def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, qu
     settings = {
         "model": model_info,
         "generation": cfg.generation_settings(),
+        "grounding": cfg.grounding_settings() | ({"index_fingerprint": index.fingerprint} if index is not None else {}),
         "ask_config": cfg.model_dump(mode="json"),
         "questions_file": str(questions_file),
         "output_file": str(output_file),
@@ -297,7 +351,12 @@ def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, qu
 
     t0 = time.perf_counter()
     try:
-        results = answer(loaded, [rows[i]["question"] for i in todo], cfg, on_batch=save)
+        if index is not None:
+            from coalqa.ask.grounding import answer_grounded
+
+            results = answer_grounded(loaded, index, [rows[i]["question"] for i in todo], cfg, on_batch=save)
+        else:
+            results = answer(loaded, [rows[i]["question"] for i in todo], cfg, on_batch=save)
     except KeyboardInterrupt:
         answered = sum(k in done for k in keys)
         err.print(f"interrupted: {answered}/{len(rows)} answers saved in {output_file}; "
@@ -306,6 +365,11 @@ def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, qu
     seconds = time.perf_counter() - t0
     if not todo:
         write_json_atomic(output_file, [done[k] for k in keys if k in done] + orphans)
+    if index is not None:
+        abstained = sum(bool(r.get("abstained")) for r in results)
+        flagged = sum(bool(r.get("unsupported_numbers")) for r in results)
+        err.print(f"grounded: {len(results) - abstained} answered with citations, {abstained} abstained (no supporting "
+                  f"clause), {flagged} with numbers no cited clause states", markup=False)
     cut = sum(not r["finished_reasoning"] for r in results)
     tokens = sum(r["tokens"] for r in results)
     settings["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
+
+from coalqa.retrieval.config import GroundingConfig
 
 
-class AskConfig(BaseModel):
+class AskConfig(GroundingConfig):
     """Every knob of the ask stage; defaults < ``--config`` YAML < command-line flags.
+
+    The grounding settings (``index``, ``context_k``, ``min_score``, ...) are :class:`GroundingConfig`'s.
 
     Loading settings (``model_name_or_path``, ``load_in_4bit``, ``dtype``) are used by the command
     when it calls :func:`coalqa.ask.load_model`; :func:`coalqa.ask.answer` reads the generation
@@ -65,3 +69,9 @@ class AskConfig(BaseModel):
             return {"do_sample": False, "max_new_tokens": self.max_new_tokens}
         keys = ("temperature", "top_p", "max_new_tokens", "seed")
         return {"do_sample": True, **{k: getattr(self, k) for k in keys}}
+
+    def grounding_settings(self) -> dict:
+        """The grounding settings (recorded beside results, compared on resume); ``{}`` without an index."""
+        if self.index is None:
+            return {}
+        return self.model_dump(mode="json", include=set(GroundingConfig.model_fields))

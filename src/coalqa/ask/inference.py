@@ -58,6 +58,9 @@ class LoadedModel:
     dtype: str = "float32"
     dtype_reason: str = ""
     notes: list[str] = field(default_factory=list)
+    # how the adapter was trained with retrieved context (``coalqa train --index``): index, context_k,
+    # index_fingerprint from its train_config.yaml; None for an adapter trained on questions alone
+    train_context: dict | None = None
 
     def describe(self) -> dict:
         """What was loaded, as plain JSON-able values (saved beside batch results)."""
@@ -235,6 +238,9 @@ def load_model(
         if base == recorded and adapter_dir is not None and not model_name_or_path:
             raise CoalqaError(f"{e} (base recorded in {adapter_dir}; pass --model_name_or_path to use another copy)") from e
         raise
+    train_context = None
+    if train_cfg.get("index"):
+        train_context = {k: train_cfg.get(k) for k in ("index", "context_k", "index_fingerprint", "oracle_probability")}
     fmt_fields = {k: train_cfg[k] for k in PromptFormat.model_fields if k in train_cfg}
     if "template" not in fmt_fields and not getattr(tokenizer, "chat_template", None):
         fmt_fields["template"] = "plain"
@@ -278,6 +284,7 @@ def load_model(
         dtype=dtype,
         dtype_reason=choice.reason,
         notes=notes,
+        train_context=train_context,
     )
 
 
@@ -354,8 +361,12 @@ def answer(
     *,
     progress: bool = True,
     on_batch: Callable[[list[int], list[dict]], None] | None = None,
+    contexts: Sequence[Sequence[dict] | None] | None = None,
 ) -> list[dict]:
     """Answer ``questions`` in batches of ``config.batch_size``; results in input order.
+
+    ``contexts`` (one per question, ``None`` for none): retrieved clauses put into each prompt
+    (:func:`coalqa.template.user_message`); :func:`coalqa.ask.grounding.answer_grounded` passes them.
 
     Each result: ``question``, ``answer`` (text after ``</think>``), ``reasoning`` (inside the think
     block; ``""`` when none), ``tokens`` (generated tokens up to and including EOS, not the padding
@@ -386,7 +397,8 @@ def answer(
 
         set_seed(cfg.seed)
     tok, model = loaded.tokenizer, loaded.model
-    prompts = [encode_prompt(tok, q, loaded.fmt) for q in questions]
+    contexts = list(contexts) if contexts is not None else [None] * len(questions)
+    prompts = [encode_prompt(tok, q, loaded.fmt, context=c) for q, c in zip(questions, contexts, strict=True)]
     gen_config = _generation_config(loaded, cfg)
     eos = _eos_ids(loaded)
     order = sorted(range(len(questions)), key=lambda i: -len(prompts[i]))
@@ -419,7 +431,7 @@ class Stream:
     """
 
     def __init__(self, loaded: LoadedModel, question: str, config: AskConfig | None = None,
-                 history: Sequence[tuple[str, str]] = ()) -> None:
+                 history: Sequence[tuple[str, str]] = (), context: Sequence[dict] | None = None) -> None:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -433,7 +445,7 @@ class Stream:
             def __call__(self, input_ids, scores, **kwargs):
                 return torch.full((input_ids.shape[0],), stop_event.is_set(), dtype=torch.bool, device=input_ids.device)
 
-        self.prompt_ids = encode_prompt(loaded.tokenizer, question, loaded.fmt, history)
+        self.prompt_ids = encode_prompt(loaded.tokenizer, question, loaded.fmt, history, context)
         self._streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
         self._gen_config = _generation_config(loaded, cfg)
         self._criteria = StoppingCriteriaList([_StopFlag()])
@@ -479,7 +491,8 @@ class Stream:
 
 
 def stream_answer(loaded: LoadedModel, question: str, config: AskConfig | None = None,
-                  history: Sequence[tuple[str, str]] = ()) -> Stream:
-    """Start answering ``question`` after the conversation ``history`` (``(question, answer)`` pairs);
-    returns a :class:`Stream` of text pieces. The prompt is :func:`encode_prompt` with that history."""
-    return Stream(loaded, question, config, history)
+                  history: Sequence[tuple[str, str]] = (), context: Sequence[dict] | None = None) -> Stream:
+    """Start answering ``question`` after the conversation ``history`` (``(question, answer)`` pairs), with the
+    retrieved clauses ``context`` if given; returns a :class:`Stream` of text pieces. The prompt is
+    :func:`encode_prompt` with that history and context."""
+    return Stream(loaded, question, config, history, context)

@@ -47,7 +47,10 @@ def read_chunks(path: str | Path) -> list[Chunk]:
                 raise CoalqaError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
             missing = [k for k in REQUIRED_KEYS if k not in row]
             if missing:
-                raise CoalqaError(f"{path}:{n}: missing key(s) {', '.join(missing)}")
+                raise CoalqaError(
+                    f"{path}:{n}: missing key(s) {', '.join(missing)}; expected the output of "
+                    f"`coalqa corpus DOCS -o {path}` (keys {', '.join(REQUIRED_KEYS)})"
+                )
             chunks.append(
                 Chunk(
                     id=str(row["id"]),

@@ -1,0 +1,70 @@
+"""``coalqa index CHUNKS.jsonl... -o INDEX_DIR`` and ``coalqa retrieve --index INDEX_DIR "问题" [-k 5] [--json]``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from coalqa.config import config_options, load_config
+from coalqa.errors import CoalqaError
+from coalqa.retrieval.config import IndexConfig, RetrieveConfig
+
+
+@config_options(IndexConfig)
+def index(
+    chunks: Annotated[list[Path], typer.Argument(help="chunks.jsonl file(s) from `coalqa corpus`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Index folder to write (replaced if it is an index).")] = Path("index"),
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file with IndexConfig settings.")] = None,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Build a retrieval index (BM25 over jieba tokens, optional dense embeddings) from chunk files.
+
+    The folder records the chunks and a hash of each chunk file; an index whose chunk files changed is refused
+    later, with the command that rebuilds it.
+    """
+    from coalqa.retrieval.index import build_index
+
+    cfg = load_config(IndexConfig, config, overrides)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    manifest = build_index(chunks, output, embedding_model=cfg.embedding_model)
+    dense = f", dense {manifest['embedding']['model']} ({manifest['embedding']['dim']} dims)" if manifest["embedding"] else ""
+    console.print(f"indexed {manifest['chunks']} chunks from {len(chunks)} file(s) in {manifest['build_seconds']:.1f} s "
+                  f"(BM25, {manifest['user_dict_terms']} corpus terms in the jieba dictionary{dense}) → {output}")
+
+
+@config_options(RetrieveConfig)
+def retrieve(
+    question: Annotated[str, typer.Argument(help="The question to find clauses for.")],
+    index_dir: Annotated[Path, typer.Option("--index", help="Index folder from `coalqa index`.")] = Path("index"),
+    k_short: Annotated[int | None, typer.Option("-k", help="Same as --k.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON (with the full clause text).")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file with RetrieveConfig settings.")] = None,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Show the clauses an index ranks best for a question: score, 《title》 locator and the text's start."""
+    from coalqa.retrieval.index import load_index
+
+    if k_short is not None:
+        overrides["k"] = k_short
+    cfg = load_config(RetrieveConfig, config, overrides)
+    if not question.strip():
+        raise CoalqaError("the question is empty: give the question to retrieve clauses for")
+    hits = load_index(index_dir).search(question, cfg.k)
+    if as_json:
+        typer.echo(json.dumps(hits, ensure_ascii=False, indent=2))
+        return
+    out = Console(highlight=False, soft_wrap=True)
+    if not hits:
+        out.print("(no clause shares a word with the question)")
+    for h in hits:
+        extra = f" · bm25 {h['bm25']:.2f} · dense {h['dense']:.3f}" if "dense" in h else ""
+        text = " ".join(h["text"].split())
+        out.print(f"[bold]{h['rank']}.[/] {h['score']:.4g}{extra}  《{escape(h['title'])}》{escape(h['locator'])}  "
+                  f"[dim]{escape(h['source'])} · {h['chunk_id']}[/]\n   {escape(text[:160])}{'…' if len(text) > 160 else ''}")

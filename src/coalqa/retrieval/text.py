@@ -1,0 +1,97 @@
+"""Text handling for retrieval: one normalisation, one tokeniser, the corpus' own terms, sentences.
+
+* **Normalisation** — :func:`coalqa.numbers.normalize_text` (NFKC + casefold), the same form the number check
+  works on: full-width ``６０日``, ``％`` and ``ｍ３`` read as ``60日``, ``%``, ``m3``. jieba splits full-width
+  digits one by one (``６/０/日``), so without it a question typed with half-width digits would miss the clause.
+  Only the index and the queries see normalised text; chunks are stored and shown as written.
+* **Tokens** — :func:`tokenize`: jieba's search mode (``lcut_for_search``: a long word and its dictionary
+  sub-words, so ``采掘工作面`` matches both the term and ``工作面``) over normalised text, dropping whitespace,
+  punctuation and a few function and question words (:data:`STOPWORDS`). The index and every query go through
+  this one function with the same tokenizer object, so both sides always split alike.
+* **Domain terms** — :func:`corpus_terms` collects the corpus' own terms (document titles, chapter and section
+  headings, quoted defined terms such as ``“煤尘爆炸性”``) into a jieba user dictionary saved with the index, so
+  that they survive segmentation as whole tokens.
+* **Sentences** — :func:`split_sentences` cuts a clause at ``。；！？`` and line breaks, keeping the original
+  wording, for the evidence quoted beside an answer.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable
+
+from coalqa.numbers import normalize_text
+
+# Bump when tokenisation changes: an index built with another version is refused (rebuild message).
+TOKENIZER_VERSION = 1
+STOPWORDS = frozenset(
+    "的 了 和 与 及 或 在 是 为 对 等 其 中 应 应当 必须 不得 什么 多少 哪些 怎样 如何 要求 规定 有 时 要 会 里 吗 呢 哪 几 个".split()
+)
+_PUNCT = re.compile(r"^[\W_]+$")
+_ORDINAL = re.compile(r"第[一二三四五六七八九十百千零〇\d]+[编章节条款项]")
+_QUOTED = re.compile(r"[“\"「『]([\u4e00-\u9fff]{2,12})[”\"」』]")
+_SENTENCE_END = re.compile(r"(?<=[。；;！!？?])|\n+")
+
+
+def normalize(text: str) -> str:
+    """The form the index and the queries see: NFKC + casefold (``"３０ｍ３／ｓ"`` → ``"30m3/s"``)."""
+    return normalize_text(text)
+
+
+def corpus_terms(chunks: Iterable[dict]) -> dict[str, int]:
+    """The corpus' own terms → how often each was found, for a jieba user dictionary.
+
+    Sources: each chunk's ``title`` (its Chinese characters, whole) and the parts of its ``heading`` (``第二章 矿井防治水 / 第一节 …``; ordinals such
+    as ``第二章`` dropped, split at ``及 和 与 、 或 的`` and non-Chinese characters), plus terms the regulations
+    quote (``“煤尘爆炸性”``). Pieces of 3 to 12 Chinese characters are kept; 2-character words are left to jieba's
+    own dictionary.
+    """
+    terms: dict[str, int] = {}
+
+    def add(piece: str) -> None:
+        if 2 < len(piece) <= 12:
+            terms[piece] = terms.get(piece, 0) + 1
+
+    for c in chunks:
+        add(re.sub(r"[^\u4e00-\u9fff]+", "", normalize(c.get("title") or "")))  # the title whole (防治煤与瓦斯突出细则)
+        for part in re.split(r"\s*/\s*", c.get("heading") or ""):
+            for piece in re.split(r"[^\u4e00-\u9fff]+|[及和与、或的]", _ORDINAL.sub(" ", normalize(part))):
+                add(piece)
+        for quoted in _QUOTED.findall(normalize(c.get("text") or "")):
+            add(quoted)
+    return terms
+
+
+def write_user_dict(terms: dict[str, int], path: str | Path) -> None:
+    """Write ``terms`` in jieba's user-dictionary format (``word freq`` per line, sorted)."""
+    Path(path).write_text("".join(f"{t} {n}\n" for t, n in sorted(terms.items())), encoding="utf-8")
+
+
+def make_tokenizer(user_dict: str | Path | None = None):
+    """A ``jieba.Tokenizer`` with the main dictionary and, if given, a user dictionary file.
+
+    A fresh tokenizer object (not jieba's global one), so two indexes with different dictionaries never mix.
+    jieba keeps a user word as a whole token: each word gets at least the frequency jieba suggests for it.
+    """
+    import jieba
+
+    jieba.setLogLevel(60)  # its "Building prefix dict" lines are noise on stderr
+    tk = jieba.Tokenizer()
+    tk.initialize()
+    if user_dict is not None:
+        for line in Path(user_dict).read_text(encoding="utf-8").splitlines():
+            word, _, freq = line.strip().rpartition(" ")
+            if word:
+                tk.add_word(word, freq=max(int(freq), tk.suggest_freq(word)))
+    return tk
+
+
+def tokenize(text: str, tokenizer) -> list[str]:
+    """Index/query tokens of ``text`` (see the module docstring); ``[]`` when nothing is left."""
+    return [w for w in tokenizer.lcut_for_search(normalize(text)) if w.strip() and not _PUNCT.match(w) and w not in STOPWORDS]
+
+
+def split_sentences(text: str) -> list[str]:
+    """``text`` cut after ``。；！？`` and at line breaks; pieces stripped, empty ones dropped, wording unchanged."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
