@@ -4,6 +4,8 @@
     coalqa eval --references ../shared/eval/dev.jsonl --peft_model output/deepseek-coal-safety-… --no-adapter -o base
     coalqa eval --references ../shared/eval/dev.jsonl --predictions results.json -o report
     coalqa eval --compare base.json tuned.json -o comparison
+    coalqa eval --references ../shared/eval/dev.jsonl --peft_model DIR --index INDEX_DIR -o grounded   # + citations
+    coalqa eval --references ../shared/eval/dev.jsonl --index INDEX_DIR --retrieval_only -o retrieval  # no model
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def eval_command(
     predictions: Annotated[Path | None, typer.Option("--predictions", help="Score existing answers (`coalqa ask --output_file` output) instead of generating.")] = None,
     compare: Annotated[tuple[Path, Path] | None, typer.Option("--compare", help="Two reports (e.g. base.json tuned.json): side-by-side table + bar chart.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Report path stem: writes STEM.json and STEM.md (compare: STEM.md and STEM.png).")] = Path("report"),
+    retrieval_only: Annotated[bool, typer.Option("--retrieval_only", help="With --index: score retrieval alone (recall@1/3/5/10 and MRR of each reference's source clause); no model.")] = False,
     label: Annotated[str | None, typer.Option("--label", help="Name of this run in reports (default: base / the adapter folder / the predictions file).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file with EvalConfig settings.")] = None,
     *,
@@ -84,6 +87,23 @@ def eval_command(
     refs = load_references(references)
     if cfg.limit:
         refs = refs[: cfg.limit]
+    index = None
+    if cfg.index is not None:
+        from coalqa.retrieval import load_index
+
+        index = load_index(cfg.index)
+    if retrieval_only:
+        from coalqa.eval.grounding import write_retrieval_report
+
+        if index is None:
+            raise CoalqaError("--retrieval_only scores an index: give --index INDEX_DIR (from `coalqa index`)")
+        if predictions is not None or peft_model is not None or no_adapter:
+            raise CoalqaError("--retrieval_only runs no model: leave out --predictions, --peft_model and --no-adapter")
+        json_path, md_path, summary = write_retrieval_report(refs, index, output, references_file=str(references))
+        console.print(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()),
+                      highlight=False)
+        console.print(f"wrote {json_path} and {md_path}", highlight=False)
+        return
     meta: dict[str, Any] = {"references": str(references)}
     if predictions is not None:
         preds = load_predictions(predictions)
@@ -99,13 +119,18 @@ def eval_command(
         console.print(f"answering {len(refs)} questions with {label} (greedy)" if cfg.temperature == 0 else
                       f"answering {len(refs)} questions with {label} (temperature {cfg.temperature})", highlight=False)
         pred_path = paths["predictions"]
-        preds = generate_predictions(refs, loaded, cfg, save_to=pred_path)
+        if index is not None:
+            from coalqa.ask.grounding import check_index_fits
+
+            check_index_fits(loaded, index, cfg)
+        preds = generate_predictions(refs, loaded, cfg, save_to=pred_path, index=index)
         console.print(f"saved the answers to {pred_path}", highlight=False)
         meta |= {"predictions": str(pred_path), "model": loaded.describe(),
-                 "generation": cfg.model_dump(include={"temperature", "max_new_tokens", "seed"})}
+                 "generation": cfg.model_dump(include={"temperature", "max_new_tokens", "seed"}),
+                 **({"grounding": cfg.grounding_settings()} if index is not None else {})}
     from coalqa.eval.run import evaluate
 
-    report = evaluate(refs, preds, cfg, label=label, source=str(meta["predictions"]), meta=meta)
+    report = evaluate(refs, preds, cfg, label=label, source=str(meta["predictions"]), meta=meta, index=index)
     json_path, md_path = write_report(report, output)
     console.print(summary_table(report))
     console.print(f"wrote {json_path} and {md_path}", highlight=False)

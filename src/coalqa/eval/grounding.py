@@ -91,3 +91,42 @@ def grounding_summary(items: list[dict], ranks: dict[str, int | None] | None) ->
                                               if i.get("evidence_key_fact_recall") is not None]),
         }
     return out
+
+
+def write_retrieval_report(references: list[dict], index, stem: str | Path, **meta: Any) -> tuple[Path, Path, dict]:
+    """Score retrieval alone (``coalqa eval --index DIR --retrieval_only -o STEM``): write ``STEM.json`` (summary and,
+    per reference, the rank of its source chunk and the top 10 hits) and ``STEM.md``; returns both paths and the summary.
+    """
+    import time
+
+    from coalqa.jsonio import write_json_atomic, write_text_atomic
+
+    stem = Path(stem)
+    if stem.suffix in (".json", ".md"):
+        stem = stem.with_suffix("")
+    items = []
+    for ref in references:
+        if not (ref.get("source_doc") and ref.get("source_span")):
+            continue
+        hits = index.search(ref["question"], 10)
+        rank = next((h["rank"] for h in hits if is_source(h, ref)), None)
+        items.append({"id": ref["id"], "question": ref["question"], "source_doc": ref["source_doc"],
+                      "source_locator": ref.get("source_locator"), "rank": rank,
+                      "hits": [{k: h[k] for k in ("rank", "chunk_id", "source", "title", "locator", "score")} for h in hits]})
+    summary = retrieval_summary({i["id"]: i["rank"] for i in items})
+    report = {"coalqa_eval_retrieval": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "index": str(index.path),
+              "index_fingerprint": index.fingerprint, **meta, "retrieval": summary, "items": items}
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [f"# coalqa eval: retrieval over `{index.path}`", "",
+             "A hit counts when it comes from the reference's source_doc and holds its source_span.", "",
+             "| n | " + " | ".join(k for k in summary if k != "n") + " |", "|---:|" + "---:|" * (len(summary) - 1),
+             f"| {summary['n']} | " + " | ".join(fmt(v) for k, v in summary.items() if k != "n") + " |", "",
+             "| id | rank | source | top hit |", "|---|---:|---|---|"]
+    for i in items:
+        top = i["hits"][0] if i["hits"] else None
+        lines.append(f"| {i['id']} | {i['rank'] or '–'} | {i['source_doc']} {i['source_locator'] or ''} | "
+                     + (f"{top['source']} {top['locator']} ({top['score']:.3g})" if top else "–") + " |")
+    md_path, json_path = Path(f"{stem}.md"), Path(f"{stem}.json")
+    write_text_atomic(md_path, "\n".join(lines) + "\n")
+    write_json_atomic(json_path, report)
+    return json_path, md_path, summary

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import write_json_atomic, write_text_atomic
 from coalqa.eval.data import answer_text
+from coalqa.eval.grounding import grounding_summary
 from coalqa.eval.metrics import KEY_FACT_NOTE, TOKENIZATION_NOTE, Tokenization, score_answer
 from coalqa.numbers import unit_table_markdown
 
@@ -30,6 +31,10 @@ METRICS = {  # key → label (all in [0, 1])
     "bleu4": "BLEU-4",
     "key_fact_recall": "key-fact recall",
     "judge": "LLM judge (1-5 → 0-1)",
+    # grounded runs (coalqa eval --index): see coalqa.eval.grounding
+    "citation_accuracy": "citation accuracy",
+    "unsupported_number_rate": "answers with unsupported numbers (lower is better)",
+    "evidence_key_fact_recall": "key-fact recall of the quoted evidence (not the answer)",
 }
 
 
@@ -70,6 +75,7 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
     if any("judge_score" in i for i in items):
         out["judge"] = mean([(s - 1) / 4 for s in judged])
         out["judged"] = len(judged)
+    out |= grounding_summary(items, None)
     return out
 
 
@@ -126,6 +132,15 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"| {name} | {s['n']} | " + " | ".join(_fmt(s.get(k)) for k in keys)
             + f" | {s['facts_found']}/{s['facts_total']} | {s['empty_answers']} |"
         )
+    retrieval = report.get("retrieval")
+    if retrieval:
+        lines += ["", f"Retrieval ({retrieval['n']} references with a source span, index `{report.get('index')}`): "
+                  + ", ".join(f"{k} {_fmt(v)}" for k, v in retrieval.items() if k != "n") + "."]
+    if "citation_accuracy" in report["overall"]:
+        o = report["overall"]
+        lines += ["", f"Grounding: citation accuracy {_fmt(o['citation_accuracy'])}, answers with numbers no cited clause "
+                  f"states {_fmt(o['unsupported_number_rate'])}, abstained {o['abstained']}, key-fact recall of the quoted "
+                  f"evidence {_fmt(o['evidence_key_fact_recall'])} (evidence is shown beside the answer and not scored as it)."]
     lines += ["", "| id | ROUGE-L | BLEU-4 | key facts | missed | answer |", "|---|---:|---:|---:|---|---|"]
     for i in report["items"]:
         facts = "–" if i["key_fact_recall"] is None else f"{len(i['facts_found'])}/{len(i['facts_found']) + len(i['facts_missed'])}"

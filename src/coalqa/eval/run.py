@@ -59,9 +59,10 @@ def load_eval_model(
 
 def generate_predictions(
     references: list[dict[str, Any]], loaded, config: EvalConfig, *, progress: bool = True,
-    save_to: str | Path | None = None,
+    save_to: str | Path | None = None, index=None,
 ) -> list[dict[str, Any]]:
-    """Answer every reference question with ``loaded`` through :func:`coalqa.ask.answer`.
+    """Answer every reference question with ``loaded`` through :func:`coalqa.ask.answer`, or, with ``index`` (a
+    loaded :class:`coalqa.retrieval.Index`), grounded through :func:`coalqa.ask.grounding.answer_grounded`.
 
     Args:
         save_to: JSON file rewritten after every batch with the answers so far (partial work kept
@@ -69,9 +70,11 @@ def generate_predictions(
 
     Returns:
         the ask results (``question``, ``answer``, ``reasoning``, ``tokens``, ``seconds``,
-        ``finished_reasoning``) with each reference's ``id`` added — the ``--predictions`` format.
+        ``finished_reasoning``; grounded: also ``citations``, ``evidence``, ``unsupported_numbers``, ...) with each
+        reference's ``id`` added — the ``--predictions`` format.
     """
     from coalqa.ask import AskConfig, answer
+    from coalqa.ask.grounding import answer_grounded
 
     ask_config = AskConfig.model_validate(config.model_dump(include=set(AskConfig.model_fields)))
     done: dict[int, dict[str, Any]] = {}
@@ -82,7 +85,11 @@ def generate_predictions(
         if save_to is not None:
             write_json_atomic(save_to, [done[i] for i in sorted(done)])
 
-    answer(loaded, [r["question"] for r in references], ask_config, progress=progress, on_batch=save)
+    questions = [r["question"] for r in references]
+    if index is not None:
+        answer_grounded(loaded, index, questions, ask_config, progress=progress, on_batch=save)
+    else:
+        answer(loaded, questions, ask_config, progress=progress, on_batch=save)
     return [done[i] for i in range(len(references))]
 
 
@@ -94,8 +101,14 @@ def evaluate(
     label: str = "run",
     source: str = "predictions",
     meta: dict[str, Any] | None = None,
+    index=None,
 ) -> dict[str, Any]:
     """Score ``predictions`` against ``references`` (optionally with the LLM judge) into a report dict.
+
+    Grounded predictions (with ``citations``) also get the fields of :func:`coalqa.eval.grounding.grounding_fields`
+    (citation accuracy, unsupported numbers, evidence key facts); with ``index`` the report adds retrieval recall@k
+    and MRR (``report["retrieval"]``) and each item its ``retrieval_rank``. Key-fact recall is always of the
+    answer text alone.
 
     Args:
         source: where the predictions came from, for error messages.
@@ -111,6 +124,16 @@ def evaluate(
     meta = dict(meta or {})
     matched = match_predictions(references, predictions, source)
     items = score_items(references, matched, config.tokenization)
+    from coalqa.eval.grounding import grounding_fields, retrieval_ranks, retrieval_summary
+
+    for item, pred in zip(items, matched):
+        if "citations" in pred:
+            item |= grounding_fields(item, pred, index)
+    if index is not None:
+        ranks = retrieval_ranks(index, references)
+        for item in items:
+            item["retrieval_rank"] = ranks.get(item["id"])
+        meta |= {"index": str(index.path), "retrieval": retrieval_summary(ranks)}
     if config.judge:
         from coalqa.eval.judge import judge_items
 

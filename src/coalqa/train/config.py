@@ -78,6 +78,19 @@ class TrainConfig(PromptFormat):
     val_ratio: float = Field(0.05, ge=0, lt=1, description="share of source chunks held out for eval loss (split by chunk_id)")
     max_samples: int | None = Field(None, ge=1, description="use only the first N QA pairs (quick runs)")
 
+    # Retrieved context (RAFT: Zhang et al., "RAFT: Adapting Language Model to Domain Specific RAG", 2024)
+    index: Path | None = Field(
+        None, description="train with retrieved clauses in each prompt (RAFT), from this index (`coalqa index` of the "
+        "chunks the QA pairs were generated from); `coalqa ask --index` then prompts the same way",
+    )
+    context_k: int = Field(3, ge=1, description="clauses per training prompt (with --index)")
+    oracle_probability: float = Field(
+        0.8, ge=0, le=1,
+        description="share of QA pairs whose own source chunk is among the clauses (at a random place); the rest get "
+        "retrieved distractors only, so the model also learns to answer when retrieval missed (RAFT's P; 0.8 there)",
+    )
+    index_fingerprint: str | None = Field(None, description="set by coalqa train: fingerprint of --index's chunks (ask refuses an index with other chunks)")
+
     # Logging, evaluation, checkpoints
     logging_steps: int = Field(10, ge=1, description="log train loss every N optimizer steps")
     eval_steps: int = Field(50, ge=1, description="eval loss every N optimizer steps")

@@ -169,9 +169,51 @@ class TokenisedData:
     notes: list[str] = field(default_factory=list)
 
 
+def raft_contexts(rows: list[dict[str, Any]], index, k: int, oracle_probability: float, seed: int,
+                  where: str = "QA data") -> tuple[list[list[dict]], int]:
+    """Retrieved clauses for each QA pair's prompt, by the RAFT recipe (Zhang et al., 2024).
+
+    For each pair: the ``k`` best clauses of ``index`` for its question other than its own source chunk
+    (``chunk_id``) are the distractors. With probability ``oracle_probability`` the source chunk replaces the
+    last distractor at a random place ("oracle" pairs: the model learns to take the answer from the clauses),
+    otherwise the pair gets the ``k`` distractors only (the model learns to answer when retrieval missed).
+    Deterministic for a ``seed``.
+
+    Returns:
+        ``(contexts, oracle_count)``: one list of clause dicts (``title``, ``locator``, ``text``) per row.
+
+    Raises:
+        CoalqaError: a row without ``chunk_id``, or whose ``chunk_id`` the index does not hold (the index was built
+            from other chunks than the QA data: the message names the row and the rebuild command).
+    """
+    rng = random.Random(seed)
+    contexts, oracles = [], 0
+    for n, row in enumerate(rows, 1):
+        own = row.get("chunk_id")
+        if own in (None, ""):
+            raise CoalqaError(f"{where}: row {n} has no chunk_id; training with --index needs QA pairs from "
+                              "`coalqa generate` (each names the chunk it was made from)")
+        source = index.chunk(str(own))
+        if source is None:
+            raise CoalqaError(
+                f"{where}: row {n}: chunk_id {own!r} is not in index {index.path}: the index was built from other chunks "
+                f"than the QA data; index the chunks file the QA pairs were generated from: coalqa index CHUNKS.jsonl "
+                f"-o {index.path}"
+            )
+        hits = [h for h in index.search(row["input"], k + 1) if h["chunk_id"] != source["id"]][:k]
+        context = [{"title": h["title"], "locator": h["locator"], "text": h["text"]} for h in hits]
+        if rng.random() < oracle_probability:
+            oracles += 1
+            context = context[: k - 1]
+            context.insert(rng.randrange(len(context) + 1), {k_: source[k_] for k_ in ("title", "locator", "text")})
+        contexts.append(context)
+    return contexts, oracles
+
+
 def tokenise(rows: list[dict[str, Any]], tokenizer, fmt: PromptFormat, max_length: int, val_ratio: float,
-             seed: int) -> TokenisedData:
-    """Split ``rows`` by source group and encode each pair with :func:`encode_example`.
+             seed: int, contexts: list[list[dict]] | None = None) -> TokenisedData:
+    """Split ``rows`` by source group and encode each pair with :func:`encode_example` (with ``contexts[i]``, the
+    retrieved clauses of row ``i``, in its prompt when given).
 
     Answers longer than the room left by the prompt are cut (EOS re-appended and labelled); pairs whose
     prompt alone reaches ``max_length`` are skipped and counted.
@@ -183,10 +225,11 @@ def tokenise(rows: list[dict[str, Any]], tokenizer, fmt: PromptFormat, max_lengt
     out = TokenisedData(train=[], eval=[], rows=len(rows), split_note=note)
     for indices, target in ((train_idx, out.train), (eval_idx, out.eval)):
         for i in indices:
-            ex = encode_example(tokenizer, rows[i]["input"], rows[i]["output"], fmt)
+            context = contexts[i] if contexts is not None else None
+            ex = encode_example(tokenizer, rows[i]["input"], rows[i]["output"], fmt, context=context)
             if len(ex["input_ids"]) > max_length:
                 try:
-                    ex = encode_example(tokenizer, rows[i]["input"], rows[i]["output"], fmt, max_length)
+                    ex = encode_example(tokenizer, rows[i]["input"], rows[i]["output"], fmt, max_length, context=context)
                 except ExampleTooLong:
                     out.skipped_too_long += 1
                     continue

@@ -121,9 +121,22 @@ def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     check_outputs("train", inputs={"--data": config.data, "--model_name_or_path": config.model_name_or_path},
                   output_dirs={"the run folder": run_dir})
 
+    contexts, context_update, context_note = None, {}, None
+    if config.index is not None:
+        from coalqa.retrieval import load_index
+        from coalqa.train.data import raft_contexts
+
+        index = load_index(config.index)
+        contexts, oracles = raft_contexts(rows, index, config.context_k, config.oracle_probability, config.seed,
+                                          where=str(config.data))
+        context_update = {"index": Path(config.index).resolve(), "index_fingerprint": index.fingerprint}
+        context_note = (f"retrieved context (RAFT): {config.context_k} clauses per prompt from {config.index}; "
+                        f"{oracles} of {len(rows)} pairs see their own source clause")
+        log.info(context_note)
     tokenizer = load_tokenizer(config.model_name_or_path)
-    fmt = PromptFormat(template=config.template, think=config.think, system_prompt=config.system_prompt)
-    data = tokenise(rows, tokenizer, fmt, config.max_length, config.val_ratio, config.seed)
+    fmt = PromptFormat.model_validate(config.model_dump(include=set(PromptFormat.model_fields)))
+    data = tokenise(rows, tokenizer, fmt, config.max_length, config.val_ratio, config.seed, contexts)
+
     log.info("rank %d/%d: %s; %d train / %d eval pairs", state.process_index, state.num_processes,
              data.split_note, len(data.train), len(data.eval))
     for note in data.notes:
@@ -151,7 +164,7 @@ def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
         log.info("packing %s: %s", "on" if packing else "turned off", reason)
         if not packing:
             notes.append(f"packing turned off: {reason}")
-    resolved = config.model_copy(update={"gradient_checkpointing": gc, "packing": packing})
+    resolved = config.model_copy(update={"gradient_checkpointing": gc, "packing": packing, **context_update})
     trainer = _build_trainer(resolved, model, tokenizer, data, run_dir, bf16=dtype.name == "bfloat16",
                              callbacks=callbacks or [])
     return TrainResult(run_dir, trainer, data, resolved, dtype, checkpoint, notes=notes, started=started,
@@ -422,6 +435,9 @@ def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, his
         f"- QA pairs: {data.rows} read; {len(data.train)} train, {len(data.eval)} eval ({data.split_note}); "
         f"{data.truncated} cut to max_length {config.max_length}; {data.skipped_too_long} skipped",
         f"- Prompt format: template `{config.template}`, think `{config.think}`",
+        *([f"- Retrieved context (RAFT): {config.context_k} clauses per prompt from `{config.index}` (fingerprint "
+           f"`{config.index_fingerprint}`); the pair's own source clause included with probability {config.oracle_probability}"]
+          if config.index else []),
         f"- LoRA: r={config.lora_rank}, alpha={config.lora_alpha}, dropout={config.lora_dropout} on {', '.join(config.lora_target_modules)}",
         f"- Optimisation: {steps} steps, lr {config.learning_rate} ({config.lr_scheduler_type}, warmup {config.warmup_ratio}), "
         f"batch {config.per_device_train_batch_size} × accumulation {config.gradient_accumulation_steps}, "
