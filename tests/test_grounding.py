@@ -80,6 +80,8 @@ def test_raft_contexts_follow_the_recipe(small_index):
     for row, context in zip(QA, never):
         assert index.chunk(row["chunk_id"])["text"] not in [c["text"] for c in context]
     assert raft_contexts(QA, index, 2, 0.5, seed=3) == raft_contexts(QA, index, 2, 0.5, seed=3)
+    short, _ = raft_contexts(QA[:1], index, 1, 1.0, seed=0, clause_chars=30)
+    assert short == [[{"title": "煤矿建设安全规程", "locator": "第四百七十一条", "text": "发出的矿灯，最低应当能连续正常使用11h。"}]]
     with pytest.raises(CoalqaError, match=r"qa\.json: row 2: chunk_id 'elsewhere' is not in index .*coalqa index"):
         raft_contexts([QA[0], QA[1] | {"chunk_id": "elsewhere"}], index, 2, 0.5, seed=0, where="qa.json")
     with pytest.raises(CoalqaError, match="row 1 has no chunk_id"):

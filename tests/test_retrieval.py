@@ -180,3 +180,13 @@ def test_real_corpus_recall_at_5(tmp_path, corpus_dir, eval_file):
     ranks = retrieval_ranks(index, load_references(eval_file), k=10)
     assert sum(1 for r in ranks.values() if r and r <= 5) / len(ranks) >= 0.95
     assert sum(1 for r in ranks.values() if r == 1) / len(ranks) >= 0.7
+
+
+def test_focus_keeps_the_best_matching_sentences_in_order(small_index):
+    index = load_index(small_index)
+    text = SMALL_CHUNKS[0]["text"]
+    assert index.focus("矿灯最低应当能连续正常使用多长时间？", text, 30) == "发出的矿灯，最低应当能连续正常使用11h。"
+    two = index.focus("矿灯要编号吗？能连续正常使用多长时间？", text, 60)
+    assert two.index("每盏矿灯必须编号") < two.index("11h") and len(two) <= 60
+    assert index.focus("矿灯", text, 0) == text and index.focus("矿灯", "短句。", 30) == "短句。"
+    assert index.focus("hello", text, 10)  # nothing matches: still the first sentence, never empty

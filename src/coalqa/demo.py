@@ -9,7 +9,11 @@ Steps (each cached under ``work_dir``, keyed by a hash of its inputs and setting
    or ``--model_name_or_path``;
 4. answer the eval questions with the base model (before fine-tuning);
 5. fine-tune a LoRA adapter (``coalqa.train``);
-6. answer them again with the adapter and compare base vs fine-tuned (``coalqa.eval``).
+6. answer them again with the adapter and compare base vs fine-tuned (``coalqa.eval``);
+7. index the chunks (``coalqa.retrieval``) and answer once more, grounded (:func:`coalqa.ask.grounding.answer_grounded`:
+   the retrieved clauses in the prompt, citations, evidence, a number check), with the base and with the same adapter —
+   no second training run, which on 2 CPU cores would cost several times the first (prompts with clauses are many
+   times longer than questions).
 
 The training subset: the eval set's items quote specific source spans (``source_doc``,
 ``source_span``). The demo trains on the QA pairs of the chunks holding the spans of two items in
@@ -117,6 +121,16 @@ class DemoConfig(BaseModel):
     max_new_tokens: int | None = Field(None, ge=1, description="tokens per generated answer (default: 128 for the stand-in, 1024 otherwise)")
     batch_size: int = Field(10, ge=1, description="questions answered together")
     show: int = Field(3, ge=0, description="questions whose answers are printed before and after fine-tuning")
+    grounded: bool = Field(True, description="also answer grounded (retrieved clauses in the prompt, with citations), base and fine-tuned")
+    context_k: int = Field(1, ge=1, description="clauses per grounded prompt")
+    clause_chars: int = Field(
+        120, ge=0, description="grounded prompts: each clause cut to its sentences best matching the question, up to this "
+        "many characters (short prompts: a 135M model copies more reliably, and answers faster on 2 cores)",
+    )
+    min_score: float = Field(
+        3.0, ge=0, description="BM25 score a clause needs to support a question (demo chunks of 300 characters score lower "
+        "than the 1500-character default: dev questions' best clause scores ≥ 6 here)",
+    )
     seen_questions: int = Field(
         10, ge=0, description="also ask this many of the training questions themselves, before and after "
         "(a recitation check: did the adapter learn what it was taught?); 0 = skip",
@@ -384,31 +398,38 @@ def step_train(cfg: DemoConfig, train_cfg, dtype: str, console: Console) -> tupl
 
 def step_answer(
     cfg: DemoConfig, name: str, references: list[dict[str, Any]], trained_ids: set[str] | None, base: str,
-    adapter: Path | None, fmt, key: str, console: Console, load_in_4bit: bool = False,
+    adapter: Path | None, fmt, key: str, console: Console, load_in_4bit: bool = False, index=None,
 ) -> tuple[dict[str, Any], bool]:
-    """Answer and score every item with the base (``adapter=None``) or the fine-tuned model.
+    """Answer and score every item with the base (``adapter=None``) or the fine-tuned model; with ``index``
+    grounded (``context_k`` clauses in the prompt, citations, evidence, number check), labelled ``<name> + grounded``.
 
     Items are grouped ``trained`` / ``not trained`` by ``trained_ids``; ``None`` leaves them ungrouped.
     """
     from coalqa.eval import EvalConfig, evaluate, generate_predictions, load_eval_model, load_report, write_report
 
-    stem = cfg.work_dir / f"eval-{name}-{key}"
+    stem = cfg.work_dir / f"eval-{name}{'-grounded' if index is not None else ''}-{key}"
     if Path(f"{stem}.json").is_file():
         return load_report(f"{stem}.json"), True
-    ecfg = EvalConfig(max_new_tokens=_max_new_tokens(cfg), batch_size=cfg.batch_size, temperature=0.0)
+    grounding = {"index": index.path, "context_k": cfg.context_k, "min_score": cfg.min_score} if index is not None else {}
+    ecfg = EvalConfig(max_new_tokens=_max_new_tokens(cfg), batch_size=cfg.batch_size, temperature=0.0, **grounding)
     if adapter is None:
         loaded = load_eval_model(None, no_adapter=True, model_name_or_path=base, load_in_4bit=load_in_4bit)
         loaded = dataclasses.replace(loaded, fmt=fmt)  # prompted exactly as the fine-tuned model will be
     else:
         loaded = load_eval_model(adapter)
-    console.print(f"answering {len(references)} questions with the {name} model (greedy, ≤ {ecfg.max_new_tokens} tokens)",
-                  highlight=False)
-    preds = generate_predictions(references, loaded, ecfg, save_to=f"{stem}.predictions.json")
+    if index is not None:
+        loaded = dataclasses.replace(loaded, fmt=loaded.fmt.model_copy(update={"clause_chars": cfg.clause_chars}))
+    label = f"{name} + grounded" if index is not None else name
+    console.print(f"answering {len(references)} questions with the {label} model (greedy, ≤ {ecfg.max_new_tokens} tokens"
+                  + (f", {cfg.context_k} retrieved clause(s) per prompt)" if index is not None else ")"), highlight=False)
+    preds = generate_predictions(references, loaded, ecfg, save_to=f"{stem}.predictions.json", index=index)
     refs = references if trained_ids is None else [
         r | {"group": TRAINED if r["id"] in trained_ids else NOT_TRAINED} for r in references
     ]
-    report = evaluate(refs, preds, ecfg, label=name, meta={"references": str(cfg.references), "model": loaded.describe(),
-                                                           "predictions": f"{stem}.predictions.json"})
+    meta = {"references": str(cfg.references), "model": loaded.describe(), "predictions": f"{stem}.predictions.json"}
+    if index is not None:
+        meta["grounding"] = ecfg.grounding_settings()
+    report = evaluate(refs, preds, ecfg, label=label, meta=meta, index=index)
     write_report(report, stem)
     return report, False
 
@@ -440,8 +461,25 @@ def _max_new_tokens(cfg: DemoConfig) -> int:
     return 128 if cfg.model_name_or_path is None else 1024
 
 
-def _show_answers(base: dict[str, Any], tuned: dict[str, Any], n: int, console: Console) -> None:
+def _grounded_text(item: dict[str, Any]) -> str:
+    """An answer with its citations, evidence and unsupported-number warning, for the demo's panels."""
+    from rich.markup import escape
+
+    facts = f"key facts {len(item['facts_found'])}/{len(item['key_facts'])}"
+    if item.get("abstained"):
+        return f"({facts}) [yellow]{escape(item['answer'])}[/]"
+    lines = [f"({facts}) {escape(item['answer']) or '(empty)'}"]
+    lines += [f"  [cyan]\\[{n}] 《{escape(c['title'])}》{escape(c['locator'])}[/]" for n, c in enumerate(item["citations"], 1)]
+    lines += [f"  [dim]原文:[/] {escape(e['text'])}" for e in item["evidence"]]
+    if item["unsupported_numbers"]:
+        lines.append(f"  [bold red]⚠ not in the cited clauses: {escape('、'.join(item['unsupported_numbers']))}[/]")
+    return "\n".join(lines)
+
+
+def _show_answers(base: dict[str, Any], tuned: dict[str, Any], n: int, console: Console,
+                  grounded: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
     tuned_items = {i["id"]: i for i in tuned["items"]}
+    g_base, g_tuned = ({i["id"]: i for i in r["items"]} for r in grounded) if grounded else ({}, {})
     held_out = [i for i in base["items"] if i.get("group") == NOT_TRAINED][: 1 if n > 1 else 0]
     shown = [i for i in base["items"] if i.get("group") == TRAINED][: n - len(held_out)] + held_out
     for item in shown:
@@ -450,7 +488,9 @@ def _show_answers(base: dict[str, Any], tuned: dict[str, Any], n: int, console: 
             f"[bold]{item['question']}[/]\n[dim]reference:[/] {item['reference_answer']}\n"
             f"[dim]key facts:[/] {'、'.join(item['key_facts'])}\n\n"
             f"[yellow]before[/] (key facts {len(item['facts_found'])}/{len(item['key_facts'])}): {item['answer'] or '(empty)'}\n\n"
-            f"[green]after[/] (key facts {len(after['facts_found'])}/{len(after['key_facts'])}): {after['answer'] or '(empty)'}",
+            f"[green]after[/] (key facts {len(after['facts_found'])}/{len(after['key_facts'])}): {after['answer'] or '(empty)'}"
+            + (f"\n\n[yellow]base + grounded[/] {_grounded_text(g_base[item['id']])}"
+               f"\n\n[green]fine-tuned + grounded[/] {_grounded_text(g_tuned[item['id']])}" if grounded else ""),
             title=f"{item['id']} ({item.get('source_doc')} {item.get('source_locator')}; {item.get('group')})", expand=True,
         ), highlight=False)
 
@@ -476,7 +516,7 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     steps: list[Step] = []
 
     def banner(n: int, text: str) -> float:
-        console.rule(f"[bold]{n}/{6 + bool(cfg.seen_questions)}[/] {text}   [dim](demo time so far {time.monotonic() - started:.0f} s)[/]")
+        console.rule(f"[bold]{n}/{6 + cfg.grounded + bool(cfg.seen_questions)}[/] {text}   [dim](demo time so far {time.monotonic() - started:.0f} s)[/]")
         return time.monotonic()
 
     all_refs = load_references(cfg.references)
@@ -528,9 +568,28 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     tuned_report, reused = step_answer(cfg, "fine-tuned", references, trained_ids, base, run_dir, fmt, tuned_key, console)
     steps.append(Step("answer (fine-tuned)", time.monotonic() - t, reused, f"eval-fine-tuned-{tuned_key}.json"))
 
+    grounded = None
+    if cfg.grounded:
+        from coalqa.retrieval import build_index, load_index
+
+        t = banner(7, "answer grounded: retrieved clauses in the prompt, with citations (base and fine-tuned)")
+        index_dir = cfg.work_dir / f"index-{chunks_path.stem}"
+        reused = (index_dir / "index.json").is_file()
+        if not reused:
+            build_index([chunks_path], index_dir)
+        index = load_index(index_dir)
+        g_key = {"index": index.fingerprint, "context_k": cfg.context_k, "min_score": cfg.min_score,
+                 "clause_chars": cfg.clause_chars, "context": fmt.context_template + fmt.clause_template}
+        g_base, reused_b = step_answer(cfg, "base", references, trained_ids, base, None, fmt,
+                                       _sha("eval-v1", g_key, base_key), console, load_in_4bit=train_cfg.use_4bit, index=index)
+        g_tuned, reused_t = step_answer(cfg, "fine-tuned", references, trained_ids, base, run_dir, fmt,
+                                        _sha("eval-v1", g_key, tuned_key), console, index=index)
+        grounded = (g_base, g_tuned)
+        steps.append(Step("answer grounded", time.monotonic() - t, reused and reused_b and reused_t, str(index_dir)))
+
     seen_table = ""
     if cfg.seen_questions:
-        t = banner(7, "recitation check: training questions")
+        t = banner(7 + cfg.grounded, "recitation check: training questions")
         seen = seen_references(qa_path, cfg.seen_questions)
         seen_key = {"seen": [r["question"] for r in seen], "max_new_tokens": _max_new_tokens(cfg), "batch": cfg.batch_size}
         seen_base, reused_b = step_answer(cfg, "base-seen", seen, None, base, None, fmt,
@@ -540,15 +599,18 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
         steps.append(Step("recitation check", time.monotonic() - t, reused_b and reused_t, "comparison-seen.md"))
         _, _, seen_table = write_comparison([seen_base, seen_tuned], cfg.work_dir / "comparison-seen")
 
-    _show_answers(base_report, tuned_report, cfg.show, console)
-    md_path, png_path, table = write_comparison([base_report, tuned_report], cfg.work_dir / "comparison")
+    _show_answers(base_report, tuned_report, cfg.show, console, grounded)
+    md_path, png_path, table = write_comparison([base_report, tuned_report, *(grounded or ())], cfg.work_dir / "comparison")
     total = time.monotonic() - started
-    console.rule("[bold]base vs fine-tuned")
+    console.rule("[bold]base vs fine-tuned" + (", each also grounded" if grounded else ""))
     console.print(Markdown(table.split("\n\n")[0]))
     console.print(
         "How to read it: key-fact recall (the numbers, limits and duties the answer must state) is what matters for "
         "safety; ROUGE-L/BLEU-4 also reward regulation-style wording around a wrong number. 'trained' items are "
-        "those whose source clause was in the training data, 'not trained' ones were never seen.", highlight=False,
+        "those whose source clause was in the training data, 'not trained' ones were never seen."
+        + (" '+ grounded' runs had the retrieved clause(s) in the prompt; their key-fact recall counts the answer text only, "
+           "never the quoted evidence; citation accuracy: the answer cites the reference's source clause." if grounded else ""),
+        highlight=False,
     )
     if seen_table:
         console.rule(f"[bold]recitation check: {cfg.seen_questions} training questions, base vs fine-tuned")
@@ -572,9 +634,11 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
         "steps": [dataclasses.asdict(s) for s in steps],
         "total_seconds": round(total, 1),
         "comparison": {"markdown": str(md_path), "chart": str(png_path)},
-        "overall": {"base": base_report["overall"], "fine-tuned": tuned_report["overall"]},
-        "groups": {"base": base_report["groups"], "fine-tuned": tuned_report["groups"]},
+        "overall": {r["label"]: r["overall"] for r in (base_report, tuned_report, *(grounded or ()))},
+        "groups": {r["label"]: r["groups"] for r in (base_report, tuned_report, *(grounded or ()))},
     }
+    if grounded:
+        summary["retrieval"] = grounded[0].get("retrieval")
     if seen_table:
         summary["recitation_check"] = {"base": seen_base["overall"], "fine-tuned": seen_tuned["overall"],
                                        "markdown": str(cfg.work_dir / "comparison-seen.md")}

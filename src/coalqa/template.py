@@ -62,6 +62,10 @@ class PromptFormat(BaseModel):
     system_prompt: str = Field(SYSTEM_PROMPT, description="system prompt used in training and inference ('' = none)")
     context_template: str = Field(CONTEXT_TEMPLATE, description="grounded prompts: the user turn, with {clauses} and {question}")
     clause_template: str = Field(CLAUSE_TEMPLATE, description="grounded prompts: one clause, with {n}, {title}, {locator}, {text}")
+    clause_chars: int = Field(
+        0, ge=0, description="grounded prompts: cut each clause to its sentences best matching the question, in order, "
+        "up to this many characters (0: the whole clause)",
+    )
 
     @field_validator("context_template", "clause_template")
     @classmethod

@@ -175,7 +175,7 @@ def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str,
     if index is not None:
         from coalqa.ask.grounding import abstention, context_k, retrieve_support
 
-        grounding = retrieve_support(index, question, cfg, context_k(loaded, cfg))
+        grounding = retrieve_support(index, question, cfg, context_k(loaded, cfg), loaded.fmt.clause_chars)
         if not grounding.supporting and cfg.abstain:
             result = abstention(grounding)
             show_grounding(result, out)

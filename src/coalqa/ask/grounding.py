@@ -26,7 +26,6 @@ from typing import Callable, Sequence
 from coalqa.ask.config import AskConfig
 from coalqa.errors import CoalqaError
 from coalqa.numbers import unsupported_quantities
-from coalqa.retrieval.text import split_sentences, tokenize
 
 DEFAULT_CONTEXT_K = 3
 ABSTAIN_ANSWER = "未找到能支持回答该问题的规程条款，不作回答。请换一种问法，或直接查阅规程原文。"
@@ -41,10 +40,7 @@ class Grounding:
     hits: list[dict]
     supporting: list[dict] = field(default_factory=list)
 
-    @property
-    def context(self) -> list[dict] | None:
-        """The clauses for the prompt, or ``None`` (no supporting clause: the question is asked alone)."""
-        return self.supporting or None
+    context: list[dict] | None = None  # the clauses for the prompt (None: no supporting clause, the question alone)
 
 
 def context_k(loaded, config: AskConfig) -> int:
@@ -70,12 +66,14 @@ def check_index_fits(loaded, index, config: AskConfig) -> None:
         )
 
 
-def retrieve_support(index, question: str, config: AskConfig, k: int) -> Grounding:
-    """Retrieve ``k`` clauses for ``question`` and keep those that support it (see the module docstring)."""
+def retrieve_support(index, question: str, config: AskConfig, k: int, clause_chars: int = 0) -> Grounding:
+    """Retrieve ``k`` clauses for ``question`` and keep those that support it (see the module docstring); their
+    prompt text is cut to ``clause_chars`` (``PromptFormat.clause_chars``, :meth:`coalqa.retrieval.Index.focus`)."""
     hits = index.search(question, k)
     supporting = [h for h in hits if h["bm25"] >= config.min_score and h["bm25"] > 0
                   or h.get("dense", -1.0) >= config.min_similarity]
-    return Grounding(question, hits, supporting)
+    context = [h | {"text": index.focus(question, h["text"], clause_chars)} for h in supporting] or None
+    return Grounding(question, hits, supporting, context)
 
 
 def evidence(index, question: str, clauses: Sequence[dict], n: int) -> list[dict]:
@@ -85,11 +83,9 @@ def evidence(index, question: str, clauses: Sequence[dict], n: int) -> list[dict
     """
     if n <= 0 or not clauses:
         return []
-    wanted = set(tokenize(question, index.tokenizer))
     scored = []
     for ci, c in enumerate(clauses):
-        for si, sentence in enumerate(split_sentences(c["text"])):
-            score = sum(index.idf(t) for t in wanted & set(tokenize(sentence, index.tokenizer)))
+        for si, (score, sentence) in enumerate(index.sentence_scores(question, c["text"])):
             if score > 0:
                 scored.append((-score, ci, si, {"chunk_id": c["chunk_id"], "title": c["title"],
                                                "locator": c["locator"], "text": sentence}))
@@ -146,7 +142,7 @@ def answer_grounded(
     _check_questions(questions)
     check_index_fits(loaded, index, cfg)
     k = context_k(loaded, cfg)
-    groundings = [retrieve_support(index, q, cfg, k) for q in questions]
+    groundings = [retrieve_support(index, q, cfg, k, loaded.fmt.clause_chars) for q in questions]
     results: list[dict | None] = [None] * len(questions)
     abstained = [i for i, g in enumerate(groundings) if not g.supporting and cfg.abstain]
     for i in abstained:

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import file_sha256
-from coalqa.retrieval.text import TOKENIZER_VERSION, corpus_terms, make_tokenizer, tokenize, write_user_dict
+from coalqa.retrieval.text import TOKENIZER_VERSION, corpus_terms, make_tokenizer, split_sentences, tokenize, write_user_dict
 
 INDEX_FORMAT = 1
 MANIFEST = "index.json"
@@ -241,6 +241,31 @@ class Index:
                 hit["dense"] = round(float(dense[i]), 4)
             hits.append(hit)
         return hits
+
+    def sentence_scores(self, question: str, text: str) -> list[tuple[float, str]]:
+        """Each sentence of ``text`` (:func:`split_sentences`, wording kept) with how well it matches ``question``:
+        the summed :meth:`idf` of the distinct question tokens it holds; in text order."""
+        wanted = set(tokenize(question, self.tokenizer))
+        return [(sum(self.idf(t) for t in wanted & set(tokenize(s, self.tokenizer))), s) for s in split_sentences(text)]
+
+    def focus(self, question: str, text: str, max_chars: int) -> str:
+        """``text`` cut to its sentences best matching ``question`` (:meth:`sentence_scores`), kept in text order,
+        at most ``max_chars`` characters (the best sentence always); ``max_chars`` 0 or a short text: unchanged.
+
+        Used for the clauses of grounded prompts (``PromptFormat.clause_chars``): small models copy from a short
+        context more reliably and answer faster.
+        """
+        if max_chars <= 0 or len(text) <= max_chars:
+            return text
+        scored = self.sentence_scores(question, text)
+        order = sorted(range(len(scored)), key=lambda i: (-scored[i][0], i))
+        kept, used = set(), 0
+        for i in order:
+            if kept and (scored[i][0] <= 0 or used + len(scored[i][1]) > max_chars):
+                continue
+            kept.add(i)
+            used += len(scored[i][1])
+        return "".join(scored[i][1] for i in sorted(kept))
 
     def idf(self, token: str) -> float:
         """BM25 inverse document frequency of ``token`` in this index (0 for a token it does not hold)."""

@@ -170,14 +170,15 @@ class TokenisedData:
 
 
 def raft_contexts(rows: list[dict[str, Any]], index, k: int, oracle_probability: float, seed: int,
-                  where: str = "QA data") -> tuple[list[list[dict]], int]:
+                  where: str = "QA data", clause_chars: int = 0) -> tuple[list[list[dict]], int]:
     """Retrieved clauses for each QA pair's prompt, by the RAFT recipe (Zhang et al., 2024).
 
     For each pair: the ``k`` best clauses of ``index`` for its question other than its own source chunk
     (``chunk_id``) are the distractors. With probability ``oracle_probability`` the source chunk replaces the
     last distractor at a random place ("oracle" pairs: the model learns to take the answer from the clauses),
     otherwise the pair gets the ``k`` distractors only (the model learns to answer when retrieval missed).
-    Deterministic for a ``seed``.
+    Deterministic for a ``seed``. Clause texts are cut to ``clause_chars`` as at inference
+    (:meth:`coalqa.retrieval.Index.focus`).
 
     Returns:
         ``(contexts, oracle_count)``: one list of clause dicts (``title``, ``locator``, ``text``) per row.
@@ -201,11 +202,13 @@ def raft_contexts(rows: list[dict[str, Any]], index, k: int, oracle_probability:
                 f"-o {index.path}"
             )
         hits = [h for h in index.search(row["input"], k + 1) if h["chunk_id"] != source["id"]][:k]
-        context = [{"title": h["title"], "locator": h["locator"], "text": h["text"]} for h in hits]
+        context = [{"title": h["title"], "locator": h["locator"], "text": index.focus(row["input"], h["text"], clause_chars)}
+                   for h in hits]
         if rng.random() < oracle_probability:
             oracles += 1
             context = context[: k - 1]
-            context.insert(rng.randrange(len(context) + 1), {k_: source[k_] for k_ in ("title", "locator", "text")})
+            context.insert(rng.randrange(len(context) + 1), {"title": source["title"], "locator": source["locator"],
+                                                            "text": index.focus(row["input"], source["text"], clause_chars)})
         contexts.append(context)
     return contexts, oracles
 

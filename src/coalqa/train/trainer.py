@@ -128,7 +128,7 @@ def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
 
         index = load_index(config.index)
         contexts, oracles = raft_contexts(rows, index, config.context_k, config.oracle_probability, config.seed,
-                                          where=str(config.data))
+                                          where=str(config.data), clause_chars=config.clause_chars)
         context_update = {"index": Path(config.index).resolve(), "index_fingerprint": index.fingerprint}
         context_note = (f"retrieved context (RAFT): {config.context_k} clauses per prompt from {config.index}; "
                         f"{oracles} of {len(rows)} pairs see their own source clause")
