@@ -30,7 +30,7 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     assert len(summary["documents"]) == 3 and summary["chunks"] > 3
     assert summary["provider"] == "clause" and summary["qa_pairs"] > 0
     assert summary["eval_items"] == 3 and len(summary["trained_items"]) == 2
-    assert [s["reused"] for s in summary["steps"] if s["name"] != "model"] == [False] * 6
+    assert [s["reused"] for s in summary["steps"] if s["name"] != "model"] == [False] * 7
 
     qa = json.loads(Path(next(s["output"] for s in summary["steps"] if s["name"] == "generate")).read_text(encoding="utf-8"))
     assert all({"input", "output", "chunk_id", "source", "locator"} <= set(r) for r in qa)
@@ -50,6 +50,11 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     assert set(base["groups"]) == {"trained", "not trained"} and base["groups"]["trained"]["n"] == 2
     md = (work / "comparison.md").read_text(encoding="utf-8")
     assert "| all | 3 | key-fact recall |" in md and "| trained | 2 | key-fact recall |" in md
+    assert "| base | fine-tuned | base + grounded | fine-tuned + grounded |" in md  # grounded rows, same adapter
+    grounded = load_report(next(p for p in work.glob("eval-fine-tuned-grounded-*.json") if not p.name.endswith(".predictions.json")))
+    assert grounded["model"]["adapter"] == str(adapter) and grounded["grounding"]["context_k"] == 1
+    assert summary["retrieval"]["n"] == 3 and "citation_accuracy" in grounded["overall"]
+    assert all({"citations", "evidence", "unsupported_numbers"} <= set(i) for i in grounded["items"])
     assert (work / "comparison.png").read_bytes().startswith(b"\x89PNG")
     seen_md = (work / "comparison-seen.md").read_text(encoding="utf-8")  # recitation check on training questions
     assert "| all | 2 | ROUGE-L F1 |" in seen_md and summary["recitation_check"]["base"]["n"] == 2
@@ -58,7 +63,7 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     again = _demo(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir)
     assert again.exit_code == 0, again.output
     rerun = json.loads((work / "demo_summary.json").read_text(encoding="utf-8"))
-    assert [s["reused"] for s in rerun["steps"] if s["name"] != "model"] == [True] * 6
+    assert [s["reused"] for s in rerun["steps"] if s["name"] != "model"] == [True] * 7
     assert rerun["adapter"] == summary["adapter"]
 
 
