@@ -30,7 +30,7 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     assert len(summary["documents"]) == 3 and summary["chunks"] > 3
     assert summary["provider"] == "clause" and summary["qa_pairs"] > 0
     assert summary["eval_items"] == 3 and len(summary["trained_items"]) == 2
-    assert [s["reused"] for s in summary["steps"] if s["name"] != "model"] == [False] * 7
+    assert [s["reused"] for s in summary["steps"] if s["name"] != "model"] == [False] * 8
 
     qa = json.loads(Path(next(s["output"] for s in summary["steps"] if s["name"] == "generate")).read_text(encoding="utf-8"))
     assert all({"input", "output", "chunk_id", "source", "locator"} <= set(r) for r in qa)
@@ -63,7 +63,7 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     again = _demo(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir)
     assert again.exit_code == 0, again.output
     rerun = json.loads((work / "demo_summary.json").read_text(encoding="utf-8"))
-    assert [s["reused"] for s in rerun["steps"] if s["name"] != "model"] == [True] * 7
+    assert [s["reused"] for s in rerun["steps"] if s["name"] != "model"] == [True] * 8
     assert rerun["adapter"] == summary["adapter"]
 
 

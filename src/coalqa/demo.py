@@ -80,6 +80,11 @@ STANDIN_TRAIN: dict[str, Any] = {
     "eval_steps": 1000,
     "save_steps": 1000,
 }
+# With retrieved context in training (RAFT, DemoConfig.train_context_k > 0) a training example is ~1.9x as long (one
+# clause cut to ~60 characters: 223 → 427 SmolLM2 tokens on average, measured on the demo's 47 pairs), so the stand-in
+# takes 4 epochs instead of 7: about the same training time, and copying an answer from a clause is learnt sooner
+# than recalling it. max_length 768 holds the longest such example (730 tokens).
+STANDIN_RAFT = {"num_train_epochs": 4, "max_length": 768}
 # --fast: every stage for real on the tiny random Qwen2 (tests); minutes → seconds.
 FAST: dict[str, Any] = {"max_docs": 3, "max_steps": 2, "max_new_tokens": 8, "max_questions": 3, "max_length": 256,
                         "seen_questions": 2}
@@ -122,10 +127,15 @@ class DemoConfig(BaseModel):
     batch_size: int = Field(10, ge=1, description="questions answered together")
     show: int = Field(3, ge=0, description="questions whose answers are printed before and after fine-tuning")
     grounded: bool = Field(True, description="also answer grounded (retrieved clauses in the prompt, with citations), base and fine-tuned")
-    context_k: int = Field(1, ge=1, description="clauses per grounded prompt")
+    train_context_k: int = Field(
+        1, ge=0, description="train with this many retrieved clauses in each prompt (RAFT: the pair's own clause with "
+        "probability 0.8, else distractors), so the adapter learns to answer from clauses; 0: train on questions alone",
+    )
+    context_k: int = Field(1, ge=1, description="clauses per grounded prompt when answering")
     clause_chars: int = Field(
-        120, ge=0, description="grounded prompts: each clause cut to its sentences best matching the question, up to this "
-        "many characters (short prompts: a 135M model copies more reliably, and answers faster on 2 cores)",
+        60, ge=0, description="grounded prompts (training and answering): each clause cut to its sentences best matching "
+        "the question, up to this many characters (short prompts: a 135M model copies more reliably, and 2 cores train "
+        "and answer faster)",
     )
     min_score: float = Field(
         3.0, ge=0, description="BM25 score a clause needs to support a question (demo chunks of 300 characters score lower "
@@ -351,10 +361,14 @@ def step_generate(
     return kept_path, {r["id"] for r in trained}, reused, provider
 
 
-def _train_config(cfg: DemoConfig, preset: dict[str, Any], base: str, data: Path):
+def _train_config(cfg: DemoConfig, preset: dict[str, Any], base: str, data: Path, index_dir: Path | None = None):
     from coalqa.train import TrainConfig
 
     settings = dict(preset) if preset else dict(STANDIN_TRAIN)
+    if index_dir is not None:
+        settings |= {"index": index_dir, "context_k": cfg.train_context_k, "clause_chars": cfg.clause_chars}
+        if not preset:
+            settings |= STANDIN_RAFT
     for key in ("max_steps", "learning_rate", "max_length"):
         if getattr(cfg, key) is not None:
             settings[key] = getattr(cfg, key)
@@ -534,11 +548,22 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     t = banner(2, "generate QA pairs for the training subset")
     qa_path, trained_ids, reused, provider = step_generate(cfg, chunks, references, sources, chunks_path.stem, console)
     steps.append(Step("generate", time.monotonic() - t, reused, str(qa_path)))
+    index_dir = None
+    if cfg.grounded or cfg.train_context_k:
+        from coalqa.retrieval import build_index
+
+        t = time.monotonic()
+        index_dir = cfg.work_dir / f"index-{chunks_path.stem}"
+        reused = (index_dir / "index.json").is_file()
+        if not reused:
+            build_index([chunks_path], index_dir)
+        console.print(f"indexed the {len(chunks)} chunks for retrieval: {index_dir}", highlight=False)
+        steps.append(Step("index", time.monotonic() - t, reused, str(index_dir)))
 
     t = banner(3, "prepare the base model")
     base, description, model_reused = _base_model(cfg, console)
-    train_cfg = _train_config(cfg, preset, base, qa_path)
-    fmt = PromptFormat(template=train_cfg.template, think=train_cfg.think, system_prompt=train_cfg.system_prompt)
+    train_cfg = _train_config(cfg, preset, base, qa_path, index_dir if cfg.train_context_k else None)
+    fmt = PromptFormat.model_validate(train_cfg.model_dump(include=set(PromptFormat.model_fields)))
     train_dtype, answer_dtype = choose_dtype(train_cfg.bnb_4bit_compute_dtype), choose_dtype("auto")
     console.print(Panel(
         f"base model: {description}\n"
@@ -570,13 +595,9 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
 
     grounded = None
     if cfg.grounded:
-        from coalqa.retrieval import build_index, load_index
+        from coalqa.retrieval import load_index
 
         t = banner(7, "answer grounded: retrieved clauses in the prompt, with citations (base and fine-tuned)")
-        index_dir = cfg.work_dir / f"index-{chunks_path.stem}"
-        reused = (index_dir / "index.json").is_file()
-        if not reused:
-            build_index([chunks_path], index_dir)
         index = load_index(index_dir)
         g_key = {"index": index.fingerprint, "context_k": cfg.context_k, "min_score": cfg.min_score,
                  "clause_chars": cfg.clause_chars, "context": fmt.context_template + fmt.clause_template}
@@ -585,7 +606,7 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
         g_tuned, reused_t = step_answer(cfg, "fine-tuned", references, trained_ids, base, run_dir, fmt,
                                         _sha("eval-v1", g_key, tuned_key), console, index=index)
         grounded = (g_base, g_tuned)
-        steps.append(Step("answer grounded", time.monotonic() - t, reused and reused_b and reused_t, str(index_dir)))
+        steps.append(Step("answer grounded", time.monotonic() - t, reused_b and reused_t, str(index_dir)))
 
     seen_table = ""
     if cfg.seen_questions:
