@@ -131,7 +131,7 @@ def test_an_index_of_other_chunks_than_the_adapters_is_refused(raft_loaded, tmp_
     other = tmp_path / "other"
     build_index([write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS[:3])], other)
     index = load_index(other)
-    with pytest.raises(CoalqaError, match=r"holds other chunks .* than the index the adapter .* was trained with.*--check_index false"):
+    with pytest.raises(CoalqaError, match=r"holds other chunks .* than the index the adapter .* was trained with.*--no-check_index"):
         answer_grounded(raft_loaded, index, [LAMP_Q], AskConfig(**GREEDY), progress=False)
     ok = answer_grounded(raft_loaded, index, [LAMP_Q], AskConfig(**GREEDY, check_index=False), progress=False)
     assert ok[0]["citations"][0]["chunk_id"] == "c-lamp"

@@ -61,8 +61,8 @@ def check_index_fits(loaded, index, config: AskConfig) -> None:
         raise CoalqaError(
             f"index {index.path} holds other chunks (fingerprint {index.fingerprint}) than the index the adapter "
             f"{loaded.adapter} was trained with ({trained.get('index')}, fingerprint {recorded}); pass --index "
-            f"{trained.get('index')}, rebuild that index from the chunk files of the adapter's QA data, or add "
-            "--check_index false to use this one anyway"
+            f"{trained.get('index')}, rebuild that index from the chunk files of the adapter's QA data, or use this one anyway "
+            "(coalqa ask --no-check_index, coalqa eval --check_index false)"
         )
 
 
