@@ -210,6 +210,9 @@ def test_eval_scores_grounding_apart_from_the_answer(small_index, tmp_path):
     assert o["citation_accuracy"] == 0.5 and o["unsupported_number_rate"] == 1.0 and o["abstained"] == 1
     assert report["retrieval"] == {"n": 2, "recall@1": 1.0, "recall@3": 1.0, "recall@5": 1.0, "recall@10": 1.0, "mrr": 1.0}
     assert items["r1"]["retrieval_rank"] == 1 and items["r3"]["retrieval_rank"] is None
+    alone = evaluate(refs, preds, EvalConfig(), label="no index")  # citations cannot be judged without the clauses
+    assert alone["overall"]["citation_accuracy"] is None and alone["overall"]["unsupported_number_rate"] == 1.0
+    assert "retrieval" not in alone
 
 
 def test_cli_eval_with_index_and_retrieval_only(raft_adapter, small_index, tmp_path):

@@ -5,7 +5,8 @@ A chunk is a **source** of a reference when it comes from the reference's ``sour
 
 * ``retrieval_rank`` — rank of the first source chunk among the index's top 10 for the question (``None``: not
   there); recall@k = share of references ranked ≤ k; MRR = mean of 1/rank (0 when not found);
-* ``citation_correct`` — the answer's citations include a source chunk (an abstention cites nothing: wrong);
+* ``citation_correct`` — the answer's citations include a source chunk (an abstention cites nothing: wrong); needs
+  the index (``--index``) to read the cited clauses, else ``None``;
 * ``unsupported_numbers`` — numbers in the answer that no cited clause states (from the prediction, made by
   :func:`coalqa.ask.grounding.answer_grounded`); the unsupported-number rate is the share of answered items
   (abstentions left out) with at least one;
@@ -57,9 +58,9 @@ def retrieval_summary(ranks: dict[str, int | None]) -> dict[str, Any]:
 def grounding_fields(item: dict, prediction: dict, index) -> dict[str, Any]:
     """Per-item grounding fields for the report (see the module docstring)."""
     citations = prediction.get("citations") or []
-    by_id = {c["id"]: c for c in index.chunks} if index is not None else {}
-    has_source = bool(item.get("source_doc") and item.get("source_span"))
-    cited = [by_id.get(c.get("chunk_id")) or c for c in citations]
+    # judging a citation needs the cited clause's text, which only the index holds (citations carry ids and locators)
+    judgeable = index is not None and bool(item.get("source_doc") and item.get("source_span"))
+    cited = [c for c in (index.chunk(x.get("chunk_id")) for x in citations) if c is not None] if judgeable else []
     evidence_text = "\n".join(e.get("text", "") for e in prediction.get("evidence") or [])
     found, missed = find_key_facts(evidence_text, item.get("key_facts") or [])
     return {
@@ -67,7 +68,7 @@ def grounding_fields(item: dict, prediction: dict, index) -> dict[str, Any]:
         "citations": citations,
         "evidence": prediction.get("evidence") or [],
         "unsupported_numbers": prediction.get("unsupported_numbers") or [],
-        "citation_correct": any(is_source(c, item) for c in cited if "text" in c) if has_source else None,
+        "citation_correct": any(is_source(c, item) for c in cited) if judgeable else None,
         "evidence_key_fact_recall": len(found) / (len(found) + len(missed)) if found or missed else None,
     }
 
