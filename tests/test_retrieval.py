@@ -131,6 +131,8 @@ def test_cli_index_and_retrieve(tmp_path):
     assert "《煤矿建设安全规程》第四百七十一条" in result.stdout
     result = runner.invoke(app, ["retrieve", "--index", str(tmp_path / "idx"), "矿灯", "-k", "0"])
     assert result.exit_code != 0 and "greater than or equal to 1" in str(result.exception)
+    result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path)])  # would replace the folder holding its input
+    assert result.exit_code != 0 and "holds the input" in str(result.exception) and chunks.is_file()
 
 
 def test_python_api_coalqa_retrieve(small_index):

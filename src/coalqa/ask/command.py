@@ -81,7 +81,7 @@ def ask(
     check_outputs(
         "ask",
         inputs={"--questions_file": questions_file, "--peft_model": peft_model,
-                "--model_name_or_path": cfg.model_name_or_path, "--config": config},
+                "--model_name_or_path": cfg.model_name_or_path, "--config": config, "--index": cfg.index},
         outputs={"--output_file": output_file, "the settings file": output_file and settings_path(output_file)},
     )
     rows = read_questions(questions_file) if questions_file is not None else None

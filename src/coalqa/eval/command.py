@@ -80,7 +80,7 @@ def eval_command(
     check_outputs(
         "eval",
         inputs={"--references": references, "--predictions": predictions, "--peft_model": peft_model,
-                "--model_name_or_path": cfg.model_name_or_path, "--config": config},
+                "--model_name_or_path": cfg.model_name_or_path, "--config": config, "--index": cfg.index},
         outputs={"the report (--output)": paths["json"], "the Markdown report (--output)": paths["md"],
                  **({} if predictions is not None else {"the answers file (--output)": paths["predictions"]})},
     )

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from coalqa.config import config_options, load_config
 from coalqa.errors import CoalqaError
+from coalqa.paths import check_outputs
 from coalqa.retrieval.config import IndexConfig, RetrieveConfig
 
 
@@ -31,6 +32,8 @@ def index(
     from coalqa.retrieval.index import build_index
 
     cfg = load_config(IndexConfig, config, overrides)
+    check_outputs("index", inputs={"CHUNKS": chunks, "--config": config, "--embedding_model": cfg.embedding_model},
+                  output_dirs={"the index folder (--output)": output})
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     manifest = build_index(chunks, output, embedding_model=cfg.embedding_model)
     dense = f", dense {manifest['embedding']['model']} ({manifest['embedding']['dim']} dims)" if manifest["embedding"] else ""

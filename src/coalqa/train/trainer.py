@@ -118,7 +118,8 @@ def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
         rows = rows[: config.max_samples]
     check_model_location(config.model_name_or_path)
     run_dir, checkpoint = _run_dir(config, state)
-    check_outputs("train", inputs={"--data": config.data, "--model_name_or_path": config.model_name_or_path},
+    check_outputs("train", inputs={"--data": config.data, "--model_name_or_path": config.model_name_or_path,
+                                   "--index": config.index},
                   output_dirs={"the run folder": run_dir})
 
     contexts, context_update, context_note = None, {}, None
