@@ -50,7 +50,8 @@ SYSTEM_PROMPT = (
 BARE_BASE_SYSTEM_PROMPT = ""
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 # The context block of a grounded prompt. Placeholders: {clauses}, {question}; per clause {n}, {title}, {locator}, {text}.
-CONTEXT_TEMPLATE = "参考条款：\n{clauses}\n\n请依据上述条款回答问题，写明条款中的数值。\n问题：{question}"
+# Kept plain: with an extra "state the numbers" instruction the 135M stand-in echoed the instruction instead of answering.
+CONTEXT_TEMPLATE = "参考条款：\n{clauses}\n\n请依据上述条款回答问题。\n问题：{question}"
 CLAUSE_TEMPLATE = "[{n}]《{title}》{locator}：{text}"
 
 
