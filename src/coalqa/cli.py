@@ -42,6 +42,7 @@ from coalqa.train.command import train  # noqa: E402
 from coalqa.ask.command import ask  # noqa: E402
 from coalqa.eval.command import eval_command  # noqa: E402
 from coalqa.export.command import export  # noqa: E402
+from coalqa.serve.command import serve  # noqa: E402
 from coalqa.demo import demo  # noqa: E402
 from coalqa.env import env_command  # noqa: E402
 
@@ -53,6 +54,7 @@ app.command("train")(train)
 app.command("ask")(ask)
 app.command("eval")(eval_command)
 app.command("export")(export)
+app.command("serve")(serve)
 app.command("demo")(demo)
 app.command("env")(env_command)
 

@@ -231,3 +231,48 @@ def split_reasoning(generated: str, opens_think: bool) -> tuple[str, str, bool]:
     if text.startswith(THINK_OPEN) or opens_think:
         return text.removeprefix(THINK_OPEN).strip(), "", False
     return "", text, True
+
+
+
+def _hold_back_partial(text: str, marker: str) -> str:
+    """``text`` without a trailing proper prefix of ``marker`` (``"abc</th"`` → ``"abc"`` for ``</think>``)."""
+    for k in range(min(len(marker) - 1, len(text)), 0, -1):
+        if text.endswith(marker[:k]):
+            return text[:-k]
+    return text
+
+
+def knows_think(tokenizer) -> bool:
+    """True when ``</think>`` is one token of ``tokenizer`` (a reasoning model's vocabulary, e.g. R1-Distill)."""
+    return THINK_CLOSE in tokenizer.get_vocab()
+
+
+def split_reasoning_so_far(generated: str, opens_think: bool, may_think: bool) -> tuple[str, str]:
+    """``(reasoning, answer)`` of output still being generated, for streaming it piece by piece.
+
+    Each part is a prefix of what :func:`split_reasoning` returns once the output is complete, so the pieces a
+    server sends, joined, equal the complete reply. What is not certain yet is held back: a trailing piece that
+    may be the start of ``<think>``/``</think>``, and trailing whitespace (the final parts are stripped).
+
+    Args:
+        opens_think: the prompt opened ``<think>`` (:func:`prompt_opens_think`): the output is reasoning until
+            ``</think>``.
+        may_think: the model may write reasoning closed by a ``</think>`` it never opened (a reasoning model,
+            :func:`knows_think`, under a prompt that does not open it, e.g. R1-Distill with ``template: plain``):
+            then nothing is certain until ``</think>`` comes (or the output ends), and nothing is released before.
+    """
+    text = generated.lstrip()
+    if THINK_OPEN.startswith(text):  # "", "<", "<thi": nothing yet, or the start of <think>
+        return "", ""
+    if opens_think or text.startswith(THINK_OPEN):
+        text = text.removeprefix(THINK_OPEN)
+        if THINK_CLOSE in text:
+            reasoning, answer = text.split(THINK_CLOSE, 1)
+            return reasoning.strip(), answer.strip()
+        return _hold_back_partial(text, THINK_CLOSE).strip(), ""
+    if THINK_CLOSE in text:
+        reasoning, answer = text.split(THINK_CLOSE, 1)
+        return reasoning.strip(), answer.strip()
+    if may_think:
+        return "", ""
+    return "", _hold_back_partial(text, THINK_CLOSE).rstrip()

@@ -354,6 +354,26 @@ def _left_padded(prompts: list[list[int]], pad_id: int, device):
     return input_ids.to(device), attention_mask.to(device)
 
 
+def generate_batch(loaded: LoadedModel, prompts: list[list[int]], gen_config, stopping_criteria=None) -> list[list[int]]:
+    """Generate after every prompt (token id lists) in one left-padded batch.
+
+    Args:
+        gen_config: a ``GenerationConfig`` (:func:`_generation_config` of an :class:`AskConfig`).
+        stopping_criteria: optional ``transformers.StoppingCriteriaList``; a criterion may return one flag per
+            row, ending that row alone (``coalqa serve`` stops a request whose client went away this way).
+
+    Returns:
+        the new ids of every row, in input order (a row that ended early is padded with the pad id after its EOS).
+    """
+    import torch
+
+    input_ids, attention_mask = _left_padded(prompts, gen_config.pad_token_id, loaded.model.device)
+    with torch.inference_mode():
+        out = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=gen_config,
+                                    stopping_criteria=stopping_criteria)
+    return out[:, input_ids.shape[1]:].tolist()
+
+
 def answer(
     loaded: LoadedModel,
     questions: list[str],
@@ -386,8 +406,6 @@ def answer(
     Raises:
         CoalqaError: an empty question.
     """
-    import torch
-
     cfg = config or AskConfig()
     _check_questions(questions)
     if not questions:
@@ -408,12 +426,9 @@ def answer(
     with tqdm(total=len(questions), unit="q", desc="answering", disable=not progress, file=sys.stderr) as bar:
         for start in range(0, len(order), cfg.batch_size):
             batch = order[start:start + cfg.batch_size]
-            input_ids, attention_mask = _left_padded([prompts[i] for i in batch], gen_config.pad_token_id, model.device)
             t0 = time.perf_counter()
-            with torch.inference_mode():
-                out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=gen_config)
+            generated = generate_batch(loaded, [prompts[i] for i in batch], gen_config)
             seconds = (time.perf_counter() - t0) / len(batch)
-            generated = out[:, input_ids.shape[1]:].tolist()
             done = [_result(loaded, questions[i], generated[row], eos, seconds) for row, i in enumerate(batch)]
             for i, r in zip(batch, done):
                 results[i] = r

@@ -1,0 +1,116 @@
+"""``coalqa serve``: the fine-tuned model behind an OpenAI-compatible API and a web page.
+
+::
+
+    coalqa serve --peft_model DIR                          # http://127.0.0.1:8000/ (page), /v1 (API)
+    COALQA_API_KEY=… coalqa serve --peft_model DIR --host 0.0.0.0
+    coalqa serve --backend_url http://gpu-host:8000/v1 --backend_model coal   # in front of vLLM
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from coalqa.config import config_options, load_config
+from coalqa.errors import CoalqaError
+from coalqa.serve.config import ServeConfig
+
+ENV_API_KEY = "COALQA_API_KEY"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@config_options(ServeConfig, bool_style="flag", exclude=("show_think",))
+def serve(
+    peft_model: Annotated[
+        Path | None, typer.Option("--peft_model", help="LoRA adapter folder written by `coalqa train` (proxy mode: "
+                                  "only its prompt format is read).")
+    ] = None,
+    adapter: Annotated[
+        bool, typer.Option("--adapter/--no-adapter", help="--no-adapter: serve the base model alone, same prompt format.")
+    ] = True,
+    api_key: Annotated[
+        str | None, typer.Option("--api_key", help=f"require 'Authorization: Bearer KEY' on /v1 (default: "
+                                 f"${ENV_API_KEY}; prefer the variable: a flag shows in the process list)",
+                                 show_default=False)
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file with ServeConfig settings.")] = None,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Serve the model: OpenAI-compatible API (/v1/chat/completions, /v1/models) and a chat page at /."""
+    cfg = load_config(ServeConfig, config, overrides)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    api_key = api_key or os.environ.get(ENV_API_KEY) or None
+    proxy = cfg.backend_url is not None
+    if proxy and not cfg.backend_model:
+        raise CoalqaError("--backend_url needs --backend_model (the model name the backend serves, e.g. vLLM's "
+                          "--lora-modules name)")
+    if cfg.backend_model and not proxy:
+        raise CoalqaError("--backend_model needs --backend_url (the backend's API, e.g. http://gpu-host:8000/v1)")
+    if not proxy and peft_model is None and cfg.model_name_or_path is None:
+        raise CoalqaError("give --peft_model DIR (the output folder of `coalqa train`), --model_name_or_path with "
+                          "--no-adapter, or --backend_url/--backend_model")
+    if not _loopback(cfg.host) and api_key is None:
+        err.print(f"[yellow]warning:[/] listening on {escape(cfg.host)} without an API key: anyone who can reach "
+                  f"this machine can use the model (set {ENV_API_KEY})")
+
+    if proxy:
+        from coalqa.serve.proxy import ProxyEngine
+
+        engine = ProxyEngine(cfg, _prompt_format(peft_model))
+        what = f"backend {cfg.backend_url} model {cfg.backend_model}"
+    else:
+        from coalqa.ask.inference import load_model
+        from coalqa.serve.engine import LocalEngine
+
+        err.print(f"loading {peft_model or cfg.model_name_or_path} …", style="dim", markup=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module="coalqa")
+            loaded = load_model(peft_model, model_name_or_path=cfg.model_name_or_path, load_in_4bit=cfg.load_in_4bit,
+                                dtype=cfg.dtype, use_adapter=adapter)
+        for note in loaded.notes:
+            err.print(f"[yellow]note:[/] {escape(note)}")
+        engine = LocalEngine(loaded, cfg)
+        what = (f"base {loaded.base} · adapter {loaded.adapter or '(none)'} · "
+                f"{'4-bit NF4, ' if loaded.load_in_4bit else ''}{loaded.dtype} ({loaded.dtype_reason}) · "
+                f"batches of up to {cfg.batch_size}")
+
+    import uvicorn
+
+    from coalqa.serve.app import create_app
+
+    app = create_app(engine, cfg, api_key=api_key)
+    url = f"http://{cfg.host if ':' not in cfg.host else f'[{cfg.host}]'}:{cfg.port}"
+    err.print(f"{what}", style="dim", markup=False)
+    err.print(f"serving {cfg.served_model_name!r}: page {url}/ · API {url}/v1 · "
+              f"{'API key required' if api_key else 'no API key'}"
+              + (f" · CORS {', '.join(cfg.cors_origins)}" if cfg.cors_origins else ""), markup=False)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")
+
+
+def _prompt_format(peft_model: Path | None):
+    """Proxy mode: the prompt format recorded with the adapter (system prompt, context block), else the default."""
+    from coalqa.template import PromptFormat
+
+    if peft_model is None:
+        return PromptFormat()
+    from coalqa.ask.inference import read_adapter_folder
+
+    _, train_cfg = read_adapter_folder(peft_model)
+    return PromptFormat(**{k: train_cfg[k] for k in PromptFormat.model_fields if k in train_cfg})
