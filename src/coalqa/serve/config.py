@@ -7,7 +7,7 @@ setting: it comes from ``--api_key`` or the ``COALQA_API_KEY`` environment varia
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from coalqa.ask.config import AskConfig
 
@@ -50,3 +50,10 @@ class ServeConfig(AskConfig):
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"CORS origin {origin!r} must be '*' or start with http:// or https://")
         return [o.rstrip("/") for o in value]
+
+    @model_validator(mode="after")
+    def _default_within_limit(self) -> "ServeConfig":
+        if self.max_new_tokens > self.max_tokens_limit:
+            raise ValueError(f"max_new_tokens {self.max_new_tokens} (the default max_tokens of a request) is above "
+                             f"max_tokens_limit {self.max_tokens_limit}")
+        return self

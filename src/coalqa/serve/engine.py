@@ -90,56 +90,81 @@ class Stats:
         return max(1, math.ceil(mean * max(1, math.ceil(waiting / batch_size))))
 
 
+class TextDeltas:
+    """The text of a growing generation, as pieces to send: decode the whole prefix, send only what is new.
+
+    Decoding the prefix, not each token alone, keeps a character that byte-level BPE splits over two tokens whole
+    (a trailing U+FFFD is held back until the next token completes it). Reasoning and answer are split with
+    :func:`coalqa.template.split_reasoning_so_far`; the answer is cut before the first ``stop`` string, and what
+    may be the start of one is held back. The pieces, joined, equal the final parts (:meth:`parts` with
+    ``final=True``: :func:`coalqa.template.split_reasoning`, then the stop cut).
+
+    Args:
+        tokenizer: decodes ids (``skip_special_tokens=True``, as ``coalqa ask`` does).
+        opens_think, may_think: see :func:`coalqa.template.split_reasoning_so_far`.
+        stop: stop strings (OpenAI's ``stop``), matched in the answer only.
+        lock: held while decoding (the tokenizer is shared with the request handlers).
+    """
+
+    def __init__(self, tokenizer, opens_think: bool, may_think: bool, stop=(), lock=None) -> None:
+        self.tokenizer, self.opens_think, self.may_think, self.stop = tokenizer, opens_think, may_think, list(stop)
+        self.lock = lock or threading.Lock()
+        self.sent_reasoning = self.sent_answer = ""
+
+    def parts(self, tokens: list[int], final: bool) -> tuple[str, str, bool, bool]:
+        """``(reasoning, answer, finished_reasoning, stop_hit)`` of ``tokens`` (so far, or ``final``)."""
+        from coalqa.template import _hold_back_partial, split_reasoning, split_reasoning_so_far
+
+        with self.lock:
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        finished_reasoning = True
+        if final:
+            reasoning, answer, finished_reasoning = split_reasoning(text, self.opens_think)
+        else:
+            reasoning, answer = split_reasoning_so_far(text.rstrip("\ufffd"), self.opens_think, self.may_think)
+        hits = [answer.find(s) for s in self.stop if s in answer]
+        if hits:
+            return reasoning, answer[: min(hits)].rstrip(), finished_reasoning, True
+        if not final:
+            for s in self.stop:
+                answer = _hold_back_partial(answer, s)
+            answer = answer.rstrip()
+        return reasoning, answer, finished_reasoning, False
+
+    def pieces(self, reasoning: str, answer: str) -> tuple[str, str]:
+        """What of ``reasoning``/``answer`` was not sent yet (and count it as sent now)."""
+        dr = reasoning[len(self.sent_reasoning):] if reasoning.startswith(self.sent_reasoning) else ""
+        da = answer[len(self.sent_answer):] if answer.startswith(self.sent_answer) else ""
+        self.sent_reasoning += dr
+        self.sent_answer += da
+        return dr, da
+
+
 class _Row:
     """The worker's state of one request in a running batch (touched by the generation thread only)."""
 
     def __init__(self, gen: Generation, prompt_ids: list[int], engine: "LocalEngine") -> None:
         self.gen, self.prompt_ids, self.engine = gen, prompt_ids, engine
         self.tokens: list[int] = []
-        self.sent_reasoning = self.sent_answer = ""
+        self.text = TextDeltas(engine.loaded.tokenizer, engine.opens_think, engine.may_think, gen.turn.stop,
+                               engine.tokenizer_lock)
         self.finished = False
 
-    def _parts(self, final: bool) -> tuple[str, str, bool, bool]:
-        """``(reasoning, answer, finished_reasoning, stop_string_hit)`` of the tokens so far."""
-        from coalqa.template import _hold_back_partial, split_reasoning, split_reasoning_so_far
-
-        eng = self.engine
-        with eng.tokenizer_lock:
-            text = eng.loaded.tokenizer.decode(self.tokens, skip_special_tokens=True)
-        finished_reasoning = True
-        if final:
-            reasoning, answer, finished_reasoning = split_reasoning(text, eng.opens_think)
-        else:  # a trailing U+FFFD is half a character whose other bytes are in the next token
-            reasoning, answer = split_reasoning_so_far(text.rstrip("\ufffd"), eng.opens_think, eng.may_think)
-        hits = [answer.find(s) for s in self.gen.turn.stop if s in answer]
-        if hits:
-            return reasoning, answer[: min(hits)].rstrip(), finished_reasoning, True
-        if not final:
-            for s in self.gen.turn.stop:  # hold back what may be the start of a stop string
-                answer = _hold_back_partial(answer, s)
-            answer = answer.rstrip()
-        return reasoning, answer, finished_reasoning, False
-
     def _send(self, reasoning: str, answer: str) -> None:
-        if not self.gen.turn.stream:
-            return
-        dr = reasoning[len(self.sent_reasoning):] if reasoning.startswith(self.sent_reasoning) else ""
-        da = answer[len(self.sent_answer):] if answer.startswith(self.sent_answer) else ""
-        if dr or da:
-            self.gen.emit("delta", dr, da)
-            self.sent_reasoning += dr
-            self.sent_answer += da
+        if self.gen.turn.stream:
+            dr, da = self.text.pieces(reasoning, answer)
+            if dr or da:
+                self.gen.emit("delta", dr, da)
 
     def step(self, token: int) -> None:
         """Take the row's newest token; end the row when it is done."""
-        eng = self.engine
         if self.gen.cancelled.is_set():
             return self.finish("cancelled")
         self.tokens.append(token)
-        if token in eng.eos:
+        if token in self.engine.eos:
             return self.finish("stop")
         if self.gen.turn.stream or self.gen.turn.stop:
-            reasoning, answer, _, hit = self._parts(final=False)
+            reasoning, answer, _, hit = self.text.parts(self.tokens, final=False)
             if hit:
                 return self.finish("stop")
             self._send(reasoning, answer)
@@ -151,7 +176,7 @@ class _Row:
         if self.finished:
             return
         self.finished = True
-        reasoning, answer, finished_reasoning, _ = self._parts(final=True)
+        reasoning, answer, finished_reasoning, _ = self.text.parts(self.tokens, final=True)
         if reason != "cancelled":
             self._send(reasoning, answer)
         self.engine._finished(self.gen, reason, len(self.tokens))

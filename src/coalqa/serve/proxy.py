@@ -51,7 +51,7 @@ class ProxyEngine:
 
     def describe(self) -> dict:
         """What is served, for ``/health``."""
-        return {"mode": self.mode, "backend_model": self.config.backend_model, "running": len(self._active),
+        return {"mode": self.mode, "backend_model": self.config.backend_model, "waiting": 0, "running": len(self._active),
                 "max_queue": self.config.max_queue, **self.stats.as_dict()}
 
     def messages(self, turn: Turn, context=None) -> list[dict]:

@@ -1,0 +1,347 @@
+"""``coalqa serve`` end to end: real server processes on loopback ports, the official ``openai`` client, a proxy in
+front of a second real server, and the page in real headless Chromium.
+
+Servers (tiny Qwen2 + the rebuilt R1-Distill tokenizer, float32):
+
+* ``tuned`` — a real adapter from ``coalqa train`` that learnt to answer 专职爆破工。; API key; small limits;
+* ``base`` — the random base alone (``--no-adapter``): it never writes EOS, so every generation runs to its
+  ``max_tokens`` (long generations for the disconnect and queue tests); ``max_queue`` 3;
+* ``proxy`` — ``--backend_url`` to ``base``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from typer.testing import CliRunner
+
+from coalqa.cli import app
+from serve_process import ServeProcess
+
+KEY = "test-key-7f3a9c"
+QUESTION = "井下爆破工作必须由谁担任？"
+TRAINED = "专职爆破工。"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def answering_adapter(tmp_path_factory, tiny_qwen2_dir) -> Path:
+    """A real ``coalqa train`` run that teaches the tiny model one answer (it then answers every question with it)."""
+    work = tmp_path_factory.mktemp("serve-train")
+    data = work / "QAdata_all.json"
+    data.write_text(json.dumps([{"input": QUESTION, "output": TRAINED}], ensure_ascii=False), encoding="utf-8")
+    args = ["train", "--data", str(data), "--model_name_or_path", str(tiny_qwen2_dir), "--output_dir", str(work / "runs"),
+            "--use_4bit", "false", "--bnb_4bit_compute_dtype", "float32", "--max_steps", "20",
+            "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1", "--learning_rate", "1e-2",
+            "--val_ratio", "0", "--lora_rank", "8", "--lora_alpha", "16", "--max_length", "64", "--save_steps", "1000"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (work / "runs").iterdir()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory, answering_adapter, tiny_qwen2_dir):
+    """Start the three servers together (they load in parallel), stop them by pid after the module."""
+    logs = tmp_path_factory.mktemp("serve-logs")
+    tuned = ServeProcess(["--peft_model", str(answering_adapter), "--max_tokens_limit", "512", "--max_new_tokens", "64",
+                          "--max_messages", "6", "--max_message_chars", "500", "--max_body_bytes", "20000"],
+                         logs / "tuned.log", env={"COALQA_API_KEY": KEY})
+    base = ServeProcess(["--model_name_or_path", str(tiny_qwen2_dir), "--no-adapter", "--max_queue", "3",
+                         "--batch_size", "2", "--max_new_tokens", "64"], logs / "base.log")
+    started = [tuned, base]
+    try:
+        base.wait()
+        proxy = ServeProcess(["--backend_url", base.url + "/v1", "--backend_model", "coalqa",
+                              "--served_model_name", "coal-proxy"], logs / "proxy.log")
+        started.append(proxy)
+        tuned.wait()
+        proxy.wait()
+        yield {"tuned": tuned, "base": base, "proxy": proxy}
+    finally:
+        for s in started:
+            s.stop()
+
+
+@pytest.fixture(scope="module")
+def loaded(answering_adapter):
+    """The same adapter loaded in the test process with coalqa.ask, to compare with what the server answers."""
+    from coalqa.ask import load_model
+
+    return load_model(answering_adapter)
+
+
+def client(server: ServeProcess, key: str | None = KEY, **kw) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key or "none", max_retries=0, timeout=120, **kw)
+
+
+def ask(server: ServeProcess, question: str = QUESTION, model: str = "coalqa", key: str | None = KEY, **kw):
+    return client(server, key).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": question}], **kw)
+
+
+# ------------------------------------------------------------------------------------------ tuned
+
+
+def test_models_health_and_auth(servers) -> None:
+    tuned = servers["tuned"]
+    assert [m.id for m in client(tuned).models.list()] == ["coalqa"]
+    health = tuned.health()  # no key needed
+    assert health["status"] == "ok" and health["auth"] is True and health["mode"] == "local"
+    for wrong in (None, "wrong-key"):
+        with pytest.raises(openai.AuthenticationError) as e:
+            client(tuned, key=wrong).models.list()
+        assert e.value.status_code == 401
+        with pytest.raises(openai.AuthenticationError):
+            ask(tuned, key=wrong, temperature=0)
+    assert ask(tuned, temperature=0).choices[0].message.content == TRAINED
+    assert KEY not in tuned.log.read_text(errors="replace")
+
+
+def test_non_streamed_answer_is_coalqa_asks_answer(servers, loaded) -> None:
+    from coalqa.ask import AskConfig, answer
+    from coalqa.template import encode_prompt
+
+    questions = [QUESTION, "主要通风机多久检查一次？"]
+    expected = answer(loaded, questions, AskConfig(temperature=0, max_new_tokens=64), progress=False)
+    for q, want in zip(questions, expected):
+        r = ask(servers["tuned"], q, temperature=0)
+        choice = r.choices[0]
+        assert choice.message.content == want["answer"] == TRAINED
+        assert choice.message.model_extra["reasoning_content"] == want["reasoning"]
+        assert choice.finish_reason == "stop" and r.model == "coalqa" and r.object == "chat.completion"
+        assert r.usage.prompt_tokens == len(encode_prompt(loaded.tokenizer, q, loaded.fmt))
+        assert r.usage.completion_tokens == want["tokens"]
+        assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_streamed_pieces_join_to_the_non_streamed_reply(servers) -> None:
+    tuned = servers["tuned"]
+    for extra in ({}, {"max_tokens": 4}):
+        whole = ask(tuned, temperature=0, **extra)
+        chunks = list(ask(tuned, temperature=0, stream=True, stream_options={"include_usage": True}, **extra))
+        assert chunks[0].choices[0].delta.role == "assistant"
+        body = [c for c in chunks if c.choices]
+        content = "".join(c.choices[0].delta.content or "" for c in body)
+        reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in body)
+        assert content == whole.choices[0].message.content and "\ufffd" not in content
+        assert reasoning == whole.choices[0].message.model_extra["reasoning_content"]
+        assert [c.choices[0].finish_reason for c in body][-1] == whole.choices[0].finish_reason
+        assert all(c.choices[0].finish_reason is None for c in body[:-1])
+        assert len({c.id for c in chunks}) == 1
+        assert chunks[-1].choices == [] and chunks[-1].usage.model_dump() == whole.usage.model_dump()
+    assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens == 4
+    without_usage = list(ask(tuned, temperature=0, stream=True))
+    assert all(c.choices for c in without_usage) and all(c.usage is None for c in without_usage)
+
+
+def test_stop_strings_history_and_system_prompt(servers, loaded) -> None:
+    from coalqa.template import encode_prompt
+
+    tuned = servers["tuned"]
+    r = ask(tuned, temperature=0, stop=["爆破"])
+    assert r.choices[0].message.content == "专职" and r.choices[0].finish_reason == "stop"
+    streamed = "".join(c.choices[0].delta.content or "" for c in ask(tuned, temperature=0, stop="爆破", stream=True)
+                       if c.choices)
+    assert streamed == "专职"
+    multi = client(tuned).chat.completions.create(model="coalqa", temperature=0, messages=[
+        {"role": "system", "content": "你是煤矿安全员。"}, {"role": "user", "content": "矿灯？"},
+        {"role": "assistant", "content": "11h。"}, {"role": "user", "content": QUESTION}])
+    fmt = loaded.fmt.model_copy(update={"system_prompt": "你是煤矿安全员。"})
+    assert multi.usage.prompt_tokens == len(encode_prompt(loaded.tokenizer, QUESTION, fmt, [("矿灯？", "11h。")]))
+
+
+def test_bad_requests(servers) -> None:
+    tuned = servers["tuned"]
+    auth = {"Authorization": f"Bearer {KEY}"}
+    r = httpx.post(tuned.url + "/v1/chat/completions", content=b'{"model": "coalqa", "messages": [', headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    big = {"model": "coalqa", "messages": [{"role": "user", "content": "长" * 7000}]}  # > 20000 bytes
+    r = httpx.post(tuned.url + "/v1/chat/completions", json=big, headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "request_too_large"
+    with pytest.raises(openai.NotFoundError, match="gpt-4o"):
+        ask(tuned, model="gpt-4o")
+    with pytest.raises(openai.BadRequestError, match="limit of 512"):
+        ask(tuned, max_tokens=513)
+    with pytest.raises(openai.BadRequestError, match="at most 500"):
+        ask(tuned, "长" * 501)
+    with pytest.raises(openai.BadRequestError, match="at most 6"):
+        client(tuned).chat.completions.create(model="coalqa", messages=[{"role": "user", "content": "问"}] * 7)
+    assert tuned.health()["status"] == "ok"
+
+
+def test_fifty_concurrent_requests_are_batched_and_all_answered(servers) -> None:
+    tuned = servers["tuned"]
+    before = tuned.health()
+    questions = [f"{QUESTION}（第{i}问）" for i in range(50)]
+
+    def one(q: str):
+        return ask(tuned, q, temperature=0, max_tokens=16)
+
+    with ThreadPoolExecutor(50) as pool:
+        replies = list(pool.map(one, questions))
+    assert len(replies) == 50 and all(r.choices[0].message.content == TRAINED for r in replies)
+    after = tuned.health()
+    assert after["completed"] - before["completed"] == 50 and after["failed"] == before["failed"]
+    assert after["largest_batch"] > 1  # answered in batches, not one after another
+    assert after["batches"] - before["batches"] < 50
+    assert after["waiting"] == 0 and after["running"] == 0
+    assert ask(tuned, temperature=0).choices[0].message.content == TRAINED  # still healthy
+
+
+# ------------------------------------------------------------------------------------------ base: long generations
+
+
+def _wait_idle(server: ServeProcess, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = server.health()
+        if health["running"] == 0 and health["waiting"] == 0:
+            return health
+        time.sleep(0.1)
+    raise AssertionError(f"server still busy after {timeout} s: {server.health()}")
+
+
+def _disconnect_after_three_chunks(server: ServeProcess, model: str) -> None:
+    stream = client(server, key=None).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": QUESTION}], stream=True, max_tokens=3000, temperature=0)
+    for n, _ in enumerate(stream):
+        if n == 3:
+            break
+    stream.close()
+
+
+def test_client_disconnect_mid_stream_stops_generation(servers) -> None:
+    base = servers["base"]
+    before = _wait_idle(base)
+    t0 = time.monotonic()
+    _disconnect_after_three_chunks(base, "coalqa")
+    after = _wait_idle(base)
+    tokens = after["tokens_generated"] - before["tokens_generated"]
+    assert after["cancelled"] - before["cancelled"] == 1
+    assert 3 <= tokens < 300, f"{tokens} tokens generated after the client left (3000 without the stop)"
+    assert time.monotonic() - t0 < 20
+    r = client(base, key=None).chat.completions.create(model="coalqa", messages=[{"role": "user", "content": "问"}],
+                                                        max_tokens=5, temperature=0)
+    assert r.usage.completion_tokens == 5  # the slot is free
+
+
+def test_queue_limit_answers_503_with_retry_after(servers) -> None:
+    base = servers["base"]
+    _wait_idle(base)
+    results: list = []
+
+    def one(i: int) -> None:
+        try:
+            r = client(base, key=None).chat.completions.create(
+                model="coalqa", messages=[{"role": "user", "content": f"问题{i}"}], max_tokens=200, temperature=0)
+            results.append(r.usage.completion_tokens)
+        except openai.APIStatusError as e:
+            results.append((e.status_code, e.response.headers.get("retry-after"), e.body["code"]))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rejected = [r for r in results if isinstance(r, tuple)]
+    assert len(results) == 7 and len(rejected) >= 4 and results.count(200) >= 1
+    assert all(status == 503 and retry.isdigit() and int(retry) >= 1 and code == "queue_full"
+               for status, retry, code in rejected)
+    assert _wait_idle(base)["status"] == "ok"
+
+
+# ------------------------------------------------------------------------------------------ proxy
+
+
+def test_proxy_relays_reasoning_answer_and_usage_from_a_real_backend(servers) -> None:
+    base, proxy = servers["base"], servers["proxy"]
+    direct = ask(base, key=None, temperature=0, max_tokens=12)
+    via = ask(proxy, model="coal-proxy", key=None, temperature=0, max_tokens=12)
+    assert via.model == "coal-proxy" and [m.id for m in client(proxy, key=None).models.list()] == ["coal-proxy"]
+    assert via.choices[0].message.model_extra["reasoning_content"] == direct.choices[0].message.model_extra["reasoning_content"] != ""
+    assert via.choices[0].message.content == direct.choices[0].message.content == ""  # the base never closes </think>
+    assert via.choices[0].finish_reason == "length" and via.usage.model_dump() == direct.usage.model_dump()
+    chunks = list(ask(proxy, model="coal-proxy", key=None, temperature=0, max_tokens=12, stream=True,
+                      stream_options={"include_usage": True}))
+    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in chunks if c.choices)
+    assert reasoning == direct.choices[0].message.model_extra["reasoning_content"]
+    assert chunks[-1].usage.completion_tokens == 12
+    with pytest.raises(openai.NotFoundError):
+        ask(proxy, model="coalqa", key=None)  # the proxy's own name, not the backend's
+
+
+def test_proxy_passes_disconnect_on_to_the_backend(servers) -> None:
+    base, proxy = servers["base"], servers["proxy"]
+    before = _wait_idle(base)
+    _disconnect_after_three_chunks(proxy, "coal-proxy")
+    after = _wait_idle(base)
+    assert after["cancelled"] - before["cancelled"] == 1
+    assert after["tokens_generated"] - before["tokens_generated"] < 300
+    assert _wait_idle(proxy)["cancelled"] >= 1
+
+
+# ------------------------------------------------------------------------------------------ page
+
+
+def test_page_in_headless_chromium(servers, tmp_path) -> None:
+    """Type a question, watch the answer stream in, see the citation, open the cited clause; save a screenshot."""
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium and fonts-wqy-zenhei (`.ci/run` does this)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the playwright package is missing: pip install -e '.[dev]'")
+    tuned = servers["tuned"]
+    shot = Path(__file__).resolve().parents[1] / "runs" / "test-artifacts" / "serve_page.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
+                                                       headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(tuned.url + "/")
+            page.wait_for_selector("#key-bar", state="visible")  # 401 without a key: the page asks for one
+            assert "401" in page.inner_text("#error")
+            page.fill("#api-key", KEY)
+            page.click("#save-key")
+            page.wait_for_function("document.getElementById('model').textContent.includes('coalqa')")
+            assert page.is_hidden("#error")
+            page.fill("#temperature", "0")  # greedy: the trained answer
+            assert page.inner_text("#temperature-value") == "0"
+            page.evaluate("""() => {  // record every state of the answer while it streams in
+                window.seen = [];
+                new MutationObserver(() => {
+                    const a = document.querySelector('.msg.assistant .answer');
+                    if (a && a.textContent && window.seen.at(-1) !== a.textContent) window.seen.push(a.textContent);
+                }).observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true});
+            }""")
+            page.fill("#question", QUESTION)
+            page.press("#question", "Enter")
+            page.wait_for_selector(".msg.assistant .answer.done", state="attached", timeout=60_000)
+            assert page.inner_text(".msg.assistant .answer") == TRAINED
+            seen = page.evaluate("window.seen")
+            assert len(seen) >= 2 and seen[-1] == TRAINED and all(TRAINED.startswith(s) for s in seen), seen
+            assert "生成" in page.inner_text(".msg.assistant .usage")  # usage arrived with the stream
+            page.screenshot(path=str(shot), full_page=True)
+            page.fill("#question", "长" * 501)  # over the server's message limit: a clear error, no answer
+            page.click("#send")
+            page.wait_for_selector("#error", state="visible")
+            assert "请求有误（HTTP 400）" in page.inner_text("#error") and "at most 500" in page.inner_text("#error")
+            assert errors == []
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
