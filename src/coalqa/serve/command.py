@@ -72,7 +72,7 @@ def serve(
     if proxy:
         from coalqa.serve.proxy import ProxyEngine
 
-        engine = ProxyEngine(cfg, _prompt_format(peft_model))
+        engine = ProxyEngine(cfg, _prompt_format(peft_model, cfg.system_prompt))
         what = f"backend {cfg.backend_url} model {cfg.backend_model}"
     else:
         from coalqa.ask.inference import load_model
@@ -82,12 +82,13 @@ def serve(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module="coalqa")
             loaded = load_model(peft_model, model_name_or_path=cfg.model_name_or_path, load_in_4bit=cfg.load_in_4bit,
-                                dtype=cfg.dtype, use_adapter=adapter)
+                                dtype=cfg.dtype, use_adapter=adapter, system_prompt=cfg.system_prompt)
         for note in loaded.notes:
             err.print(f"[yellow]note:[/] {escape(note)}")
         engine = LocalEngine(loaded, cfg)
         what = (f"base {loaded.base} · adapter {loaded.adapter or '(none)'} · "
                 f"{'4-bit NF4, ' if loaded.load_in_4bit else ''}{loaded.dtype} ({loaded.dtype_reason}) · "
+                f"system prompt {repr(loaded.fmt.system_prompt[:20] + '…') if loaded.fmt.system_prompt else 'none'} · "
                 f"batches of up to {cfg.batch_size}")
 
     import uvicorn
@@ -104,13 +105,18 @@ def serve(
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")
 
 
-def _prompt_format(peft_model: Path | None):
-    """Proxy mode: the prompt format recorded with the adapter (system prompt, context block), else the default."""
-    from coalqa.template import PromptFormat
+def _prompt_format(peft_model: Path | None, system_prompt: str | None):
+    """Proxy mode: the prompt format recorded with the adapter (its system prompt), else a bare base's (none);
+    ``--system_prompt`` replaces either's system prompt (:func:`coalqa.template.inference_format`)."""
+    from coalqa.template import PromptFormat, inference_format
 
     if peft_model is None:
-        return PromptFormat()
+        return inference_format(None, system_prompt)
     from coalqa.ask.inference import read_adapter_folder
 
     _, train_cfg = read_adapter_folder(peft_model)
-    return PromptFormat(**{k: train_cfg[k] for k in PromptFormat.model_fields if k in train_cfg})
+    try:
+        trained = PromptFormat(**{k: train_cfg[k] for k in PromptFormat.model_fields if k in train_cfg})
+    except ValueError as e:
+        raise CoalqaError(f"{peft_model}: invalid prompt format in train_config.yaml: {e}") from e
+    return inference_format(trained, system_prompt)

@@ -238,9 +238,9 @@ class LocalEngine:
     def prompt_ids(self, turn: Turn, context=None) -> list[int]:
         """The prompt of ``turn`` through :func:`coalqa.template.encode_prompt` (the request's system prompt, if any,
         replaces the trained one)."""
-        from coalqa.template import encode_prompt
+        from coalqa.template import encode_prompt, inference_format
 
-        fmt = self.loaded.fmt if turn.system is None else self.loaded.fmt.model_copy(update={"system_prompt": turn.system})
+        fmt = inference_format(self.loaded.fmt, turn.system)
         with self.tokenizer_lock:
             if context is None:
                 return encode_prompt(self.loaded.tokenizer, turn.question, fmt, turn.history)

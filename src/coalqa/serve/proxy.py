@@ -57,7 +57,9 @@ class ProxyEngine:
     def messages(self, turn: Turn, context=None) -> list[dict]:
         """The chat messages sent to the backend: system prompt, history, and the question (with the retrieved
         clauses through :func:`coalqa.template.user_message` when grounded)."""
-        system = self.fmt.system_prompt if turn.system is None else turn.system
+        from coalqa.template import inference_format
+
+        system = inference_format(self.fmt, turn.system).system_prompt
         out = [{"role": "system", "content": system}] if system else []
         for q, a in turn.history:
             out += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
