@@ -98,7 +98,7 @@ def main() -> None:
                     seconds = time.perf_counter() - t0
                     answers = {q: a for qs, rs in zip(share, parts) for q, a in zip(qs, rs)}
                     runs[clients].append((seconds, answers))
-                    tokens = sum(t for _, t in answers.values())
+                    tokens = sum(t for rs in parts for _, t in rs)
                     print(f"{clients:>2} client(s): {len(questions)} answers in {seconds:6.1f} s = "
                           f"{len(questions) / seconds:6.2f} answers/s, {tokens / seconds:7.1f} generated tokens/s")
             health = httpx.get(url + "/health").json()
