@@ -414,7 +414,7 @@ def answer(
         from transformers import set_seed
 
         set_seed(cfg.seed)
-    tok, model = loaded.tokenizer, loaded.model
+    tok = loaded.tokenizer
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     prompts = [encode_prompt(tok, q, loaded.fmt, context=c) for q, c in zip(questions, contexts, strict=True)]
     gen_config = _generation_config(loaded, cfg)
