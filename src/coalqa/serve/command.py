@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from coalqa.config import config_options, load_config
-from coalqa.errors import CoalqaError
+from coalqa.errors import CoalqaError, StopRequested
 from coalqa.serve.config import ServeConfig
 
 ENV_API_KEY = "COALQA_API_KEY"
@@ -102,7 +103,18 @@ def serve(
               f"{'API key required' if api_key else 'no API key'}"
               + (f" · CORS {', '.join(cfg.cors_origins)}" if cfg.cors_origins else ""), markup=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")
+    # Ctrl-C/SIGTERM: uvicorn stops taking requests, gives answers still streaming 10 s, then cancels their
+    # generations; it re-raises the signal afterwards, which is ignored for SIGTERM and reported like Ctrl-C here.
+    server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="info",
+                                           timeout_graceful_shutdown=10))
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if server.should_exit and not server.started:
+        raise CoalqaError(f"could not serve on {cfg.host}:{cfg.port} (see the error above: port in use?)")
+    raise StopRequested("SIGTERM")
 
 
 def _prompt_format(peft_model: Path | None, system_prompt: str | None):

@@ -206,7 +206,7 @@ class LocalEngine:
         self.stats = Stats()
         self.tokenizer_lock = threading.Lock()  # the request handlers encode while the worker decodes
         self._pending: deque[tuple[Generation, list[int]]] = deque()
-        self._running = 0
+        self._running: set[Generation] = set()
         self._cv = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._work, name="coalqa-generate", daemon=True)
@@ -220,10 +220,10 @@ class LocalEngine:
         self._thread.start()
 
     def close(self) -> None:
-        """Cancel everything waiting or running and stop the worker thread."""
+        """Cancel everything waiting or running (a running batch stops at its next token) and stop the worker."""
         with self._cv:
             self._closing = True
-            for gen, _ in self._pending:
+            for gen in [g for g, _ in self._pending] + list(self._running):
                 gen.cancelled.set()
             self._cv.notify_all()
         self._thread.join(timeout=30)
@@ -231,7 +231,7 @@ class LocalEngine:
     def describe(self) -> dict:
         """What is served, for ``/health``."""
         with self._cv:
-            busy = {"waiting": len(self._pending), "running": self._running}
+            busy = {"waiting": len(self._pending), "running": len(self._running)}
         return {"mode": self.mode, **busy, "batch_size": self.config.batch_size, "max_queue": self.config.max_queue,
                 **self.stats.as_dict()}
 
@@ -271,7 +271,7 @@ class LocalEngine:
         return gen
 
     def _admit_or_503(self) -> None:
-        if len(self._pending) + self._running >= self.config.max_queue:
+        if len(self._pending) + len(self._running) >= self.config.max_queue:
             self.stats.rejected += 1
             wait = self.stats.retry_after(len(self._pending), self.config.batch_size)
             raise ApiError(503, f"the server is busy ({self.config.max_queue} requests waiting or running); retry "
@@ -289,7 +289,7 @@ class LocalEngine:
 
     def _finished(self, gen: Generation, reason: str, tokens: int) -> None:
         with self._cv:
-            self._running -= 1
+            self._running.discard(gen)
             self.stats.tokens_generated += tokens
             if reason == "cancelled":
                 self.stats.cancelled += 1
@@ -317,7 +317,7 @@ class LocalEngine:
             batch = [item for item in self._pending if _sampling_key(item[0].turn) == key][: self.config.batch_size]
             for item in batch:
                 self._pending.remove(item)
-            self._running += len(batch)
+                self._running.add(item[0])
             return batch
 
     def _work(self) -> None:
