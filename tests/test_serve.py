@@ -318,7 +318,8 @@ def test_page_in_headless_chromium(servers, tmp_path) -> None:
             assert "401" in page.inner_text("#error")
             page.fill("#api-key", KEY)
             page.click("#save-key")
-            page.wait_for_function("document.getElementById('model').textContent.includes('coalqa')")
+            # (no wait_for_function: it evaluates a string, which the page's Content-Security-Policy forbids)
+            page.locator("#model", has_text="模型：coalqa").wait_for()
             assert page.is_hidden("#error")
             page.fill("#temperature", "0")  # greedy: the trained answer
             assert page.inner_text("#temperature-value") == "0"
