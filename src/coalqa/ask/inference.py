@@ -166,6 +166,14 @@ def check_adapter_fits(model, adapter_dir: Path, tokenizer) -> list[str]:
     return problems
 
 
+def training_context(train_cfg: dict) -> dict | None:
+    """How an adapter was trained with retrieved clauses (``coalqa train --index``), from its ``train_config.yaml``:
+    ``index``, ``context_k``, ``index_fingerprint``, ``oracle_probability``; ``None`` for one trained on questions alone."""
+    if not train_cfg.get("index"):
+        return None
+    return {k: train_cfg.get(k) for k in ("index", "context_k", "index_fingerprint", "oracle_probability")}
+
+
 def load_model(
     peft_model: str | Path | None = None,
     *,
@@ -238,9 +246,7 @@ def load_model(
         if base == recorded and adapter_dir is not None and not model_name_or_path:
             raise CoalqaError(f"{e} (base recorded in {adapter_dir}; pass --model_name_or_path to use another copy)") from e
         raise
-    train_context = None
-    if train_cfg.get("index"):
-        train_context = {k: train_cfg.get(k) for k in ("index", "context_k", "index_fingerprint", "oracle_probability")}
+    train_context = training_context(train_cfg)
     fmt_fields = {k: train_cfg[k] for k in PromptFormat.model_fields if k in train_cfg}
     if "template" not in fmt_fields and not getattr(tokenizer, "chat_template", None):
         fmt_fields["template"] = "plain"

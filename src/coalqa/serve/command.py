@@ -15,6 +15,7 @@ import os
 import signal
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import typer
@@ -70,10 +71,17 @@ def serve(
         err.print(f"[yellow]warning:[/] listening on {escape(cfg.host)} without an API key: anyone who can reach "
                   f"this machine can use the model (set {ENV_API_KEY})")
 
+    index = None
+    if cfg.index is not None:
+        from coalqa.retrieval import load_index
+
+        index = load_index(cfg.index)  # before the model: a missing or stale index fails in a second
+
     if proxy:
         from coalqa.serve.proxy import ProxyEngine
 
-        engine = ProxyEngine(cfg, _prompt_format(peft_model, cfg.system_prompt))
+        served = _adapter_info(peft_model, cfg.system_prompt)
+        engine = ProxyEngine(cfg, served.fmt)
         what = f"backend {cfg.backend_url} model {cfg.backend_model}"
     else:
         from coalqa.ask.inference import load_model
@@ -87,6 +95,7 @@ def serve(
         for note in loaded.notes:
             err.print(f"[yellow]note:[/] {escape(note)}")
         engine = LocalEngine(loaded, cfg)
+        served = loaded
         what = (f"base {loaded.base} · adapter {loaded.adapter or '(none)'} · "
                 f"{'4-bit NF4, ' if loaded.load_in_4bit else ''}{loaded.dtype} ({loaded.dtype_reason}) · "
                 f"system prompt {repr(loaded.fmt.system_prompt[:20] + '…') if loaded.fmt.system_prompt else 'none'} · "
@@ -96,7 +105,17 @@ def serve(
 
     from coalqa.serve.app import create_app
 
-    app = create_app(engine, cfg, api_key=api_key)
+    grounder = None
+    if index is not None:
+        from coalqa.serve.grounding import Grounder
+
+        grounder = Grounder(index, cfg, served)
+        what += (f"\ngrounded on {index.path} ({index.manifest['chunks']} chunks): {grounder.k} clauses per question, "
+                 f"min_score {cfg.min_score}, {'abstain' if cfg.abstain else 'answer'} when none supports it")
+    elif served.train_context:
+        err.print(f"[yellow]note:[/] this adapter was trained to answer from retrieved clauses (index "
+                  f"{escape(str(served.train_context.get('index')))}); pass --index for grounded answers")
+    app = create_app(engine, cfg, api_key=api_key, grounder=grounder)
     url = f"http://{cfg.host if ':' not in cfg.host else f'[{cfg.host}]'}:{cfg.port}"
     err.print(f"{what}", style="dim", markup=False)
     err.print(f"serving {cfg.served_model_name!r}: page {url}/ · API {url}/v1 · "
@@ -117,18 +136,20 @@ def serve(
     raise StopRequested("SIGTERM")
 
 
-def _prompt_format(peft_model: Path | None, system_prompt: str | None):
-    """Proxy mode: the prompt format recorded with the adapter (its system prompt), else a bare base's (none);
-    ``--system_prompt`` replaces either's system prompt (:func:`coalqa.template.inference_format`)."""
+def _adapter_info(peft_model: Path | None, system_prompt: str | None) -> SimpleNamespace:
+    """Proxy mode: what the local model would have told from the adapter folder, without loading weights: its prompt
+    format (``fmt``: the recorded one, or a bare base's without a system prompt; ``--system_prompt`` replaces the
+    system prompt, :func:`coalqa.template.inference_format`), ``train_context`` and ``adapter``."""
     from coalqa.template import PromptFormat, inference_format
 
     if peft_model is None:
-        return inference_format(None, system_prompt)
-    from coalqa.ask.inference import read_adapter_folder
+        return SimpleNamespace(fmt=inference_format(None, system_prompt), train_context=None, adapter=None)
+    from coalqa.ask.inference import read_adapter_folder, training_context
 
     _, train_cfg = read_adapter_folder(peft_model)
     try:
         trained = PromptFormat(**{k: train_cfg[k] for k in PromptFormat.model_fields if k in train_cfg})
     except ValueError as e:
         raise CoalqaError(f"{peft_model}: invalid prompt format in train_config.yaml: {e}") from e
-    return inference_format(trained, system_prompt)
+    return SimpleNamespace(fmt=inference_format(trained, system_prompt), train_context=training_context(train_cfg),
+                           adapter=peft_model)

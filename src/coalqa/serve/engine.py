@@ -236,14 +236,12 @@ class LocalEngine:
                 **self.stats.as_dict()}
 
     def prompt_ids(self, turn: Turn, context=None) -> list[int]:
-        """The prompt of ``turn`` through :func:`coalqa.template.encode_prompt` (the request's system prompt, if any,
-        replaces the trained one)."""
+        """The prompt of ``turn`` through :func:`coalqa.template.encode_prompt`, with the retrieved clauses ``context``
+        when grounded (the request's system prompt, if any, replaces the trained one)."""
         from coalqa.template import encode_prompt, inference_format
 
         fmt = inference_format(self.loaded.fmt, turn.system)
         with self.tokenizer_lock:
-            if context is None:
-                return encode_prompt(self.loaded.tokenizer, turn.question, fmt, turn.history)
             return encode_prompt(self.loaded.tokenizer, turn.question, fmt, turn.history, context)
 
     async def submit(self, turn: Turn, context=None) -> Generation:
