@@ -3,7 +3,9 @@ front of a second real server, and the page in real headless Chromium.
 
 Servers (tiny Qwen2 + the rebuilt R1-Distill tokenizer, float32):
 
-* ``tuned`` — a real adapter from ``coalqa train`` that learnt to answer 专职爆破工。; API key; small limits;
+* ``tuned`` — a real adapter from ``coalqa train`` that learnt to answer 专职爆破工，12h。 to every question; API key;
+  small limits;
+* ``grounded`` — the same adapter with ``--index`` (a bm25s/jieba index over a few real clauses); API key;
 * ``base`` — the random base alone (``--no-adapter``): it never writes EOS, so every generation runs to its
   ``max_tokens`` (long generations for the disconnect and queue tests); ``max_queue`` 3;
 * ``proxy`` — ``--backend_url`` to ``base``.
@@ -28,7 +30,8 @@ from serve_process import ServeProcess
 
 KEY = "test-key-7f3a9c"
 QUESTION = "井下爆破工作必须由谁担任？"
-TRAINED = "专职爆破工。"
+TRAINED = "专职爆破工，12h"  # taught with a final 。, which 20 steps on the tiny model do not always reach
+LAMP_Q = "灯房发给下井人员的矿灯，最少要保证能连续正常使用多长时间？"  # retrieves the 矿灯 clause (11h): 12h is unsupported
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -40,7 +43,7 @@ def answering_adapter(tmp_path_factory, tiny_qwen2_dir) -> Path:
     """A real ``coalqa train`` run that teaches the tiny model one answer (it then answers every question with it)."""
     work = tmp_path_factory.mktemp("serve-train")
     data = work / "QAdata_all.json"
-    data.write_text(json.dumps([{"input": QUESTION, "output": TRAINED}], ensure_ascii=False), encoding="utf-8")
+    data.write_text(json.dumps([{"input": QUESTION, "output": TRAINED + "。"}], ensure_ascii=False), encoding="utf-8")
     args = ["train", "--data", str(data), "--model_name_or_path", str(tiny_qwen2_dir), "--output_dir", str(work / "runs"),
             "--use_4bit", "false", "--bnb_4bit_compute_dtype", "float32", "--max_steps", "20",
             "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1", "--learning_rate", "1e-2",
@@ -52,15 +55,17 @@ def answering_adapter(tmp_path_factory, tiny_qwen2_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory, answering_adapter, tiny_qwen2_dir):
-    """Start the three servers together (they load in parallel), stop them by pid after the module."""
+def servers(tmp_path_factory, answering_adapter, tiny_qwen2_dir, small_index):
+    """Start the four servers together (they load in parallel), stop them by pid after the module."""
     logs = tmp_path_factory.mktemp("serve-logs")
     tuned = ServeProcess(["--peft_model", str(answering_adapter), "--max_tokens_limit", "512", "--max_new_tokens", "64",
                           "--max_messages", "6", "--max_message_chars", "500", "--max_body_bytes", "20000"],
                          logs / "tuned.log", env={"COALQA_API_KEY": KEY})
     base = ServeProcess(["--model_name_or_path", str(tiny_qwen2_dir), "--no-adapter", "--max_queue", "3",
                          "--batch_size", "2", "--max_new_tokens", "64"], logs / "base.log")
-    started = [tuned, base]
+    grounded = ServeProcess(["--peft_model", str(answering_adapter), "--index", str(small_index), "--min_score", "1",
+                             "--max_new_tokens", "64"], logs / "grounded.log", env={"COALQA_API_KEY": KEY})
+    started = [tuned, base, grounded]
     try:
         base.wait()
         proxy = ServeProcess(["--backend_url", base.url + "/v1", "--backend_model", "coalqa",
@@ -68,7 +73,8 @@ def servers(tmp_path_factory, answering_adapter, tiny_qwen2_dir):
         started.append(proxy)
         tuned.wait()
         proxy.wait()
-        yield {"tuned": tuned, "base": base, "proxy": proxy}
+        grounded.wait()
+        yield {"tuned": tuned, "base": base, "proxy": proxy, "grounded": grounded}
     finally:
         for s in started:
             s.stop()
@@ -105,7 +111,7 @@ def test_models_health_and_auth(servers) -> None:
         assert e.value.status_code == 401
         with pytest.raises(openai.AuthenticationError):
             ask(tuned, key=wrong, temperature=0)
-    assert ask(tuned, temperature=0).choices[0].message.content == TRAINED
+    assert ask(tuned, temperature=0).choices[0].message.content.startswith(TRAINED)
     assert KEY not in tuned.log.read_text(errors="replace")
 
 
@@ -118,7 +124,7 @@ def test_non_streamed_answer_is_coalqa_asks_answer(servers, loaded) -> None:
     for q, want in zip(questions, expected):
         r = ask(servers["tuned"], q, temperature=0)
         choice = r.choices[0]
-        assert choice.message.content == want["answer"] == TRAINED
+        assert choice.message.content == want["answer"] and want["answer"].startswith(TRAINED)
         assert choice.message.model_extra["reasoning_content"] == want["reasoning"]
         assert choice.finish_reason == "stop" and r.model == "coalqa" and r.object == "chat.completion"
         assert r.usage.prompt_tokens == len(encode_prompt(loaded.tokenizer, q, loaded.fmt))
@@ -191,13 +197,13 @@ def test_fifty_concurrent_requests_are_batched_and_all_answered(servers) -> None
 
     with ThreadPoolExecutor(50) as pool:
         replies = list(pool.map(one, questions))
-    assert len(replies) == 50 and all(r.choices[0].message.content == TRAINED for r in replies)
+    assert len(replies) == 50 and all(r.choices[0].message.content.startswith(TRAINED) for r in replies)
     after = tuned.health()
     assert after["completed"] - before["completed"] == 50 and after["failed"] == before["failed"]
     assert after["largest_batch"] > 1  # answered in batches, not one after another
     assert after["batches"] - before["batches"] < 50
     assert after["waiting"] == 0 and after["running"] == 0
-    assert ask(tuned, temperature=0).choices[0].message.content == TRAINED  # still healthy
+    assert ask(tuned, temperature=0).choices[0].message.content.startswith(TRAINED)  # still healthy
 
 
 # ------------------------------------------------------------------------------------------ base: long generations
@@ -296,14 +302,15 @@ def test_proxy_passes_disconnect_on_to_the_backend(servers) -> None:
 
 
 def test_page_in_headless_chromium(servers, tmp_path) -> None:
-    """Type a question, watch the answer stream in, see the citation, open the cited clause; save a screenshot."""
+    """Type a question, watch the answer stream in with its citation and the unsupported number marked, open the cited
+    clause; a request over the limit shows a clear error. Saves a screenshot."""
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium and fonts-wqy-zenhei (`.ci/run` does this)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("the playwright package is missing: pip install -e '.[dev]'")
-    tuned = servers["tuned"]
+    grounded = servers["grounded"]
     shot = Path(__file__).resolve().parents[1] / "runs" / "test-artifacts" / "serve_page.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
@@ -313,7 +320,7 @@ def test_page_in_headless_chromium(servers, tmp_path) -> None:
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(tuned.url + "/")
+            page.goto(grounded.url + "/")
             page.wait_for_selector("#key-bar", state="visible")  # 401 without a key: the page asks for one
             assert "401" in page.inner_text("#error")
             page.fill("#api-key", KEY)
@@ -330,19 +337,64 @@ def test_page_in_headless_chromium(servers, tmp_path) -> None:
                     if (a && a.textContent && window.seen.at(-1) !== a.textContent) window.seen.push(a.textContent);
                 }).observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true});
             }""")
-            page.fill("#question", QUESTION)
+            page.fill("#question", LAMP_Q)
             page.press("#question", "Enter")
             page.wait_for_selector(".msg.assistant .answer.done", state="attached", timeout=60_000)
-            assert page.inner_text(".msg.assistant .answer") == TRAINED
+            answer = page.inner_text(".msg.assistant .answer")
+            assert answer.startswith(TRAINED)
             seen = page.evaluate("window.seen")
-            assert len(seen) >= 2 and seen[-1] == TRAINED and all(TRAINED.startswith(s) for s in seen), seen
+            assert len(seen) >= 2 and seen[-1] == answer and all(answer.startswith(s) for s in seen), seen
+            assert page.inner_text(".msg.assistant mark.unsupported") == "12h"  # the clause says 11h
+            assert "12h" in page.inner_text(".msg.assistant .warning")
+            link = page.locator(".msg.assistant a.citation").first
+            assert link.inner_text() == "[1] 《煤矿建设安全规程》第四百七十一条"
+            assert "连续正常使用11h" in page.inner_text(".msg.assistant .evidence")
             assert "生成" in page.inner_text(".msg.assistant .usage")  # usage arrived with the stream
             page.screenshot(path=str(shot), full_page=True)
-            page.fill("#question", "长" * 501)  # over the server's message limit: a clear error, no answer
+            link.click()
+            page.wait_for_selector("#clause[open]")
+            page.locator("#clause-text", has_text="矿灯应当集中统一管理").wait_for()
+            assert page.inner_text("#clause-title") == "《煤矿建设安全规程》第四百七十一条"
+            page.screenshot(path=str(shot.with_name("serve_page_clause.png")))
+            page.click("#clause-close")
+            page.fill("#question", "长" * 8001)  # over the server's message limit: a clear error, no answer
             page.click("#send")
             page.wait_for_selector("#error", state="visible")
-            assert "请求有误（HTTP 400）" in page.inner_text("#error") and "at most 500" in page.inner_text("#error")
+            assert "请求有误（HTTP 400）" in page.inner_text("#error") and "at most 8000" in page.inner_text("#error")
             assert errors == []
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------------------------------ grounded
+
+
+def test_grounded_reply_is_answer_groundeds_record(servers, loaded, small_index) -> None:
+    """The same function as `coalqa ask --index`: answer, citations, evidence and unsupported numbers all equal."""
+    from coalqa.ask import AskConfig
+    from coalqa.ask.grounding import ABSTAIN_ANSWER, answer_grounded
+    from coalqa.retrieval import load_index
+
+    grounded = servers["grounded"]
+    off_topic = "红烧肉怎么做才好吃？"
+    want, abstained = answer_grounded(loaded, load_index(small_index), [LAMP_Q, off_topic],
+                                      AskConfig(temperature=0, max_new_tokens=64, min_score=1.0), progress=False)
+    r = ask(grounded, LAMP_Q, temperature=0)
+    extra = r.model_extra
+    assert r.choices[0].message.content == want["answer"] and want["answer"].startswith(TRAINED)
+    for key in ("grounded", "abstained", "citations", "evidence", "unsupported_numbers"):
+        assert extra[key] == want[key], key
+    assert extra["unsupported_numbers"] == ["12h"] and extra["citations"][0]["chunk_id"] == "c-lamp"
+    chunks = list(ask(grounded, LAMP_Q, temperature=0, stream=True))
+    assert chunks[0].model_extra["citations"] == want["citations"]  # shown before the answer comes
+    assert chunks[-1].model_extra["unsupported_numbers"] == ["12h"] and chunks[-1].choices[0].finish_reason
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == want["answer"]
+    no = ask(grounded, off_topic, temperature=0)
+    assert no.choices[0].message.content == abstained["answer"] == ABSTAIN_ANSWER
+    assert no.model_extra["abstained"] is True and no.usage.completion_tokens == 0
+    auth = {"Authorization": f"Bearer {KEY}"}
+    clause = httpx.get(grounded.url + "/v1/clauses/c-lamp", headers=auth).json()
+    assert clause["title"] == "煤矿建设安全规程" and "11h" in clause["text"]
+    assert httpx.get(grounded.url + "/v1/clauses/nope", headers=auth).status_code == 404
+    assert httpx.get(grounded.url + "/v1/clauses/c-lamp").status_code == 401
