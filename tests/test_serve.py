@@ -70,11 +70,14 @@ def servers(tmp_path_factory, answering_adapter, tiny_qwen2_dir, small_index):
         base.wait()
         proxy = ServeProcess(["--backend_url", base.url + "/v1", "--backend_model", "coalqa",
                               "--served_model_name", "coal-proxy"], logs / "proxy.log")
-        started.append(proxy)
+        gproxy = ServeProcess(["--backend_url", base.url + "/v1", "--backend_model", "coalqa", "--index", str(small_index),
+                               "--min_score", "1"], logs / "gproxy.log")
+        started += [proxy, gproxy]
         tuned.wait()
         proxy.wait()
         grounded.wait()
-        yield {"tuned": tuned, "base": base, "proxy": proxy, "grounded": grounded}
+        gproxy.wait()
+        yield {"tuned": tuned, "base": base, "proxy": proxy, "grounded": grounded, "gproxy": gproxy}
     finally:
         for s in started:
             s.stop()
@@ -398,3 +401,19 @@ def test_grounded_reply_is_answer_groundeds_record(servers, loaded, small_index)
     assert clause["title"] == "煤矿建设安全规程" and "11h" in clause["text"]
     assert httpx.get(grounded.url + "/v1/clauses/nope", headers=auth).status_code == 404
     assert httpx.get(grounded.url + "/v1/clauses/c-lamp").status_code == 401
+
+
+def test_proxy_grounds_with_the_same_steps(servers, small_index, r1_tokenizer) -> None:
+    """A proxy with --index puts the supporting clauses into the message it sends (the backend counts their tokens)."""
+    from coalqa.ask import AskConfig
+    from coalqa.ask.grounding import retrieve_support
+    from coalqa.retrieval import load_index
+    from coalqa.template import encode_prompt, inference_format
+
+    r = ask(servers["gproxy"], LAMP_Q, key=None, temperature=0, max_tokens=2)
+    assert r.model_extra["grounded"] is True and r.model_extra["citations"][0]["chunk_id"] == "c-lamp"
+    fmt = inference_format(None)  # a bare base behind the proxy: no system prompt
+    grounding = retrieve_support(load_index(small_index), LAMP_Q, AskConfig(min_score=1.0), 3, fmt.clause_chars)
+    assert r.usage.prompt_tokens == len(encode_prompt(r1_tokenizer, LAMP_Q, fmt, context=grounding.context))
+    no = ask(servers["gproxy"], "红烧肉怎么做才好吃？", key=None)
+    assert no.model_extra["abstained"] is True and no.usage.completion_tokens == 0
