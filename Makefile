@@ -5,7 +5,7 @@ BIN   := $(VENV)/bin
 # CPU build by default; GPU users: make setup TORCH="torch" (after installing the CUDA wheel, see README)
 TORCH ?= torch==2.13.0
 
-.PHONY: setup test demo bench
+.PHONY: setup test test-system-packages demo bench
 
 $(BIN)/coalqa: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,8 +16,12 @@ $(BIN)/coalqa: pyproject.toml
 
 setup: $(BIN)/coalqa
 
-test: setup
+test: setup test-system-packages
 	$(BIN)/python -m pytest
+
+# chromium + CJK font (browser test) and Go (Ollama template test); installed with apt-get when run as root
+test-system-packages:
+	@bash scripts/test-system-packages.sh
 
 demo: setup
 	$(BIN)/coalqa demo
