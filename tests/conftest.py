@@ -92,3 +92,29 @@ def small_index(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("small-index")
     build_index([write_chunks_file(work / "chunks.jsonl")], work / "index")
     return work / "index"
+
+
+def train_adapter(work: Path, base: Path, rows: list[dict], **flags) -> Path:
+    """Run a real ``coalqa train`` (through the CLI) on ``rows`` with a tiny, fast float32 setup; return the run folder.
+
+    ``flags`` override or add ``--name value`` options (``max_steps=20`` → ``--max_steps 20``); defaults: no 4-bit,
+    float32 compute, 3 steps, batch 4, lr 3e-2, no validation split, LoRA r=8 α=16, ``max_length`` 96, no checkpoints.
+    """
+    import json
+
+    from typer.testing import CliRunner
+
+    from coalqa.cli import app
+
+    data = work / "QAdata_all.json"
+    data.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    options = {"use_4bit": "false", "bnb_4bit_compute_dtype": "float32", "max_steps": 3, "per_device_train_batch_size": 4,
+               "gradient_accumulation_steps": 1, "learning_rate": 3e-2, "val_ratio": 0, "lora_rank": 8, "lora_alpha": 16,
+               "max_length": 96, "save_steps": 1000} | flags
+    args = ["train", "--data", str(data), "--model_name_or_path", str(base), "--output_dir", str(work / "runs")]
+    for name, value in options.items():
+        args += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (work / "runs").iterdir()
+    return run_dir

@@ -24,6 +24,7 @@ from coalqa.cli import app, main
 from coalqa.errors import CoalqaError
 from coalqa.offline import R1_EOS_ID
 from coalqa.template import PromptFormat
+from conftest import train_adapter
 
 QA = [
     ("主要通风机多久检查一次？", "每月至少检查1次。"),
@@ -41,20 +42,9 @@ GREEDY = AskConfig(temperature=0, max_new_tokens=12)
 @pytest.fixture(scope="module")
 def trained_adapter(tmp_path_factory, tiny_qwen2_dir) -> Path:
     """A real ``coalqa train`` run on the tiny model (fp32 base, a few steps): the adapter folder."""
-    work = tmp_path_factory.mktemp("ask-train")
-    data = work / "QAdata_all.json"
     rows = [{"input": q, "output": a, "chunk_id": f"c{i}", "source": "s.txt", "locator": "第1条"} for i, (q, a) in enumerate(QA)]
-    data.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    args = [
-        "train", "--data", str(data), "--model_name_or_path", str(tiny_qwen2_dir), "--output_dir", str(work / "runs"),
-        "--use_4bit", "false", "--bnb_4bit_compute_dtype", "float32", "--max_steps", "4",
-        "--per_device_train_batch_size", "6", "--gradient_accumulation_steps", "1", "--learning_rate", "3e-2",
-        "--val_ratio", "0", "--lora_rank", "8", "--lora_alpha", "16", "--max_length", "128", "--save_steps", "1000",
-    ]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (work / "runs").iterdir()
-    return run_dir
+    return train_adapter(tmp_path_factory.mktemp("ask-train"), tiny_qwen2_dir, rows, max_steps=4,
+                         per_device_train_batch_size=6, max_length=128)
 
 
 def test_train_records_data_provenance(trained_adapter) -> None:
@@ -245,6 +235,9 @@ def test_ctrl_c_stops_the_answer_not_the_program(tiny_qwen2_dir) -> None:
         [sys.executable, "-m", "coalqa.cli", "ask", "--model_name_or_path", str(tiny_qwen2_dir), "--no-adapter",
          "--temperature", "0", "--max_new_tokens", "3000"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # a terminal's Ctrl-C: when the tests themselves run as a background job (`cmd &`), the shell made SIGINT
+        # ignored, the child would inherit that and Python would not install its KeyboardInterrupt handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)

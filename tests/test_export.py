@@ -26,6 +26,7 @@ from coalqa.export.merge import CHECK_QUESTIONS, save_dtype_for
 from coalqa.export.run import check_disk
 from coalqa.offline import R1_BOS_ID, R1_EOS_ID
 from coalqa.template import encode_prompt, render_prompt
+from conftest import train_adapter
 
 QA = [
     ("主要通风机多久检查一次？", "每月至少检查1次。"),
@@ -39,17 +40,8 @@ TOKENS = 16
 
 
 def _train(work: Path, base: Path, use_4bit: bool) -> Path:
-    data = work / "QAdata_all.json"
     rows = [{"input": q, "output": a, "chunk_id": f"c{i}", "source": "s.txt", "locator": "第1条"} for i, (q, a) in enumerate(QA)]
-    data.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    args = ["train", "--data", str(data), "--model_name_or_path", str(base), "--output_dir", str(work / "runs"),
-            "--use_4bit", str(use_4bit).lower(), "--bnb_4bit_compute_dtype", "float32", "--max_steps", "3",
-            "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "3e-2",
-            "--val_ratio", "0", "--lora_rank", "8", "--lora_alpha", "16", "--max_length", "96", "--save_steps", "1000"]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (work / "runs").iterdir()
-    return run_dir
+    return train_adapter(work, base, rows, use_4bit=use_4bit)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from coalqa.numbers import unsupported_quantities
 from coalqa.retrieval import build_index, load_index
 from coalqa.template import PromptFormat, encode_example, encode_prompt, render_prompt
 from coalqa.train.data import raft_contexts
-from conftest import SMALL_CHUNKS, write_chunks_file
+from conftest import SMALL_CHUNKS, train_adapter, write_chunks_file
 
 runner = CliRunner()
 LAMP_Q = "灯房发给下井人员的矿灯，最少要保证能连续正常使用多长时间？"
@@ -36,18 +36,8 @@ GREEDY = dict(temperature=0, max_new_tokens=8, min_score=1.0)
 @pytest.fixture(scope="module")
 def raft_adapter(tmp_path_factory, tiny_qwen2_dir, small_index) -> Path:
     """``coalqa train --index`` on the tiny Qwen2 (fp32, a few steps): an adapter trained with retrieved clauses."""
-    work = tmp_path_factory.mktemp("raft")
-    data = work / "QAdata_all.json"
-    data.write_text(json.dumps(QA, ensure_ascii=False), encoding="utf-8")
-    args = ["train", "--data", str(data), "--model_name_or_path", str(tiny_qwen2_dir), "--output_dir", str(work / "runs"),
-            "--use_4bit", "false", "--bnb_4bit_compute_dtype", "float32", "--max_steps", "2", "--val_ratio", "0",
-            "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--lora_rank", "4",
-            "--max_length", "768", "--save_steps", "1000", "--index", str(small_index), "--context_k", "2",
-            "--oracle_probability", "0.5"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (work / "runs").iterdir()
-    return run_dir
+    return train_adapter(tmp_path_factory.mktemp("raft"), tiny_qwen2_dir, QA, max_steps=2, learning_rate=2e-4,
+                         lora_rank=4, max_length=768, index=small_index, context_k=2, oracle_probability=0.5)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ Servers (tiny Qwen2 + the rebuilt R1-Distill tokenizer, float32):
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
@@ -23,9 +22,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from typer.testing import CliRunner
 
-from coalqa.cli import app
+from conftest import train_adapter
 from serve_process import ServeProcess
 
 KEY = "test-key-7f3a9c"
@@ -41,17 +39,8 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture(scope="module")
 def answering_adapter(tmp_path_factory, tiny_qwen2_dir) -> Path:
     """A real ``coalqa train`` run that teaches the tiny model one answer (it then answers every question with it)."""
-    work = tmp_path_factory.mktemp("serve-train")
-    data = work / "QAdata_all.json"
-    data.write_text(json.dumps([{"input": QUESTION, "output": TRAINED + "。"}], ensure_ascii=False), encoding="utf-8")
-    args = ["train", "--data", str(data), "--model_name_or_path", str(tiny_qwen2_dir), "--output_dir", str(work / "runs"),
-            "--use_4bit", "false", "--bnb_4bit_compute_dtype", "float32", "--max_steps", "20",
-            "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1", "--learning_rate", "1e-2",
-            "--val_ratio", "0", "--lora_rank", "8", "--lora_alpha", "16", "--max_length", "64", "--save_steps", "1000"]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (work / "runs").iterdir()
-    return run_dir
+    return train_adapter(tmp_path_factory.mktemp("serve-train"), tiny_qwen2_dir, [{"input": QUESTION, "output": TRAINED + "。"}],
+                         max_steps=20, per_device_train_batch_size=1, learning_rate=1e-2, max_length=64)
 
 
 @pytest.fixture(scope="module")
