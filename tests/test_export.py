@@ -171,6 +171,9 @@ def test_merged_folder_carries_tokenizer_template_and_serving_defaults(adapter_4
     assert saved["system_prompt"] == recorded["system_prompt"] and saved["template"] == recorded["template"]
     assert (merged / "train_config.yaml").read_bytes() == (adapter_4bit / "train_config.yaml").read_bytes()
     assert json.loads((merged / "config.json").read_text())["dtype"] == "float32"
+    weights = sorted(merged.glob("*.safetensors")) + [export_all / "vllm" / "adapter" / "adapter_model.safetensors"]
+    for f in weights + [export_all / "export_report.json"]:  # readable like config.json, not 0o600
+        assert f.stat().st_mode & 0o777 == (merged / "config.json").stat().st_mode & 0o777, f
 
 
 def test_ask_answers_from_the_merged_folder_as_the_adapter_does(adapter_4bit, export_all) -> None:

@@ -135,3 +135,19 @@ def test_corpus_never_reads_json_data_as_a_document(tmp_path: Path) -> None:
     documents, skipped = load_documents([docs])
     assert [d.source for d in documents] == ["01-防治水.txt"]
     assert sorted((p.name, "JSON data" in why) for p, why in skipped) == [("QAdata_all.json", True), ("chunks.jsonl", True)]
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_write(tmp_path) -> None:
+    """A temporary file is 0o600; the file it becomes must be what open() would have made (umask), or keep its mode."""
+    from coalqa.jsonio import new_file_mode, write_text_atomic
+
+    old = os.umask(0o027)
+    try:
+        write_text_atomic(tmp_path / "new.json", "{}")
+        assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o640 == new_file_mode()
+        (tmp_path / "kept.json").write_text("[]", encoding="utf-8")
+        (tmp_path / "kept.json").chmod(0o604)
+        write_text_atomic(tmp_path / "kept.json", "{}")
+        assert (tmp_path / "kept.json").stat().st_mode & 0o777 == 0o604
+    finally:
+        os.umask(old)

@@ -59,7 +59,7 @@ def test_domain_terms_from_the_corpus_survive_segmentation(small_index):
 
 
 def test_index_folder_records_chunks_and_chunk_file_hashes(small_index):
-    from coalqa.jsonio import file_sha256
+    from coalqa.jsonio import file_sha256, new_file_mode
 
     manifest = json.loads((small_index / "index.json").read_text(encoding="utf-8"))
     (entry,) = manifest["chunk_files"]
@@ -67,6 +67,7 @@ def test_index_folder_records_chunks_and_chunk_file_hashes(small_index):
     stored = [json.loads(line) for line in (small_index / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [set(r) for r in stored] == [{"id", "source", "title", "locator", "text"}] * len(SMALL_CHUNKS)
     assert [r["text"] for r in stored] == [c["text"] for c in SMALL_CHUNKS]
+    assert small_index.stat().st_mode & 0o777 == new_file_mode(directory=True)  # not mkdtemp's 0o700
 
 
 def test_stale_or_missing_chunk_files_are_refused_with_the_rebuild_command(tmp_path):

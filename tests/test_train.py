@@ -247,6 +247,8 @@ def test_loss_falls_and_run_folder_follows_the_contract(trained, qa_file: Path) 
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "train_config.yaml",
                  "train_log.jsonl", "loss_curve.png", "run_card.md"):
         assert (d / name).is_file(), name
+    # readable like config.json beside it (safetensors alone would leave the adapter 0o600, whatever the umask)
+    assert (d / "adapter_model.safetensors").stat().st_mode & 0o777 == (d / "adapter_config.json").stat().st_mode & 0o777
     log = [json.loads(line) for line in (d / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
     train_loss = [e["loss"] for e in log if "loss" in e]
     eval_loss = [e["eval_loss"] for e in log if "eval_loss" in e]

@@ -57,16 +57,54 @@ def read_rows(path: str | Path, what: str) -> list[tuple[str, Any]]:
     return rows
 
 
+def umask() -> int:
+    """This process's file-mode creation mask (``/proc/self/status`` on Linux, so no thread ever sees it changed)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(directory: bool = False) -> int:
+    """The permission bits ``open()``/``mkdir`` would give a new file (``0o666``) or folder (``0o777``) under the umask."""
+    return (0o777 if directory else 0o666) & ~umask()
+
+
+def share_saved_weights(folder: str | Path) -> None:
+    """Give the ``*.safetensors`` files under ``folder`` the mode an ordinary new file gets (usually ``0o644``).
+
+    safetensors >= 0.8 writes through a temporary file created ``0o600`` whatever the umask (safetensors issue #782),
+    so an adapter or merged model would be unreadable to the other users (a vLLM container, a service account) that
+    can read the ``config.json`` beside it. Only files still at ``0o600`` are changed.
+    """
+    mode = new_file_mode()
+    for f in Path(folder).rglob("*.safetensors"):
+        if f.is_file() and (f.stat().st_mode & 0o777) == 0o600 and mode != 0o600:
+            f.chmod(mode)
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via an fsync'd temporary file in the same folder + ``os.replace``."""
+    """Write ``text`` (UTF-8) to ``path`` via an fsync'd temporary file in the same folder + ``os.replace``.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (the existing file's, else the umask's), not
+    the temporary file's ``0o600``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = (path.stat().st_mode & 0o777) if path.is_file() else new_file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

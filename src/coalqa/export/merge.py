@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from coalqa.errors import CoalqaError
+from coalqa.jsonio import share_saved_weights
 from coalqa.template import SAVED_FORMAT_FILE, encode_prompt
 
 # Fixed check prompts: questions of the kind the adapter was trained on (numbers, duties, intervals).
@@ -147,6 +148,7 @@ def save_merged(model, tokenizer, fmt, folder: Path, adapter_dir: Path, eos_ids:
         top_p=SERVING_TOP_P,
     )
     model.save_pretrained(partial, safe_serialization=True)
+    share_saved_weights(partial)
     tokenizer.save_pretrained(partial)
     record = {"prompt_format": fmt.model_dump(), "adapter": str(adapter_dir.resolve())}
     (partial / SAVED_FORMAT_FILE).write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -32,7 +32,7 @@ from coalqa.errors import CoalqaError
 from coalqa.export import llamacpp, ollama, vllm
 from coalqa.export.config import FORMATS, ExportConfig
 from coalqa.export.merge import SERVING_TEMPERATURE, SERVING_TOP_P
-from coalqa.jsonio import file_sha256, write_json_atomic, write_text_atomic
+from coalqa.jsonio import file_sha256, share_saved_weights, write_json_atomic, write_text_atomic
 from coalqa.paths import check_outputs
 from coalqa.template import PromptFormat, render_prompt
 
@@ -132,6 +132,7 @@ def export_vllm(adapter_dir: Path, adapter_cfg: dict, train_cfg: dict, base: str
     (partial / "adapter").mkdir(parents=True)
     for f in vllm.adapter_files(adapter_dir):
         shutil.copy2(f, partial / "adapter" / f.name)
+    share_saved_weights(partial)  # an adapter trained before coalqa fixed the mode may still be 0o600
     header = (f"written by coalqa export from {adapter_dir.resolve()}\n"
               f"adapter r={facts['rank']} → --max-lora-rank {facts['max_lora_rank']}; base {base}"
               f"{' in 4-bit NF4 as trained' if quantize and train_cfg.get('use_4bit') else ''}; vLLM >= 0.10")

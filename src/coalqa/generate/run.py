@@ -330,7 +330,6 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
     _, records, tokens = read_checkpoint(paths["checkpoint"])
     dataset, rejects, reasons = build_dataset(chunks, records, cfg, nth)
     lookup = record_finder(records, nth)
-    ids = {c["id"] for c in chunks}
     failed = [{"chunk_id": c["id"], "error": records[c["id"]].get("error")} for c in chunks
               if c["id"] in records and records[c["id"]].get("status") == "failed" and not finished_before(c)]
     done = sum(1 for c in chunks if finished_before(c))  # records were re-read: counts every run

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from coalqa.errors import CoalqaError
-from coalqa.jsonio import file_sha256
+from coalqa.jsonio import file_sha256, new_file_mode
 from coalqa.retrieval.text import TOKENIZER_VERSION, corpus_terms, make_tokenizer, split_sentences, tokenize, write_user_dict
 
 INDEX_FORMAT = 1
@@ -124,6 +124,7 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         embedder = load_embedder(embedding_model)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    tmp.chmod(new_file_mode(directory=True))  # mkdtemp makes it 0o700; the index is read by whoever reads the chunks
     try:
         terms = corpus_terms(chunks)
         write_user_dict(terms, tmp / "userdict.txt")

@@ -33,7 +33,7 @@ from typing import Any
 
 from coalqa.config import dump_config
 from coalqa.errors import CoalqaError
-from coalqa.jsonio import file_sha256
+from coalqa.jsonio import file_sha256, share_saved_weights
 from coalqa.hardware import DtypeChoice, choose_dtype
 from coalqa.modeling import check_model_location, disable_cpu_4bit_repacking, load_model, load_tokenizer
 from coalqa.paths import check_outputs
@@ -94,6 +94,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
         trainer.evaluate()
     trainer.save_model(str(run_dir))  # adapter + tokenizer, rank 0 only
     if state.is_main_process:
+        share_saved_weights(run_dir)  # the adapter and its checkpoints, readable like the files beside them
         history = _read_log(run_dir / "train_log.jsonl")
         plot_losses(history, run_dir / "loss_curve.png")
         _write_run_card(run_dir, result.config, result.data, history, time.time() - result.started,
