@@ -69,8 +69,18 @@ def export_all(tmp_path_factory, adapter_4bit) -> Path:
 
 @pytest.fixture(scope="module")
 def export_fp(tmp_path_factory, adapter_fp) -> Path:
+    """Exported on a CPU taken for one with native bf16 (``COALQA_CPU_BF16=1``): ``auto`` must still check in float32."""
+    from coalqa.hardware import cpu_native_bf16
+
     out = tmp_path_factory.mktemp("export") / "fp"
-    result = _export(["--peft_model", str(adapter_fp), "-o", str(out), "--format", "merged", "--check_tokens", str(TOKENS)])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COALQA_CPU_BF16", "1")
+        cpu_native_bf16.cache_clear()
+        try:
+            result = _export(["--peft_model", str(adapter_fp), "-o", str(out), "--format", "merged",
+                              "--check_tokens", str(TOKENS)])
+        finally:
+            cpu_native_bf16.cache_clear()
     assert result.exit_code == 0, result.output
     return out
 
@@ -149,6 +159,7 @@ def test_merged_from_full_precision_adapter_matches(adapter_fp, export_fp) -> No
     report = _report(export_fp)
     assert report["formats"] == ["merged"] and not (export_fp / "gguf").exists() and not (export_fp / "vllm").exists()
     assert report["merged"]["method"] == "merge" and report["merged"]["base_loaded_in_4bit"] is False
+    assert report["merged"]["compute_dtype"] == "float32"  # the check's dtype, though auto computes in bf16 here
     assert report["merged"]["check"]["greedy_same"] == len(CHECK_QUESTIONS)
     assert report["merged"]["check"]["max_abs_logit_diff"] < LOGIT_TOLERANCE
     worst, expected, got = _independent_check(adapter_fp, export_fp / "merged")
