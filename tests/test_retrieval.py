@@ -136,6 +136,19 @@ def test_cli_index_and_retrieve(tmp_path):
     assert result.exit_code != 0 and "holds the input" in str(result.exception) and chunks.is_file()
 
 
+def test_retrieve_shows_the_sentences_that_match_not_the_chunk_start(tmp_path):
+    """A long chunk holds several clauses: the preview shows the matching one, wherever it stands."""
+    filler = "".join(f"第{n}款 电缆的连接应当符合下列要求，接线盒必须与电气设备性能相符。" for n in range(1, 8))
+    long = SMALL_CHUNKS[0] | {"id": "c-long", "locator": "第四百六十八条–第四百七十五条",
+                              "text": filler + "发出的矿灯，最低应当能连续正常使用11h。"}
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", [long, *SMALL_CHUNKS[1:]])
+    assert runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "idx")]).exit_code == 0
+    result = runner.invoke(app, ["retrieve", "--index", str(tmp_path / "idx"), "矿灯最少要能连续使用多长时间？", "-k", "1"])
+    assert result.exit_code == 0, result.output
+    preview = " ".join(result.stdout.split())
+    assert "c-long" in preview and "最低应当能连续正常使用11h" in preview and "第1款" not in preview
+
+
 def test_python_api_coalqa_retrieve(small_index):
     hits = coalqa.retrieve(small_index, "放炮后要连续喷雾多长时间？", k=2)
     assert hits[0]["chunk_id"] == "c-dust"

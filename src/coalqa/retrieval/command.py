@@ -41,6 +41,9 @@ def index(
                   f"(BM25, {manifest['user_dict_terms']} corpus terms in the jieba dictionary{dense}) → {output}")
 
 
+PREVIEW_CHARS = 160  # characters of each hit shown by `coalqa retrieve` (--json prints the whole text)
+
+
 @config_options(RetrieveConfig)
 def retrieve(
     question: Annotated[str, typer.Argument(help="The question to find clauses for.")],
@@ -51,7 +54,8 @@ def retrieve(
     *,
     overrides: dict[str, Any],
 ) -> None:
-    """Show the clauses an index ranks best for a question: score, 《title》 locator and the text's start."""
+    """Show the clauses an index ranks best for a question: score, 《title》 locator and the chunk's sentences that
+    best match the question (a chunk can hold many clauses; its start may be about something else)."""
     from coalqa.retrieval.index import load_index
 
     if k_short is not None:
@@ -59,7 +63,8 @@ def retrieve(
     cfg = load_config(RetrieveConfig, config, overrides)
     if not question.strip():
         raise CoalqaError("the question is empty: give the question to retrieve clauses for")
-    hits = load_index(index_dir).search(question, cfg.k)
+    index = load_index(index_dir)
+    hits = index.search(question, cfg.k)
     if as_json:
         typer.echo(json.dumps(hits, ensure_ascii=False, indent=2))
         return
@@ -69,5 +74,9 @@ def retrieve(
     for h in hits:
         extra = f" · bm25 {h['bm25']:.2f} · dense {h['dense']:.3f}" if "dense" in h else ""
         text = " ".join(h["text"].split())
+        best = " ".join(index.focus(question, h["text"], PREVIEW_CHARS).split())  # sentences kept in text order
+        cut = best if len(best) <= PREVIEW_CHARS else best[:PREVIEW_CHARS] + "…"
+        if best != text:
+            cut = f"…{cut}{'' if cut.endswith('…') else '…'}"
         out.print(f"[bold]{h['rank']}.[/] {h['score']:.4g}{extra}  《{escape(h['title'])}》{escape(h['locator'])}  "
-                  f"[dim]{escape(h['source'])} · {h['chunk_id']}[/]\n   {escape(text[:160])}{'…' if len(text) > 160 else ''}")
+                  f"[dim]{escape(h['source'])} · {h['chunk_id']} · {len(h['text'])} chars[/]\n   {escape(cut)}")
