@@ -669,7 +669,8 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
         f"demo finished in {total / 60:.1f} min"
         + (f" (reused from {cfg.work_dir}: {', '.join(reused_steps)})" if reused_steps else "")
         + f". Full table: {md_path}; chart: {png_path}; every answer: {cfg.work_dir}/eval-*.json; "
-        f"adapter: {run_dir} (try `coalqa ask --peft_model {run_dir}`)",
+        f"adapter: {run_dir} (try `coalqa ask --peft_model {run_dir} --temperature 0"
+        + (f" --index {index_dir}" if index_dir is not None else "") + "`: greedy, like the demo's answers)",
         highlight=False,
     )
     if not cfg.model_name_or_path:
