@@ -324,6 +324,9 @@ def _generation_config(loaded: LoadedModel, cfg: AskConfig):
     )
     if cfg.sampling:
         gc.temperature, gc.top_p, gc.top_k = cfg.temperature, cfg.top_p, 0
+    else:  # neutral values: generate() would fill unset ones from the model's generation_config.json (a merged
+        # model's temperature 0.6, top_p 0.95) and then warn that greedy decoding ignores them
+        gc.temperature, gc.top_p = 1.0, 1.0
     return gc
 
 
