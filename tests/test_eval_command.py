@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -152,3 +153,21 @@ def test_eval_generates_answers_through_the_ask_api(tmp_path, eval_file, tiny_qw
     assert report["label"] == "base" and report["overall"]["n"] == 2
     assert report["model"]["base"] == str(tiny_qwen2_dir) and report["generation"]["temperature"] == 0.0
     assert [i["answer"] for i in report["items"]] == [p["answer"] for p in preds]
+
+
+def test_console_summary_stays_readable_at_80_columns() -> None:
+    """A grounded report with two groups: no header or metric name cut to '…' in an 80-column terminal or log."""
+    from rich.console import Console
+
+    from coalqa.eval.command import summary_table
+    from coalqa.eval.report import METRICS
+
+    scope = {k: 0.5 for k in METRICS} | {"n": 10, "facts_found": 3, "facts_total": 6, "empty_answers": 0}
+    report = {"label": "fine-tuned + grounded", "tokenization": "char", "overall": scope | {"n": 30},
+              "groups": {"trained": scope | {"n": 20}, "not trained": scope}}
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))
+    console.print(summary_table(report))
+    text = console.export_text()
+    assert "…" not in text
+    assert all(h in text for h in ("all (n=30)", "trained (n=20)", "not trained (n=10)"))
+    assert "citation accuracy" in text and text.count("0.500") == 3 * len(METRICS)

@@ -27,17 +27,18 @@ from coalqa.paths import check_outputs
 
 
 def summary_table(report: dict[str, Any]) -> Table:
-    """A rich table of a report's averages (overall and per group)."""
+    """A rich table of a report's averages: one row per metric, one column per scope (all, then each group), so that
+    it stays readable at 80 columns however many metrics a grounded run adds."""
     scopes = [("all", report["overall"])] + list(report.get("groups", {}).items())
     keys = [k for k in METRICS if any(s.get(k) is not None for _, s in scopes)]
     table = Table(title=f"coalqa eval: {report['label']}  (ROUGE/BLEU tokens: {report['tokenization']})")
-    for col in ["items", "n", *(METRICS[k] for k in keys), "key facts found", "empty answers"]:
-        table.add_column(col, justify="left" if col == "items" else "right")
+    table.add_column("metric")
     for name, s in scopes:
-        table.add_row(
-            name, str(s["n"]), *("–" if s.get(k) is None else f"{s[k]:.3f}" for k in keys),
-            f"{s['facts_found']}/{s['facts_total']}", str(s["empty_answers"]),
-        )
+        table.add_column(f"{name} (n={s['n']})", justify="right")
+    for k in keys:
+        table.add_row(METRICS[k], *("–" if s.get(k) is None else f"{s[k]:.3f}" for _, s in scopes))
+    table.add_row("key facts found", *(f"{s['facts_found']}/{s['facts_total']}" for _, s in scopes))
+    table.add_row("empty answers", *(str(s["empty_answers"]) for _, s in scopes))
     return table
 
 
