@@ -127,6 +127,18 @@ def test_an_index_of_other_chunks_than_the_adapters_is_refused(raft_loaded, tmp_
     assert ok[0]["citations"][0]["chunk_id"] == "c-lamp"
 
 
+
+@pytest.mark.parametrize("command", ["ask", "eval"])
+def test_cli_refuses_an_index_of_other_chunks_before_loading_the_model(raft_adapter, eval_file, tmp_path, command):
+    other = tmp_path / "other"
+    build_index([write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS[:3])], other)
+    args = (["ask", "--question", LAMP_Q] if command == "ask" else
+            ["eval", "-r", str(eval_file), "-o", str(tmp_path / "report"), "--limit", "1"])
+    result = runner.invoke(app, [*args, "--peft_model", str(raft_adapter), "--index", str(other)])
+    assert isinstance(result.exception, CoalqaError) and "holds other chunks" in str(result.exception)
+    assert "loading" not in result.output and "compute dtype" not in result.output  # refused before any weights
+
+
 def test_cli_ask_grounded_question_chat_and_batch(raft_adapter, small_index, tmp_path):
     flags = ["--peft_model", str(raft_adapter), "--index", str(small_index), "--temperature", "0",
              "--max_new_tokens", "8", "--min_score", "1"]

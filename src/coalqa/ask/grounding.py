@@ -66,6 +66,21 @@ def check_index_fits(loaded, index, config: AskConfig) -> None:
         )
 
 
+def check_adapter_fits_index(peft_model, index, config: AskConfig) -> None:
+    """:func:`check_index_fits` from the adapter folder's ``train_config.yaml`` alone, before any weights are loaded,
+    so that a wrong ``--index`` is refused in a second, not after the model has loaded.
+
+    Raises:
+        CoalqaError: as :func:`check_index_fits`; the adapter folder is missing or unreadable.
+    """
+    from types import SimpleNamespace
+
+    from coalqa.ask.inference import read_adapter_folder, training_context
+
+    _, train_cfg = read_adapter_folder(peft_model)
+    check_index_fits(SimpleNamespace(train_context=training_context(train_cfg), adapter=peft_model), index, config)
+
+
 def retrieve_support(index, question: str, config: AskConfig, k: int, clause_chars: int = 0) -> Grounding:
     """Retrieve ``k`` clauses for ``question`` and keep those that support it (see the module docstring); their
     prompt text is cut to ``clause_chars`` (``PromptFormat.clause_chars``, :meth:`coalqa.retrieval.Index.focus`)."""

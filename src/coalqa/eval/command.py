@@ -93,6 +93,10 @@ def eval_command(
         from coalqa.retrieval import load_index
 
         index = load_index(cfg.index)
+        if peft_model is not None and not no_adapter and predictions is None and not retrieval_only:
+            from coalqa.ask.grounding import check_adapter_fits_index
+
+            check_adapter_fits_index(peft_model, index, cfg)  # before the model loads
     if retrieval_only:
         from coalqa.eval.grounding import write_retrieval_report
 
