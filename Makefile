@@ -16,7 +16,9 @@ $(BIN)/coalqa: pyproject.toml
 
 setup: $(BIN)/coalqa
 
+# lint first (seconds), then every test; the edit-test loop is `$(BIN)/python -m pytest -m "not slow"` (see README)
 test: setup test-system-packages
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest
 
 # chromium + CJK font (browser test) and Go (Ollama template test); installed with apt-get when run as root

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from coalqa.ask import AskConfig, answer, load_model  # noqa: E402
+from coalqa.ask import AskConfig, answer, load_model
 
 
 def main() -> None:

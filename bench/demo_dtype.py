@@ -30,7 +30,14 @@ def prepare_demo_data(work: Path) -> tuple[Path, str]:
     """The demo's training set and base model, made by the demo's own steps (cached in ``work``)."""
     from rich.console import Console
 
-    from coalqa.demo import DemoConfig, _base_model, _pick_documents, locate_sources, step_corpus, step_generate
+    from coalqa.demo import (
+        DemoConfig,
+        _base_model,
+        _pick_documents,
+        locate_sources,
+        step_corpus,
+        step_generate,
+    )
     from coalqa.eval import load_references
 
     cfg = DemoConfig(work_dir=work, docs=REPO.parent / "shared/corpus/coal-safety",
@@ -79,7 +86,7 @@ def worker(data: str, base: str, dtype: str, steps: int, out_dir: str) -> None:
 def run_config(name: str, env: dict[str, str], dtype: str, steps: int, qa: Path, base: str, out: Path) -> dict | None:
     cmd = [sys.executable, __file__, "--worker", dtype, "--steps", str(steps), "--data", str(qa), "--base", base,
            "--out", str(out)]
-    proc = subprocess.run(cmd, env=os.environ | env | {"HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=os.environ | env | {"HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, check=False)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         print(f"{name}: failed (exit {proc.returncode})\n{proc.stderr[-2000:]}")

@@ -28,10 +28,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("COALQA_CPU_BF16", "0")
 warnings.filterwarnings("ignore")
 
-import torch  # noqa: E402
+import torch
 
-from coalqa.ask import load_model  # noqa: E402
-from coalqa.export.merge import check_prompts, eos_ids_of, greedy_and_logits  # noqa: E402
+from coalqa.ask import load_model
+from coalqa.export.merge import check_prompts, eos_ids_of, greedy_and_logits
 
 QA = [("主要通风机多久检查一次？", "每月至少检查1次。"), ("井下爆破工作必须由谁担任？", "专职爆破工。"),
       ("矿灯应当保证最少连续正常使用多长时间？", "11h。"), ("采掘工作面的进风流中，氧气浓度不低于多少？", "20%。")]
@@ -80,7 +80,7 @@ def main() -> None:
         eos = eos_ids_of(ref.tokenizer, ref.model)
         pad = ref.tokenizer.pad_token_id
         cont, target = greedy_and_logits(ref.model, prompts, args.tokens, eos, pad)
-        score = lambda m: diff(target, greedy_and_logits(m, prompts, 1, eos, pad, forced=cont)[1])  # noqa: E731
+        score = lambda m: diff(target, greedy_and_logits(m, prompts, 1, eos, pad, forced=cont)[1])
         rows = []
 
         base4 = ref.model.unload().dequantize(dtype=torch.float32)

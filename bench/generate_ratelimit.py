@@ -23,11 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from rich.console import Console  # noqa: E402
+from llm_server import LLMServer
+from rich.console import Console
 
-from coalqa.corpus import load_documents, split_into_chunks  # noqa: E402
-from coalqa.generate import GenerateConfig, make_chat_client, run_generate  # noqa: E402
-from llm_server import LLMServer  # noqa: E402
+from coalqa.corpus import load_documents, split_into_chunks
+from coalqa.generate import GenerateConfig, make_chat_client, run_generate
 
 
 def main() -> None:

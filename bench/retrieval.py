@@ -13,7 +13,6 @@ build < 10 s.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -22,11 +21,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-from coalqa.corpus import load_documents, split_into_chunks, write_chunks  # noqa: E402
-from coalqa.eval import load_references  # noqa: E402
-from coalqa.eval.grounding import is_source, retrieval_summary  # noqa: E402
-from coalqa.numbers import canonical_text  # noqa: E402
-from coalqa.retrieval import build_index, load_index  # noqa: E402
+from coalqa.corpus import load_documents, split_into_chunks, write_chunks
+from coalqa.eval import load_references
+from coalqa.eval.grounding import is_source, retrieval_summary
+from coalqa.numbers import canonical_text
+from coalqa.retrieval import build_index, load_index
 
 
 def main() -> None:

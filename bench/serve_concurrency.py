@@ -65,7 +65,7 @@ def main() -> None:
                "--max_new_tokens", str(args.max_tokens)]
         cmd += ["--peft_model", args.peft_model] if args.peft_model else ["--no-adapter"]
         cmd += ["--model_name_or_path", model] if model else []
-        log = open(Path(tmp) / "serve.log", "wb")
+        log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 -- the server's log for as long as it runs
         server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:

@@ -65,10 +65,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="per_device_train_batch_size (design default 4)")
     args = parser.parse_args()
 
+    from coalqa.modeling import load_tokenizer
     from coalqa.offline import build_tiny_qwen2
     from coalqa.template import PromptFormat, encode_example
     from coalqa.train import TrainConfig
-    from coalqa.modeling import load_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -31,13 +31,14 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Self
 
 
 def echo_pairs(prompt: str) -> str:
     """Three deterministic ``{"input", "output"}`` pairs about the chunk text inside ``prompt``."""
-    m = re.search(r"######\n?(.*?)\n?######", prompt, re.S)
+    m = re.search(r"######\n?(.*?)\n?######", prompt, re.DOTALL)
     text = (m.group(1) if m else prompt).strip()
     head = text[:30]
     pairs = [
@@ -88,7 +89,7 @@ class LLMServer:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server API)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with server._lock:
                     fault = server.faults.popleft() if server.faults else (server.error or over_limit() or {})
@@ -139,10 +140,10 @@ class LLMServer:
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
-    def __enter__(self) -> "LLMServer":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()

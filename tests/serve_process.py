@@ -27,13 +27,13 @@ class ServeProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        self._log_file = open(log, "wb")
+        self._log_file = open(log, "wb")  # noqa: SIM115 -- open while the process runs, closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "coalqa.cli", "serve", *args, "--port", str(self.port)],
             stdout=self._log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
 
-    def wait(self, timeout: float = 240) -> "ServeProcess":
+    def wait(self, timeout: float = 240) -> ServeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

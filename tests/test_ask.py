@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import train_adapter
 from typer.testing import CliRunner
 
 from coalqa.ask import AskConfig, answer, load_model
@@ -24,7 +25,6 @@ from coalqa.cli import app, main
 from coalqa.errors import CoalqaError
 from coalqa.offline import R1_EOS_ID
 from coalqa.template import PromptFormat
-from conftest import train_adapter
 
 QA = [
     ("主要通风机多久检查一次？", "每月至少检查1次。"),
@@ -47,6 +47,7 @@ def trained_adapter(tmp_path_factory, tiny_qwen2_dir) -> Path:
                          per_device_train_batch_size=6, max_length=128)
 
 
+@pytest.mark.slow
 def test_train_records_data_provenance(trained_adapter) -> None:
     from coalqa.jsonio import file_sha256
 
@@ -70,6 +71,7 @@ def _cli(args: list[str], input: str | None = None):
 # ------------------------------------------------------------------------------------------ API
 
 
+@pytest.mark.slow
 def test_load_model_uses_the_adapters_training_settings(loaded, trained_adapter, tiny_qwen2_dir) -> None:
     from peft import PeftModel
 
@@ -80,6 +82,7 @@ def test_load_model_uses_the_adapters_training_settings(loaded, trained_adapter,
     assert loaded.load_in_4bit is False and loaded.adapter == trained_adapter and loaded.dtype == "float32"
 
 
+@pytest.mark.slow
 def test_prompt_ids_equal_training_prompt_ids(loaded) -> None:
     """The ids generate() receives (pads removed) are the prompt part of the training examples."""
     from coalqa.train.data import tokenise
@@ -104,6 +107,7 @@ def test_prompt_ids_equal_training_prompt_ids(loaded) -> None:
     assert set(fed) == train_prompts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_adapter", [True, False])
 def test_batched_answers_equal_one_by_one_under_greedy(loaded, trained_adapter, use_adapter) -> None:
     """Left padding + attention mask: batches of mixed lengths give the one-by-one greedy answers.
@@ -124,6 +128,7 @@ def test_batched_answers_equal_one_by_one_under_greedy(loaded, trained_adapter, 
         assert len({r["reasoning"] + r["answer"] for r in batched}) > len(QUESTIONS) // 2
 
 
+@pytest.mark.slow
 def test_result_stops_at_eos_and_handles_r1_think_quirk(loaded) -> None:
     """Output holds ``</think>`` without ``<think>`` (it is in the prompt); padding after EOS is not counted."""
     tok = loaded.tokenizer
@@ -135,11 +140,13 @@ def test_result_stops_at_eos_and_handles_r1_think_quirk(loaded) -> None:
     assert (cut["reasoning"], cut["answer"], cut["finished_reasoning"]) == ("还在想", "", False)
 
 
+@pytest.mark.slow
 def test_empty_question_is_refused(loaded) -> None:
     with pytest.raises(CoalqaError, match="question 2 is empty"):
         answer(loaded, ["主要通风机多久检查一次？", "  "], GREEDY, progress=False)
 
 
+@pytest.mark.slow
 def test_4bit_default_comes_from_the_adapter(trained_adapter, tmp_path) -> None:
     import bitsandbytes as bnb
 
@@ -154,6 +161,7 @@ def test_4bit_default_comes_from_the_adapter(trained_adapter, tmp_path) -> None:
     assert load_model(copy, load_in_4bit=False).load_in_4bit is False
 
 
+@pytest.mark.slow
 def test_auto_dtype_on_a_cpu_without_bf16_is_float32_in_ask_and_eval(trained_adapter) -> None:
     """conftest's COALQA_CPU_BF16=0 is the path of a CPU without native bf16: auto must load float32 weights."""
     from coalqa.eval import load_eval_model
@@ -166,6 +174,7 @@ def test_auto_dtype_on_a_cpu_without_bf16_is_float32_in_ask_and_eval(trained_ada
     assert forced.dtype == "bfloat16" and next(forced.model.parameters()).dtype == torch.bfloat16
 
 
+@pytest.mark.slow
 def test_no_adapter_serves_the_base_with_the_same_format(trained_adapter, tiny_qwen2_dir) -> None:
     from peft import PeftModel
 
@@ -174,6 +183,7 @@ def test_no_adapter_serves_the_base_with_the_same_format(trained_adapter, tiny_q
     assert base_only.base == str(tiny_qwen2_dir)
 
 
+@pytest.mark.slow
 def test_system_prompt_defaults_and_override(trained_adapter, tiny_qwen2_dir, tmp_path) -> None:
     from coalqa.template import SYSTEM_PROMPT, render_prompt
 
@@ -207,6 +217,7 @@ def test_system_prompt_defaults_and_override(trained_adapter, tiny_qwen2_dir, tm
 # ------------------------------------------------------------------------------------------ CLI
 
 
+@pytest.mark.slow
 def test_single_question_mode(trained_adapter, loaded) -> None:
     q = QA[0][0]
     (expected,) = answer(loaded, [q], GREEDY, progress=False)
@@ -217,6 +228,7 @@ def test_single_question_mode(trained_adapter, loaded) -> None:
     assert f"generated {expected['tokens']} tokens" in result.stderr
 
 
+@pytest.mark.slow
 def test_interactive_mode_keeps_and_clears_the_conversation(trained_adapter) -> None:
     script = "主要通风机多久检查一次？\n矿灯呢？\n/clear\n主要通风机多久检查一次？\n/exit\n"
     result = _cli(["--peft_model", str(trained_adapter), "--temperature", "0", "--max_new_tokens", "6"], input=script)
@@ -229,6 +241,7 @@ def test_interactive_mode_keeps_and_clears_the_conversation(trained_adapter) -> 
     assert prompts[2] == prompts[0]  # /clear forgot it
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_answer_not_the_program(tiny_qwen2_dir) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
@@ -237,7 +250,7 @@ def test_ctrl_c_stops_the_answer_not_the_program(tiny_qwen2_dir) -> None:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         # a terminal's Ctrl-C: when the tests themselves run as a background job (`cmd &`), the shell made SIGINT
         # ignored, the child would inherit that and Python would not install its KeyboardInterrupt handler
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 -- one async-signal-safe call
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
@@ -268,6 +281,7 @@ def test_ctrl_c_stops_the_answer_not_the_program(tiny_qwen2_dir) -> None:
     assert generated < 3000
 
 
+@pytest.mark.slow
 def test_sigterm_ends_chat_and_saves_batch_answers(tiny_qwen2_dir, tmp_path) -> None:
     """SIGTERM is handled like Ctrl-C, except that it ends an interactive chat instead of only the answer."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
@@ -300,6 +314,7 @@ def test_sigterm_ends_chat_and_saves_batch_answers(tiny_qwen2_dir, tmp_path) -> 
     assert 1 <= len(saved) < 40 and f"interrupted: {len(saved)}/40 answers saved" in batch_err
 
 
+@pytest.mark.slow
 def test_batch_mode_writes_carries_fields_and_resumes(trained_adapter, loaded, tmp_path) -> None:
     qfile = tmp_path / "questions.json"
     rows = [{"id": f"q{i}", "input": q, "output": a, "answer": "ref"} for i, (q, a) in enumerate(QA)]
@@ -415,6 +430,7 @@ def test_bad_adapter_folders(monkeypatch, capsys, tmp_path, tiny_qwen2_dir) -> N
     assert "not a PEFT adapter folder" in err and "--no-adapter" in err
 
 
+@pytest.mark.slow
 def test_adapter_for_a_different_base_is_refused(monkeypatch, capsys, tmp_path, trained_adapter, r1_tokenizer) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -432,6 +448,7 @@ def test_adapter_for_a_different_base_is_refused(monkeypatch, capsys, tmp_path, 
     assert "in_features: adapter 64, base 32" in err
 
 
+@pytest.mark.slow
 def test_renamed_copy_of_the_right_base_is_accepted(trained_adapter, tiny_qwen2_dir, tmp_path) -> None:
     renamed = shutil.copytree(tiny_qwen2_dir, tmp_path / "my-local-copy")
     with pytest.warns(UserWarning, match="all adapter shapes fit"):
@@ -439,6 +456,7 @@ def test_renamed_copy_of_the_right_base_is_accepted(trained_adapter, tiny_qwen2_
     assert copy.base == str(renamed)
 
 
+@pytest.mark.slow
 def test_bad_questions_and_flags(monkeypatch, capsys, tmp_path, trained_adapter) -> None:
     bad = tmp_path / "q.jsonl"
     bad.write_text('{"question": "问一"}\n{"question": ""}\n', encoding="utf-8")

@@ -72,7 +72,7 @@ def test_docx_runs_in_insertions_hyperlinks_fields_and_controls_are_read_deletio
     _body_paragraph(d, _r("第二条依照")
                     + f'<w:hyperlink r:id="{rid}">{_r("《煤矿安全规程》第一百三十六条")}</w:hyperlink>'
                     + _r("，风速不得低于")
-                    + f'<w:fldSimple w:instr=" = 0.25 "><w:r><w:t>0.25</w:t></w:r></w:fldSimple>'
+                    + '<w:fldSimple w:instr=" = 0.25 "><w:r><w:t>0.25</w:t></w:r></w:fldSimple>'
                     + _r("m/s。"))
     # 第三条: a complex field (code hidden, result shown), an inline content control, a smart tag
     _body_paragraph(d, _r("第三条局部通风机距回风口不得小于")
@@ -132,7 +132,7 @@ def test_docx_list_numbering_is_rendered_chinese_and_arabic_with_restarts(tmp_pa
     d = docx.Document()
     numbering = d.part.numbering_part.element
     first_num = numbering.find("{http://schemas.openxmlformats.org/wordprocessingml/2006/main}num")
-    for xml in re.findall(r"<w:abstractNum .*?</w:abstractNum>", NUMBERING.format(ns=W_NS), re.S):
+    for xml in re.findall(r"<w:abstractNum .*?</w:abstractNum>", NUMBERING.format(ns=W_NS), re.DOTALL):
         (first_num.addprevious if first_num is not None else numbering.append)(parse_xml(xml))
     numbering.append(parse_xml(f'<w:num {W_NS} w:numId="90"><w:abstractNumId w:val="90"/></w:num>'))
     numbering.append(parse_xml(f'<w:num {W_NS} w:numId="91"><w:abstractNumId w:val="91"/></w:num>'))

@@ -22,6 +22,7 @@ def _demo(tmp_path: Path, corpus_dir: Path, eval_file: Path, tiny_qwen2_dir: Pat
     return runner.invoke(app, args)
 
 
+@pytest.mark.slow
 def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir):
     result = _demo(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir)
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
@@ -67,6 +68,7 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     assert rerun["adapter"] == summary["adapter"]
 
 
+@pytest.mark.slow
 def test_demo_cache_keys_include_the_compute_dtype(tmp_path, corpus_dir, eval_file, tiny_qwen2_dir, monkeypatch):
     """A CPU with native bf16 must not reuse the float32 run's adapter and answers (nor the reverse)."""
     from coalqa.hardware import cpu_native_bf16
@@ -87,8 +89,9 @@ def test_demo_cache_keys_include_the_compute_dtype(tmp_path, corpus_dir, eval_fi
 
 
 def test_every_eval_span_is_found_in_the_real_corpus(corpus_dir, eval_file):
-    from coalqa.corpus import load_documents, split_into_chunks
     from dataclasses import asdict
+
+    from coalqa.corpus import load_documents, split_into_chunks
 
     documents, _ = load_documents([corpus_dir])
     chunks = [asdict(c) for d in documents for c in split_into_chunks(d, 300)]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import re
 from pathlib import Path
 
@@ -165,7 +165,7 @@ def test_console_summary_stays_readable_at_80_columns() -> None:
     scope = {k: 0.5 for k in METRICS} | {"n": 10, "facts_found": 3, "facts_total": 6, "empty_answers": 0}
     report = {"label": "fine-tuned + grounded", "tokenization": "char", "overall": scope | {"n": 30},
               "groups": {"trained": scope | {"n": 20}, "not trained": scope}}
-    console = Console(width=80, record=True, file=open(os.devnull, "w"))
+    console = Console(width=80, record=True, file=io.StringIO())
     console.print(summary_table(report))
     text = console.export_text()
     assert "…" not in text

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import train_adapter
 from typer.testing import CliRunner
 
 from coalqa.ask import AskConfig, answer, load_model
@@ -26,7 +27,6 @@ from coalqa.export.merge import CHECK_QUESTIONS, save_dtype_for
 from coalqa.export.run import check_disk
 from coalqa.offline import R1_BOS_ID, R1_EOS_ID
 from coalqa.template import encode_prompt, render_prompt
-from conftest import train_adapter
 
 QA = [
     ("主要通风机多久检查一次？", "每月至少检查1次。"),
@@ -125,6 +125,7 @@ def _independent_check(adapter: Path, merged: Path) -> tuple[float, list[dict], 
 # ----------------------------------------------------------------------------------------- merged
 
 
+@pytest.mark.slow
 def test_merged_from_4bit_adapter_matches_base_plus_adapter(adapter_4bit, export_all) -> None:
     merged = export_all / "merged"
     report = _report(export_all)["merged"]
@@ -139,6 +140,7 @@ def test_merged_from_4bit_adapter_matches_base_plus_adapter(adapter_4bit, export
     assert [r["reasoning"] for r in got] == [r["reasoning"] for r in expected]
 
 
+@pytest.mark.slow
 def test_dequantize_then_merge_beats_merging_onto_the_original_base(adapter_4bit, export_all, tiny_qwen2_dir) -> None:
     """What the issue measured: merging a QLoRA adapter onto the unquantized base drifts from what was trained."""
     from peft import PeftModel
@@ -155,6 +157,7 @@ def test_dequantize_then_merge_beats_merging_onto_the_original_base(adapter_4bit
     assert ours_diff * 100 < naive_diff
 
 
+@pytest.mark.slow
 def test_merged_from_full_precision_adapter_matches(adapter_fp, export_fp) -> None:
     report = _report(export_fp)
     assert report["formats"] == ["merged"] and not (export_fp / "gguf").exists() and not (export_fp / "vllm").exists()
@@ -167,6 +170,7 @@ def test_merged_from_full_precision_adapter_matches(adapter_fp, export_fp) -> No
     assert [r["answer"] for r in got] == [r["answer"] for r in expected]
 
 
+@pytest.mark.slow
 def test_merged_folder_carries_tokenizer_template_and_serving_defaults(adapter_4bit, export_all) -> None:
     from transformers import AutoTokenizer, GenerationConfig
 
@@ -187,6 +191,7 @@ def test_merged_folder_carries_tokenizer_template_and_serving_defaults(adapter_4
         assert f.stat().st_mode & 0o777 == (merged / "config.json").stat().st_mode & 0o777, f
 
 
+@pytest.mark.slow
 def test_ask_answers_from_the_merged_folder_as_the_adapter_does(adapter_4bit, export_all) -> None:
     q = QA[1][0]
     common = ["--question", q, "--temperature", "0", "--max_new_tokens", "12", "--show_think"]
@@ -194,7 +199,7 @@ def test_ask_answers_from_the_merged_folder_as_the_adapter_does(adapter_4bit, ex
     # a process of its own: transformers warns once per process, and the merged folder's generation_config.json
     # (temperature 0.6, top_p 0.95) must not make greedy decoding warn that those flags are ignored
     merged = subprocess.run([sys.executable, "-m", "coalqa.cli", "ask", "--model_name_or_path", str(export_all / "merged"),
-                             "--no-adapter", *common], capture_output=True, text=True, timeout=300)
+                             "--no-adapter", *common], capture_output=True, text=True, timeout=300, check=False)
     assert with_adapter.exit_code == 0, with_adapter.output
     assert merged.returncode == 0, merged.stderr
     assert "coalqa_prompt_format.json" in merged.stderr  # prompted as trained (system prompt, template)
@@ -214,6 +219,7 @@ def test_save_dtype_rule() -> None:
 # ------------------------------------------------------------------------------------------- GGUF
 
 
+@pytest.mark.slow
 def test_gguf_metadata_read_back(adapter_4bit, export_all) -> None:
     from gguf import GGUFReader
     from transformers import AutoTokenizer
@@ -221,7 +227,7 @@ def test_gguf_metadata_read_back(adapter_4bit, export_all) -> None:
     (path,) = (export_all / "gguf").glob("*.gguf")
     assert path.name == "coal-safety-f16.gguf"
     reader = GGUFReader(str(path))
-    field = lambda key: reader.fields[key].contents()  # noqa: E731
+    field = lambda key: reader.fields[key].contents()
     assert field("general.architecture") == "qwen2"
     assert field("tokenizer.ggml.model") == "gpt2" and field("tokenizer.ggml.pre") == "deepseek-r1-qwen"
     assert field("tokenizer.ggml.eos_token_id") == R1_EOS_ID and field("tokenizer.ggml.bos_token_id") == R1_BOS_ID
@@ -233,6 +239,7 @@ def test_gguf_metadata_read_back(adapter_4bit, export_all) -> None:
     assert report["q4_k_m_command"] == f"llama-quantize {path} {path.with_name('coal-safety-Q4_K_M.gguf')} Q4_K_M"
 
 
+@pytest.mark.slow
 def test_converter_leaves_the_projects_gguf_package_alone(export_all) -> None:
     """The converter's own gguf-py is used in its child process only: the installed gguf and pip stay intact."""
     import gguf
@@ -243,9 +250,9 @@ def test_converter_leaves_the_projects_gguf_package_alone(export_all) -> None:
     assert any(str(f) == "gguf/__init__.py" for f in installed.files or [])
     converter_root = llamacpp.find_converter(None).root
     assert converter_root not in site.parents
-    probe = subprocess.run([sys.executable, "-c", "import gguf, sys; print(gguf.__file__)"], capture_output=True, text=True)
+    probe = subprocess.run([sys.executable, "-c", "import gguf, sys; print(gguf.__file__)"], capture_output=True, text=True, check=False)
     assert Path(probe.stdout.strip()).resolve() == site
-    check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -262,12 +269,14 @@ def test_converter_source_errors(tmp_path) -> None:
         llamacpp.find_converter(broken)
 
 
+@pytest.mark.slow
 def test_checkout_given_with_llama_cpp_is_used(export_all, tmp_path) -> None:
     tree = llamacpp.find_converter(None).root  # the pinned tree, as a user's checkout would look
     conv = llamacpp.find_converter(tree)
     assert conv.root == tree and conv.source.startswith("llama.cpp at")
 
 
+@pytest.mark.slow
 def test_q8_0_gguf(adapter_fp, export_fp, tmp_path) -> None:
     from transformers import AutoTokenizer
 
@@ -278,6 +287,7 @@ def test_q8_0_gguf(adapter_fp, export_fp, tmp_path) -> None:
     assert llamacpp.check_metadata(meta, "qwen2", AutoTokenizer.from_pretrained(adapter_fp)) == []
 
 
+@pytest.mark.slow
 def test_metadata_check_names_each_problem(adapter_4bit) -> None:
     from transformers import AutoTokenizer
 
@@ -294,6 +304,7 @@ def test_metadata_check_names_each_problem(adapter_4bit) -> None:
 # ----------------------------------------------------------------------------------------- Ollama
 
 
+@pytest.mark.slow
 def test_modelfile_matches_the_adapters_training(adapter_4bit, export_all) -> None:
     text = (export_all / "gguf" / "Modelfile").read_text(encoding="utf-8")
     recorded = yaml.safe_load((adapter_4bit / "train_config.yaml").read_text(encoding="utf-8"))
@@ -313,6 +324,7 @@ def test_modelfile_matches_the_adapters_training(adapter_4bit, export_all) -> No
     assert render_prompt(tok, "Q", fmt) == f"{tok.bos_token}{fmt.system_prompt}<｜User｜>Q<｜Assistant｜><think>\n"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("go") is None, reason="needs Go to execute Ollama's text/template")
 @pytest.mark.parametrize("template", ["chat", "plain"])
 def test_modelfile_template_renders_the_training_prompt_in_go(adapter_4bit, tmp_path, template) -> None:
@@ -335,11 +347,12 @@ def test_modelfile_template_renders_the_training_prompt_in_go(adapter_4bit, tmp_
         ' t.Execute(os.Stdout, D{"系统提示", []M{{"system", "系统提示"}, {"user", "第一问"}, {"assistant", "第一答"}, {"user", "第二问"}}}) }\n',
         encoding="utf-8")
     out = subprocess.run(["go", "run", str(program), go_template], capture_output=True, text=True, cwd=tmp_path,
-                         env={**os.environ, "GOCACHE": str(tmp_path / "gocache"), "GO111MODULE": "off"})
+                         env={**os.environ, "GOCACHE": str(tmp_path / "gocache"), "GO111MODULE": "off"}, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout == expected
 
 
+@pytest.mark.slow
 def test_modelfile_refuses_a_chat_template_it_cannot_reproduce(adapter_4bit) -> None:
     from transformers import AutoTokenizer
 
@@ -357,6 +370,7 @@ def test_modelfile_refuses_a_chat_template_it_cannot_reproduce(adapter_4bit) -> 
 # ------------------------------------------------------------------------------------------- vLLM
 
 
+@pytest.mark.slow
 def test_serve_sh_runs_the_exact_vllm_command(adapter_4bit, export_all, tmp_path, tiny_qwen2_dir) -> None:
     script = export_all / "vllm" / "serve.sh"
     assert os.stat(script).st_mode & stat.S_IXUSR
@@ -369,14 +383,14 @@ def test_serve_sh_runs_the_exact_vllm_command(adapter_4bit, export_all, tmp_path
                                encoding="utf-8")
     (fake / "vllm").chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
-    run = subprocess.run(["bash", str(script), "--port", "8001"], capture_output=True, text=True, env=env)
+    run = subprocess.run(["bash", str(script), "--port", "8001"], capture_output=True, text=True, env=env, check=False)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == [
         "serve", str(tiny_qwen2_dir), "--enable-lora", "--lora-modules", f"coal-safety={adapter_copy.resolve()}",
         "--max-lora-rank", "8", "--quantization", "bitsandbytes", "--reasoning-parser", "deepseek_r1", "--port", "8001",
     ]
     env["BASE"] = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
-    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env)
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, check=False)
     assert json.loads(run.stdout)[1] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
     recorded = yaml.safe_load((adapter_4bit / "train_config.yaml").read_text(encoding="utf-8"))
     assert json.dumps(recorded["system_prompt"], ensure_ascii=False)[1:-1] in script.read_text(encoding="utf-8")
@@ -384,6 +398,7 @@ def test_serve_sh_runs_the_exact_vllm_command(adapter_4bit, export_all, tmp_path
     assert report["rank"] == 8 and report["max_lora_rank"] == 8 and report["quantization"] == "bitsandbytes"
 
 
+@pytest.mark.slow
 def test_vllm_only_export_of_a_full_precision_adapter(adapter_fp, tmp_path) -> None:
     out = tmp_path / "v"
     result = _export(["--peft_model", str(adapter_fp), "-o", str(out), "--format", "vllm"])
@@ -421,6 +436,7 @@ def test_vllm_check_lists_what_vllm_refuses() -> None:
 # ----------------------------------------------------------------------------------------- errors
 
 
+@pytest.mark.slow
 def test_output_folder_must_be_empty_unless_overwrite(adapter_fp, tmp_path) -> None:
     out = tmp_path / "busy"
     out.mkdir()
@@ -433,6 +449,7 @@ def test_output_folder_must_be_empty_unless_overwrite(adapter_fp, tmp_path) -> N
     assert (out / "keep.txt").read_text(encoding="utf-8") == "mine" and (out / "vllm" / "serve.sh").is_file()
 
 
+@pytest.mark.slow
 def test_never_writes_into_the_adapter_folder(adapter_fp) -> None:
     before = sorted(p.name for p in adapter_fp.iterdir())
     for out in (adapter_fp / "export", adapter_fp, adapter_fp.parent):
@@ -441,6 +458,7 @@ def test_never_writes_into_the_adapter_folder(adapter_fp) -> None:
     assert sorted(p.name for p in adapter_fp.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_never_writes_into_the_base_model_folder(adapter_fp, tiny_qwen2_dir) -> None:
     before = sorted(p.name for p in tiny_qwen2_dir.iterdir())
     result = _export(["--peft_model", str(adapter_fp), "-o", str(tiny_qwen2_dir / "export"), "--format", "merged"])
@@ -448,6 +466,7 @@ def test_never_writes_into_the_base_model_folder(adapter_fp, tiny_qwen2_dir) -> 
     assert sorted(p.name for p in tiny_qwen2_dir.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_missing_base_and_wrong_adapter_are_clear_errors(adapter_fp, tmp_path, tiny_qwen2_dir) -> None:
     moved = tmp_path / "adapter"
     shutil.copytree(adapter_fp, moved, ignore=shutil.ignore_patterns("checkpoint-*"))
@@ -474,6 +493,7 @@ def test_too_little_disk_space_is_refused(tmp_path) -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                     reason="llama-cpp-python is not installed (building it took 28 min on 2 cores; see README)")
+@pytest.mark.slow
 def test_gguf_runs_in_llama_cpp_like_transformers(export_all) -> None:
     """llama.cpp tokenizes the training prompts like the tokenizer, and its greedy tokens follow transformers'."""
     run = _report(export_all)["gguf"]["llama_cpp_run"]

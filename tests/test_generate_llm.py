@@ -6,10 +6,10 @@ import logging
 import time
 
 import pytest
+from llm_server import LLMServer
 
 from coalqa.errors import CoalqaError
 from coalqa.generate import FatalLLMError, make_chat_client
-from llm_server import LLMServer
 
 KEYS = {"openai": "sk-test-OPENAI-SECRET-0001", "zhipuai": "a1b2c3d4e5.ZHIPU-SECRET-0002"}  # Zhipu keys are id.secret
 ENV = {"openai": "OPENAI_API_KEY", "zhipuai": "ZHIPUAI_API_KEY"}

@@ -8,7 +8,17 @@ import pytest
 
 from coalqa.errors import CoalqaError
 from coalqa.generate import (
-    GenerateConfig, check_pair, clause_pairs, fact_pairs, is_refusal, quantities, load_prompt, make_deduper, parse_pairs, render_prompt, split_text,
+    GenerateConfig,
+    check_pair,
+    clause_pairs,
+    fact_pairs,
+    is_refusal,
+    load_prompt,
+    make_deduper,
+    parse_pairs,
+    quantities,
+    render_prompt,
+    split_text,
 )
 from coalqa.generate.prompt import BUILTIN
 
@@ -38,10 +48,10 @@ REPLIES = {
     "truncated_jsonl": (json.dumps(P1, ensure_ascii=False) + '\n{"input": "半', 1, ["truncated"]),
     "missing_and_non_object": (json.dumps([P1, {"input": "只有问题"}, "字符串"], ensure_ascii=False), 1,
                                ["missing_fields", "not_an_object"]),
-    "full_width_syntax": ("以下是问答对：\n［\n｛“input”：“煤矿企业应当建立哪些防治水制度？”，“output”：“应当建立水害防治岗位责任制等制度。”｝，\n"
-                          "｛“input”：“防治水工作应坚持什么原则？”，“output”：“预测预报、有疑必探、先探后掘、先治后采。”｝\n］", 2, []),
-    "full_width_colon_and_comma": ('[{"input"："煤矿企业应当建立哪些防治水制度？"，"output"："应当建立水害防治岗位责任制等制度。"}，'
-                                   '{"input"："防治水工作应坚持什么原则？"，"output"："预测预报、有疑必探、先探后掘、先治后采。"}]', 2, []),
+    "full_width_syntax": (("以下是问答对：\n［\n｛“input”：“煤矿企业应当建立哪些防治水制度？”，“output”：“应当建立水害防治岗位责任制等制度。”｝，\n"
+                          "｛“input”：“防治水工作应坚持什么原则？”，“output”：“预测预报、有疑必探、先探后掘、先治后采。”｝\n］"), 2, []),
+    "full_width_colon_and_comma": (('[{"input"："煤矿企业应当建立哪些防治水制度？"，"output"："应当建立水害防治岗位责任制等制度。"}，'
+                                   '{"input"："防治水工作应坚持什么原则？"，"output"："预测预报、有疑必探、先探后掘、先治后采。"}]'), 2, []),
     "no_json": ("抱歉，我无法根据该文本生成问答对。", 0, ["unparseable"]),
     "empty": ("", 0, ["unparseable"]),
 }

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SMALL_CHUNKS, train_adapter, write_chunks_file
 from typer.testing import CliRunner
 
 from coalqa.ask import AskConfig, load_model
@@ -19,7 +20,6 @@ from coalqa.numbers import unsupported_quantities
 from coalqa.retrieval import build_index, load_index
 from coalqa.template import PromptFormat, encode_example, encode_prompt, render_prompt
 from coalqa.train.data import raft_contexts
-from conftest import SMALL_CHUNKS, train_adapter, write_chunks_file
 
 runner = CliRunner()
 LAMP_Q = "灯房发给下井人员的矿灯，最少要保证能连续正常使用多长时间？"
@@ -30,7 +30,7 @@ QA = [
     {"input": "突出矿井采区避难硐室的额定防护时间不低于多少？", "output": "额定防护时间不低于96h。", "chunk_id": "c-refuge"},
     {"input": "主要通风机反风设施要在多长时间内改变风流方向？", "output": "10min内。", "chunk_id": "c-fan"},
 ]
-GREEDY = dict(temperature=0, max_new_tokens=8, min_score=1.0)
+GREEDY = {"temperature": 0, "max_new_tokens": 8, "min_score": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,7 @@ def test_raft_contexts_follow_the_recipe(small_index):
         raft_contexts([{"input": "q", "output": "a"}], index, 2, 0.5, seed=0)
 
 
+@pytest.mark.slow
 def test_train_with_index_records_the_recipe(raft_adapter, small_index):
     recorded = yaml.safe_load((raft_adapter / "train_config.yaml").read_text(encoding="utf-8"))
     assert recorded["index"] == str(small_index.resolve()) and recorded["context_k"] == 2
@@ -86,6 +87,7 @@ def test_train_with_index_records_the_recipe(raft_adapter, small_index):
     assert "Retrieved context (RAFT): 2 clauses per prompt" in (raft_adapter / "run_card.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_answer_grounded_cites_quotes_and_checks_numbers(raft_loaded, small_index):
     index = load_index(small_index)
     cfg = AskConfig(**GREEDY)
@@ -117,6 +119,7 @@ def test_numbers_no_cited_clause_states_are_flagged(small_index):
                                  "text": "发出的矿灯，最低应当能连续正常使用11h。"}]
 
 
+@pytest.mark.slow
 def test_an_index_of_other_chunks_than_the_adapters_is_refused(raft_loaded, tmp_path):
     other = tmp_path / "other"
     build_index([write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS[:3])], other)
@@ -128,6 +131,7 @@ def test_an_index_of_other_chunks_than_the_adapters_is_refused(raft_loaded, tmp_
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["ask", "eval"])
 def test_cli_refuses_an_index_of_other_chunks_before_loading_the_model(raft_adapter, eval_file, tmp_path, command):
     other = tmp_path / "other"
@@ -139,6 +143,7 @@ def test_cli_refuses_an_index_of_other_chunks_before_loading_the_model(raft_adap
     assert "loading" not in result.output and "compute dtype" not in result.output  # refused before any weights
 
 
+@pytest.mark.slow
 def test_cli_ask_grounded_question_chat_and_batch(raft_adapter, small_index, tmp_path):
     flags = ["--peft_model", str(raft_adapter), "--index", str(small_index), "--temperature", "0",
              "--max_new_tokens", "8", "--min_score", "1"]
@@ -168,6 +173,7 @@ def test_cli_ask_grounded_question_chat_and_batch(raft_adapter, small_index, tmp
     assert result.exit_code != 0 and "grounding.min_score: 1.0 → 2.0" in str(result.exception)
 
 
+@pytest.mark.slow
 def test_cli_ask_refuses_a_stale_index_before_loading_the_model(raft_adapter, tmp_path):
     chunks = write_chunks_file(tmp_path / "chunks.jsonl")
     build_index([chunks], tmp_path / "idx")
@@ -217,6 +223,7 @@ def test_eval_scores_grounding_apart_from_the_answer(small_index, tmp_path):
     assert "retrieval" not in alone
 
 
+@pytest.mark.slow
 def test_cli_eval_with_index_and_retrieval_only(raft_adapter, small_index, tmp_path):
     refs = _refs(tmp_path)
     result = runner.invoke(app, ["eval", "-r", str(refs), "--index", str(small_index), "--retrieval_only",

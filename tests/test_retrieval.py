@@ -3,10 +3,11 @@ over the real corpus, the dense path with the real multilingual-e5-small of the 
 
 from __future__ import annotations
 
+import itertools
 import json
-from pathlib import Path
 
 import pytest
+from conftest import SMALL_CHUNKS, write_chunks_file
 from typer.testing import CliRunner
 
 import coalqa
@@ -14,7 +15,6 @@ from coalqa.cli import app
 from coalqa.errors import CoalqaError
 from coalqa.retrieval import build_index, load_index, retrieve
 from coalqa.retrieval.text import make_tokenizer, split_sentences, tokenize
-from conftest import SMALL_CHUNKS, write_chunks_file
 
 runner = CliRunner()
 
@@ -31,7 +31,7 @@ def test_search_ranks_the_clause_that_answers_first(small_index):
         assert hits[0]["chunk_id"] == chunk_id, (question, hits)
         assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
         assert all(h["score"] > 0 and h["bm25"] == pytest.approx(h["score"], abs=1e-3) for h in hits)
-        assert all(a["score"] >= b["score"] for a, b in zip(hits, hits[1:]))
+        assert all(a["score"] >= b["score"] for a, b in itertools.pairwise(hits))
 
 
 def test_full_width_text_and_half_width_question_meet_after_nfkc(small_index):

@@ -6,8 +6,9 @@ Servers (tiny Qwen2 + the rebuilt R1-Distill tokenizer, float32):
 * ``tuned`` — a real adapter from ``coalqa train`` that learnt to answer 专职爆破工，12h。 to every question; API key;
   small limits;
 * ``grounded`` — the same adapter with ``--index`` (a bm25s/jieba index over a few real clauses); API key;
-* ``base`` — the random base alone (``--no-adapter``): it never writes EOS, so every generation runs to its
-  ``max_tokens`` (long generations for the disconnect and queue tests); ``max_queue`` 3;
+* ``base`` — a random base alone (``--no-adapter``) whose EOS logit is forced far below every other one
+  (:func:`_eos_never_wins`), so every generation runs to its ``max_tokens`` (long generations for the disconnect and
+  queue tests); ``max_queue`` 3;
 * ``proxy`` — ``--backend_url`` to ``base``.
 """
 
@@ -22,7 +23,6 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-
 from conftest import train_adapter
 from serve_process import ServeProcess
 
@@ -33,7 +33,7 @@ LAMP_Q = "灯房发给下井人员的矿灯，最少要保证能连续正常使�
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # real server processes
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +43,63 @@ def answering_adapter(tmp_path_factory, tiny_qwen2_dir) -> Path:
                          max_steps=20, per_device_train_batch_size=1, learning_rate=1e-2, max_length=64)
 
 
+def _eos_never_wins(model_dir: Path, out_dir: Path) -> Path:
+    """Save a copy of the tiny Qwen2 in ``model_dir`` whose EOS logit is about -10^4/rms(hidden) at every position.
+
+    Residual dimension 0 is made a constant 1: nothing writes to it (embeddings, every o_proj and down_proj row 0 are
+    zero) except layer 0's attention, whose value channel 0 is its bias alone (1), so the attention output there is
+    exactly 1 whatever the weights (softmax weights sum to 1), copied into dimension 0 by o_proj. The final norm keeps
+    it positive, and the EOS row of lm_head reads only that dimension, times -10^4; every other logit is bounded by
+    ‖row‖·√hidden ≈ 2. Greedy or sampled, the model never ends an answer: generations run to max_tokens.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    eos = model.generation_config.eos_token_id
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, 0] = 0
+        for n, layer in enumerate(model.model.layers):
+            layer.self_attn.o_proj.weight[0, :] = 0
+            layer.mlp.down_proj.weight[0, :] = 0
+            if n == 0:
+                layer.self_attn.v_proj.weight[0, :] = 0
+                layer.self_attn.v_proj.bias[0] = 1.0
+                layer.self_attn.o_proj.weight[0, 0] = 1.0
+        model.model.norm.weight[0] = 1.0
+        model.lm_head.weight[eos, :] = 0
+        model.lm_head.weight[eos, 0] = -1e4
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
+    return out_dir
+
+
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory, answering_adapter, tiny_qwen2_dir, small_index):
+def endless_base(tmp_path_factory, tiny_qwen2_dir) -> Path:
+    """The tiny random Qwen2 that never writes EOS (:func:`_eos_never_wins`)."""
+    return _eos_never_wins(tiny_qwen2_dir, tmp_path_factory.mktemp("endless-base"))
+
+
+def test_the_endless_base_never_writes_eos(endless_base) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(endless_base, dtype=torch.float32)
+    eos = model.generation_config.eos_token_id
+    ids = torch.randint(0, model.config.vocab_size, (4, 50), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    assert (logits[..., eos] < -1000).all() and (logits.max(-1).values > -100).all()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory, answering_adapter, endless_base, small_index):
     """Start the four servers together (they load in parallel), stop them by pid after the module."""
     logs = tmp_path_factory.mktemp("serve-logs")
     tuned = ServeProcess(["--peft_model", str(answering_adapter), "--max_tokens_limit", "512", "--max_new_tokens", "64",
                           "--max_messages", "6", "--max_message_chars", "500", "--max_body_bytes", "20000"],
                          logs / "tuned.log", env={"COALQA_API_KEY": KEY})
-    base = ServeProcess(["--model_name_or_path", str(tiny_qwen2_dir), "--no-adapter", "--max_queue", "3",
+    base = ServeProcess(["--model_name_or_path", str(endless_base), "--no-adapter", "--max_queue", "3",
                          "--batch_size", "2", "--max_new_tokens", "64"], logs / "base.log")
     grounded = ServeProcess(["--peft_model", str(answering_adapter), "--index", str(small_index), "--min_score", "1",
                              "--max_new_tokens", "64"], logs / "grounded.log", env={"COALQA_API_KEY": KEY})

@@ -84,7 +84,7 @@ def test_stop_string_cuts_the_answer_and_is_never_sent(r1_tokenizer) -> None:
 
 # ------------------------------------------------------------------------------------------ requests
 
-LIMITS = dict(served_model="coalqa", defaults=AskConfig(max_new_tokens=64), max_messages=4, max_message_chars=50, max_tokens_limit=100)
+LIMITS = {"served_model": "coalqa", "defaults": AskConfig(max_new_tokens=64), "max_messages": 4, "max_message_chars": 50, "max_tokens_limit": 100}
 
 
 def _parse(body) -> object:

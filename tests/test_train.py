@@ -6,6 +6,7 @@ are real regulation text. Every test runs the real TRL/PEFT/bitsandbytes code pa
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -37,9 +38,9 @@ def qa_file(tmp_path_factory, eval_file) -> Path:
 
 
 def _config(tiny_qwen2_dir: Path, data: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(data=data, model_name_or_path=str(tiny_qwen2_dir), output_dir=out, use_4bit=False,
-                bnb_4bit_compute_dtype="float32", system_prompt=SHORT_SYSTEM, per_device_train_batch_size=2,
-                gradient_accumulation_steps=1, logging_steps=1, save_steps=1000, eval_steps=1000, val_ratio=0.25)
+    base = {"data": data, "model_name_or_path": str(tiny_qwen2_dir), "output_dir": out, "use_4bit": False,
+                "bnb_4bit_compute_dtype": "float32", "system_prompt": SHORT_SYSTEM, "per_device_train_batch_size": 2,
+                "gradient_accumulation_steps": 1, "logging_steps": 1, "save_steps": 1000, "eval_steps": 1000, "val_ratio": 0.25}
     return TrainConfig(**(base | kw))
 
 
@@ -55,7 +56,7 @@ def _labels_per_example(batch: dict) -> list[tuple[list[int], list[int]]]:
         return out
     pos = batch["position_ids"][0].tolist()
     starts = [i for i, p in enumerate(pos) if p == 0] + [len(pos)]
-    for a, b in zip(starts, starts[1:]):
+    for a, b in itertools.pairwise(starts):
         out.append((batch["input_ids"][0, a:b].tolist(), batch["labels"][0, a:b].tolist()))
     return out
 
@@ -212,7 +213,7 @@ def _per_example_losses(model, batch: dict) -> list[float]:
         return losses
     pos = batch["position_ids"][0].tolist()
     starts = [i for i, p in enumerate(pos) if p == 0] + [len(pos)]
-    for a, b in zip(starts, starts[1:]):  # token t predicts label t+1: the span of example [a, b) is [a, b-1)
+    for a, b in itertools.pairwise(starts):  # token t predicts label t+1: the span of example [a, b) is [a, b-1)
         seg, lab = token_loss[0, a : b - 1], labels[0, a : b - 1]
         losses.append((seg.sum() / (lab != -100).sum()).item())
     return losses
@@ -241,6 +242,7 @@ def trained(tmp_path_factory, tiny_qwen2_dir: Path, qa_file: Path):
                        eval_steps=10, lr_scheduler_type="constant"))
 
 
+@pytest.mark.slow
 def test_loss_falls_and_run_folder_follows_the_contract(trained, qa_file: Path) -> None:
     d = trained.run_dir
     assert d.parent.name.startswith("runs") and d.name.startswith("deepseek-coal-safety-")
@@ -265,6 +267,7 @@ def test_loss_falls_and_run_folder_follows_the_contract(trained, qa_file: Path) 
     assert (d / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_saved_adapter_reloads_with_the_same_logits(trained, tiny_qwen2_dir: Path, r1_tokenizer) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -281,6 +284,7 @@ def test_saved_adapter_reloads_with_the_same_logits(trained, tiny_qwen2_dir: Pat
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_qlora_4bit_trains_on_cpu(tmp_path: Path, tiny_qwen2_dir: Path, qa_file: Path) -> None:
     import bitsandbytes as bnb
 
@@ -296,6 +300,7 @@ def test_qlora_4bit_trains_on_cpu(tmp_path: Path, tiny_qwen2_dir: Path, qa_file:
     assert (result.run_dir / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("cpu_bf16", "expected"), [("0", torch.float32), ("1", torch.bfloat16)])
 def test_auto_compute_dtype_follows_the_cpu(tmp_path: Path, tiny_qwen2_dir: Path, qa_file: Path, monkeypatch,
                                             cpu_bf16: str, expected) -> None:

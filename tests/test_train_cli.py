@@ -54,11 +54,12 @@ def test_bad_data_exits_2_with_a_clear_message(tmp_path: Path) -> None:
     bad = tmp_path / "QAdata_all.json"
     bad.write_text('[{"input": "矿灯", "output": ""}]', encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "coalqa.cli", "train", "--data", str(bad)], capture_output=True,
-                          text=True, env=_env(), timeout=120)
+                          text=True, env=_env(), timeout=120, check=False)
     assert proc.returncode == 2
     assert f"{bad}: row 1: 'output' is empty" in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path: Path, tiny_qwen2_dir: Path, qa_file: Path,
                                                                     sig: signal.Signals) -> None:
@@ -107,6 +108,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_run_on_cpu(tmp_path: Path, tiny_qwen2_dir: Path, qa_file: Path) -> None:
     """torchrun, 2 CPU processes (gloo); YAML config + a flag overriding it; only rank 0 writes."""
     cfg = tmp_path / "train.yaml"
@@ -115,7 +117,7 @@ def test_two_process_ddp_run_on_cpu(tmp_path: Path, tiny_qwen2_dir: Path, qa_fil
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
            "-m", "coalqa.cli", "train", "--config", str(cfg), *_flags(tiny_qwen2_dir, qa_file, out), "--lora_rank", "4"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300, check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert "rank 0/2" in output and "rank 1/2" in output

@@ -35,16 +35,16 @@ def _root() -> None:
 
 
 # Stage commands, in pipeline order. Each module imports torch/transformers inside the command body.
-from coalqa.corpus.command import corpus  # noqa: E402
-from coalqa.generate.command import generate  # noqa: E402
-from coalqa.retrieval.command import index, retrieve  # noqa: E402
-from coalqa.train.command import train  # noqa: E402
-from coalqa.ask.command import ask  # noqa: E402
-from coalqa.eval.command import eval_command  # noqa: E402
-from coalqa.export.command import export  # noqa: E402
-from coalqa.serve.command import serve  # noqa: E402
-from coalqa.demo import demo  # noqa: E402
-from coalqa.env import env_command  # noqa: E402
+from coalqa.ask.command import ask
+from coalqa.corpus.command import corpus
+from coalqa.demo import demo
+from coalqa.env import env_command
+from coalqa.eval.command import eval_command
+from coalqa.export.command import export
+from coalqa.generate.command import generate
+from coalqa.retrieval.command import index, retrieve
+from coalqa.serve.command import serve
+from coalqa.train.command import train
 
 app.command("corpus")(corpus)
 app.command("generate")(generate)

@@ -419,7 +419,14 @@ def step_answer(
 
     Items are grouped ``trained`` / ``not trained`` by ``trained_ids``; ``None`` leaves them ungrouped.
     """
-    from coalqa.eval import EvalConfig, evaluate, generate_predictions, load_eval_model, load_report, write_report
+    from coalqa.eval import (
+        EvalConfig,
+        evaluate,
+        generate_predictions,
+        load_eval_model,
+        load_report,
+        write_report,
+    )
 
     stem = cfg.work_dir / f"eval-{name}{'-grounded' if index is not None else ''}-{key}"
     if Path(f"{stem}.json").is_file():

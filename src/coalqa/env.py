@@ -100,8 +100,8 @@ def format_environment(env: dict[str, Any]) -> str:
     lines += ["", "### CPU", f"- Model: {cpu['model']}", f"- Cores: {cpu['cores']} (torch threads {cpu['torch_threads']})",
               f"- PyTorch CPU capability: {cpu['capability']}",
               f"- Native bfloat16: {'yes' if cpu['native_bf16'] else 'no'} ({cpu['reason']})",
-              f"- Matmul probe (256×512 @ 512×512): float32 {cpu['probe_ms']['float32']} ms, "
-              f"bfloat16 {cpu['probe_ms']['bfloat16']} ms"]
+              (f"- Matmul probe (256×512 @ 512×512): float32 {cpu['probe_ms']['float32']} ms, "
+              f"bfloat16 {cpu['probe_ms']['bfloat16']} ms")]
     lines += ["", "### GPUs"]
     lines += [f"- {g['name']}: {g['memory_gib']} GiB, compute capability {g['compute_capability']}, "
               f"bfloat16 {'yes' if g['bf16'] else 'no'}" for g in env["gpus"]] or ["- none"]

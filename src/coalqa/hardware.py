@@ -27,7 +27,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from coalqa.errors import CoalqaError
 
@@ -148,7 +148,7 @@ def _on_gpu(device: str | None) -> bool:
     return str(device).startswith("cuda")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _warn_slow_bf16(why: str) -> None:
     fp32_ms, bf16_ms = bf16_matmul_probe()
     log.warning(

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cached_property, lru_cache
-from typing import Iterable
 
 # canonical unit → (aliases as written after NFKC + casefold, base unit, factor to the base unit).
 # Units of one dimension share a base so that 1h = 60min = 3600s; counts are their own base.

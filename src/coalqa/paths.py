@@ -27,13 +27,13 @@ files also by inode (a hard link to an input is the input).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping, Union
 
 from coalqa.errors import CoalqaError
 
-PathLike = Union[str, "os.PathLike[str]"]
-PathArg = Union[PathLike, Iterable[PathLike], None]
+PathLike = str | os.PathLike[str]
+PathArg = PathLike | Iterable[PathLike] | None
 
 
 def _paths(value: PathArg) -> list[Path]:

@@ -35,7 +35,8 @@ added again (one BOS); the completion always ends with the EOS id, also after tr
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -105,7 +106,7 @@ def read_saved_format(folder) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a prompt format record ({e})") from e
     if not isinstance(fields, dict):
-        raise ValueError(f"{path}: prompt_format is not an object")
+        raise ValueError(f"{path}: prompt_format is not an object")  # noqa: TRY004 -- a bad file, as above
     return {k: fields[k] for k in PromptFormat.model_fields if k in fields}
 
 
@@ -179,7 +180,7 @@ def completion_text(answer: str, fmt: PromptFormat, opens_think: bool) -> str:
         return answer
     if fmt.think == "keep" and answer.lstrip().startswith(THINK_OPEN) and THINK_CLOSE in answer:
         rest = answer.lstrip()[len(THINK_OPEN):]
-        return rest[1:] if rest.startswith("\n") else rest
+        return rest.removeprefix("\n")
     return f"\n{THINK_CLOSE}\n\n{answer}"
 
 

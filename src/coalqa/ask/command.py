@@ -17,7 +17,7 @@ import json
 import platform
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -314,7 +314,7 @@ def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, qu
         "ask_config": cfg.model_dump(mode="json"),
         "questions_file": str(questions_file),
         "output_file": str(output_file),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": str(loaded.model.device),
         "host": platform.node(),
         "versions": library_versions(("coalqa", "torch", "transformers", "peft", "bitsandbytes")),
@@ -376,7 +376,7 @@ def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, qu
                   f"clause), {flagged} with numbers no cited clause states", markup=False)
     cut = sum(not r["finished_reasoning"] for r in results)
     tokens = sum(r["tokens"] for r in results)
-    settings["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    settings["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json_atomic(sfile, settings)
     rate = f", {len(results) / seconds:.2f} questions/s, {tokens / seconds:.1f} tokens/s" if results and seconds > 0 else ""
     err.print(f"answered {len(results)} in {seconds:.1f} s{rate} → {output_file} (settings: {sfile})", markup=False)

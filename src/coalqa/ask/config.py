@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from coalqa.retrieval.config import GroundingConfig
 
@@ -24,7 +24,7 @@ class AskConfig(GroundingConfig):
     settings only. ``None`` means "as recorded in the adapter's ``train_config.yaml``".
     """
 
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid")
 
     model_name_or_path: str | None = Field(
         None, description="base model (Hub id or folder); default: the base recorded in the adapter's train_config.yaml"
@@ -53,7 +53,7 @@ class AskConfig(GroundingConfig):
     seed: int | None = Field(0, description="random seed set before generating (sampling only); none = unseeded")
 
     @model_validator(mode="after")
-    def _greedy_needs_no_temperature(self) -> "AskConfig":
+    def _greedy_needs_no_temperature(self) -> AskConfig:
         if self.do_sample and self.temperature == 0:
             raise ValueError("do_sample true needs temperature > 0 (temperature 0 means greedy decoding)")
         return self

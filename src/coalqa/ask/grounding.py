@@ -20,8 +20,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from coalqa.ask.config import AskConfig
 from coalqa.errors import CoalqaError

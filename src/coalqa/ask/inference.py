@@ -18,9 +18,10 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import yaml
 
@@ -133,7 +134,7 @@ def _adapter_shapes(adapter_dir: Path) -> dict[str, list[int]]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+        return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 -- safe_open is not iterable
 
 
 def check_adapter_fits(model, adapter_dir: Path, tokenizer) -> list[str]:
@@ -491,7 +492,7 @@ class Stream:
                     streamer=self._streamer, stopping_criteria=self._criteria,
                 )
             self._output = out[0, ids.shape[1]:].tolist()
-        except BaseException as e:  # re-raised in result(); the streamer must end or the reader blocks forever
+        except BaseException as e:  # noqa: BLE001 -- re-raised in result(); the streamer must end or the reader blocks forever
             self._error = e
             self._streamer.end()
         finally:

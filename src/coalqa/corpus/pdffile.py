@@ -15,6 +15,7 @@ CJK) still forms lines. The lines are then turned back into the paragraphs of th
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ def _page_lines(page, number: int) -> list[_Line]:
 
 def _furniture(pages: list[list[_Line]]) -> set[int]:
     """ids of lines that are running headers/footers or page numbers (see the module docstring)."""
-    key = lambda t: re.sub(r"\d+", "#", re.sub(r"\s+", "", t))  # noqa: E731
+    key = lambda t: re.sub(r"\d+", "#", re.sub(r"\s+", "", t))
     seen: dict[str, set[int]] = {}
     for n, lines in enumerate(pages):
         for ln in lines:
@@ -125,7 +126,7 @@ def pdf_text(path: Path) -> tuple[list[str], str, str, list[str]]:
     left = min(ln.x0 for ln in body)
     right = xs1[int(0.9 * (len(xs1) - 1))]
     out: list[str] = [body[0].text]
-    for a, b in zip(body, body[1:]):
+    for a, b in itertools.pairwise(body):
         if _joins(a, b, left, right):
             sep = " " if a.text[-1].isascii() and a.text[-1].isalpha() and b.text[0].isascii() and b.text[0].isalpha() else ""
             out[-1] += sep + b.text

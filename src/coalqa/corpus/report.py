@@ -111,7 +111,7 @@ def compare_chunks(old: list[Chunk], new: list[Chunk]) -> dict[str, Any]:
     ``{"source", "locator", "sha"}`` (changed: ``old_sha``/``sha``), in file order.
     """
     before, after = _keyed(old), _keyed(new)
-    entry = lambda c: {"source": c.source, "locator": c.locator, "sha": c.sha}  # noqa: E731
+    entry = lambda c: {"source": c.source, "locator": c.locator, "sha": c.sha}
     changed = [
         {"source": c.source, "locator": c.locator, "old_sha": before[k].sha, "sha": c.sha}
         for k, c in after.items() if k in before and before[k].sha != c.sha

@@ -9,7 +9,15 @@ optional LLM judge) and compare runs.
 
 from coalqa.eval.config import EvalConfig
 from coalqa.eval.data import answer_text, load_predictions, load_references, match_predictions
-from coalqa.eval.metrics import bleu4, find_key_facts, key_fact_recall, normalize, rouge_l, score_answer, tokenize
+from coalqa.eval.metrics import (
+    bleu4,
+    find_key_facts,
+    key_fact_recall,
+    normalize,
+    rouge_l,
+    score_answer,
+    tokenize,
+)
 from coalqa.eval.report import (
     build_report,
     compare_chart,

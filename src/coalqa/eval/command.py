@@ -22,7 +22,14 @@ from coalqa.config import config_options, load_config
 from coalqa.errors import CoalqaError
 from coalqa.eval.config import EvalConfig
 from coalqa.eval.data import load_predictions, load_references
-from coalqa.eval.report import METRICS, comparison_paths, load_report, report_paths, write_comparison, write_report
+from coalqa.eval.report import (
+    METRICS,
+    comparison_paths,
+    load_report,
+    report_paths,
+    write_comparison,
+    write_report,
+)
 from coalqa.paths import check_outputs
 
 

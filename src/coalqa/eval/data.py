@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from coalqa.errors import CoalqaError
-from coalqa.jsonio import read_rows
 from coalqa.eval.metrics import normalize
+from coalqa.jsonio import read_rows
 from coalqa.template import THINK_CLOSE, split_reasoning
 
 

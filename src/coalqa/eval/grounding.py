@@ -117,7 +117,7 @@ def write_retrieval_report(references: list[dict], index, stem: str | Path, **me
     summary = retrieval_summary({i["id"]: i["rank"] for i in items})
     report = {"coalqa_eval_retrieval": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "index": str(index.path),
               "index_fingerprint": index.fingerprint, **meta, "retrieval": summary, "items": items}
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"
     lines = [f"# coalqa eval: retrieval over `{index.path}`", "",
              "A hit counts when it comes from the reference's source_doc and holds its source_span.", "",
              "| n | " + " | ".join(k for k in summary if k != "n") + " |", "|---:|" + "---:|" * (len(summary) - 1),

@@ -38,7 +38,7 @@ def parse_judgement(text: str) -> tuple[int | None, str]:
 
     try:
         data = json_repair.loads(text)
-    except Exception as e:  # json_repair raises little, but a reply can be anything
+    except Exception as e:  # noqa: BLE001 -- json_repair raises little, but a reply can be anything
         return None, f"unparseable judge reply: {type(e).__name__}"
     if isinstance(data, list):
         data = next((d for d in data if isinstance(d, dict)), {})

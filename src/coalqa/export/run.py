@@ -22,9 +22,9 @@ import shlex
 import shutil
 import sys
 import warnings
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from coalqa.ask.inference import TRAIN_CONFIG, read_adapter_folder
 from coalqa.env import library_versions
@@ -197,7 +197,7 @@ def export_model(peft_model: str | Path, out_dir: str | Path, cfg: ExportConfig 
         "trained_on_4bit": bool(train_cfg.get("use_4bit", False)),
         "formats": formats,
         "output_dir": str(out_dir.resolve()),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "versions": library_versions(("coalqa", "torch", "transformers", "peft", "bitsandbytes", "gguf",
                                       "llama-cpp-python")),
@@ -235,7 +235,7 @@ def export_model(peft_model: str | Path, out_dir: str | Path, cfg: ExportConfig 
     tokenizer, fmt = (merged["tokenizer"], merged["fmt"]) if merged else (None, None)
     if "ollama" in formats and not problems:
         report["ollama"] = _export_ollama(Path(report["gguf"]["path"]), tokenizer, fmt, cfg, adapter_dir)
-    report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_report(out_dir, report)
     if problems:
         raise CoalqaError(f"the GGUF {report['gguf']['path']} does not carry what llama.cpp needs: {'; '.join(problems)} "
@@ -369,12 +369,12 @@ def report_markdown(report: dict) -> str:
         lines += ["", "## Merged model", "",
                   f"- Folder: `{m['path']}` ({m['safetensors_bytes'] / 1e9:.2f} GB, {m['save_dtype']}: {m['save_dtype_reason']})",
                   f"- Method: **{m['method']}** — {m['method_note']}",
-                  f"- Check against base + adapter ({'4-bit, ' if m['base_loaded_in_4bit'] else ''}{m['compute_dtype']}) on "
+                  (f"- Check against base + adapter ({'4-bit, ' if m['base_loaded_in_4bit'] else ''}{m['compute_dtype']}) on "
                   f"{c['prompts']} fixed prompts, {c['tokens_per_prompt']} greedy tokens each: max |Δlogit| "
                   f"**{c['max_abs_logit_diff']:.3g}**, mean {c['mean_abs_logit_diff']:.3g}; greedy tokens identical on "
-                  f"**{c['greedy_same']}/{c['prompts']}**",
-                  f"- Serving defaults (generation_config.json): temperature {m['generation_defaults']['temperature']}, "
-                  f"top_p {m['generation_defaults']['top_p']}, EOS {m['generation_defaults']['eos_token_id']}",
+                  f"**{c['greedy_same']}/{c['prompts']}**"),
+                  (f"- Serving defaults (generation_config.json): temperature {m['generation_defaults']['temperature']}, "
+                  f"top_p {m['generation_defaults']['top_p']}, EOS {m['generation_defaults']['eos_token_id']}"),
                   f"- Use: `{m['ask_command']}` (the prompt format is recorded in the folder)"]
         for item in c["items"]:
             if not item["same"]:
@@ -385,9 +385,9 @@ def report_markdown(report: dict) -> str:
         lines += ["", "## GGUF (llama.cpp)", "",
                   f"- File: `{g['path']}` ({g['type']}, {g['bytes'] / 1e9:.2f} GB, sha256 `{g['sha256'][:16]}…`)",
                   f"- Converter: {g['converter']}",
-                  f"- Read back: architecture `{meta['architecture']}`, pre-tokenizer `{meta['pre_tokenizer']}`, "
+                  (f"- Read back: architecture `{meta['architecture']}`, pre-tokenizer `{meta['pre_tokenizer']}`, "
                   f"BOS {meta['bos_token_id']}, EOS {meta['eos_token_id']}, chat template "
-                  f"{'identical to the tokenizer’s' if g['chat_template_matches'] else 'DIFFERENT'}",
+                  f"{'identical to the tokenizer’s' if g['chat_template_matches'] else 'DIFFERENT'}"),
                   "- " + ("Problems: " + "; ".join(g["problems"]) if g["problems"] else "Metadata as expected"),
                   f"- Q4_K_M (with a llama.cpp build): `{g['q4_k_m_command']}`",
                   f"- Run: `{g['llama_cpp_command']}`" + (" (llama.cpp b4514 or later reads the deepseek-r1-qwen pre-tokenizer)"
@@ -399,14 +399,14 @@ def report_markdown(report: dict) -> str:
             f"{', '.join(str(i['same_prefix_tokens']) for i in run['items'])})" if run else "not checked (llama-cpp-python not installed)"))
     if "ollama" in report:
         o = report["ollama"]
-        lines += ["", "## Ollama", "", f"- Modelfile: `{o['path']}` (training template and system prompt, "
-                  f"temperature {o['temperature']}, top_p {o['top_p']})",
+        lines += ["", "## Ollama", "", (f"- Modelfile: `{o['path']}` (training template and system prompt, "
+                  f"temperature {o['temperature']}, top_p {o['top_p']})"),
                   f"- `{o['create_command']}` then `{o['run_command']}`"]
     if "vllm" in report:
         v = report["vllm"]
         lines += ["", "## vLLM", "",
-                  f"- Adapter: r={v['rank']} → `--max-lora-rank {v['max_lora_rank']}`; targets {', '.join(v['target_modules'])}; "
-                  "no modules_to_save, DoRA, bias or embedding layers",
+                  (f"- Adapter: r={v['rank']} → `--max-lora-rank {v['max_lora_rank']}`; targets {', '.join(v['target_modules'])}; "
+                  "no modules_to_save, DoRA, bias or embedding layers"),
                   f"- `{v['folder']}/serve.sh`: `{v['command']}`"]
         lines += [f"- Note: {n}" for n in v["notes"]]
     return "\n".join(lines) + "\n"

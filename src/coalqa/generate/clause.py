@@ -73,7 +73,7 @@ def split_text(text: str, limit: int) -> list[str]:
 
 def _title(chunk: dict[str, Any]) -> str:
     title = str(chunk.get("title") or chunk.get("source") or "").strip()
-    title = re.sub(r"\.(txt|docx?|pdf|md)$", "", title, flags=re.I)
+    title = re.sub(r"\.(txt|docx?|pdf|md)$", "", title, flags=re.IGNORECASE)
     return title.strip("《》 ")
 
 

@@ -36,7 +36,8 @@ import random
 import re
 import threading
 import time
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -61,7 +62,7 @@ PERMANENT_CODES = {
     "exceeded_current_quota_error", "Arrearage", "InvalidApiKey",
 }
 # A 4xx whose message says the money or quota is gone, from a provider whose code is not listed above.
-_EXHAUSTED = re.compile(r"余额不足|欠费|insufficient[ _-]?(?:balance|quota|credit)|arrear|exceeded your current quota", re.I)
+_EXHAUSTED = re.compile(r"余额不足|欠费|insufficient[ _-]?(?:balance|quota|credit)|arrear|exceeded your current quota", re.IGNORECASE)
 MAX_RETRY_AFTER = 120.0
 
 
@@ -100,7 +101,7 @@ def error_code(exc: BaseException) -> str | None:
     if body is None and response is not None:
         try:
             body = response.json()
-        except Exception:  # not JSON, or the body was never read: no code to report
+        except Exception:  # noqa: BLE001 -- not JSON, or the body was never read: no code to report
             body = None
     if not isinstance(body, dict):
         return None

@@ -20,8 +20,8 @@ import json_repair
 QUESTION_KEYS = ("input", "question", "instruction", "q", "query", "prompt", "问题", "提问")
 ANSWER_KEYS = ("output", "answer", "a", "response", "reply", "答案", "回答")
 
-_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
-_FENCE = re.compile(r"^[ \t]*```[\w-]*[ \t]*$", re.M)
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"^[ \t]*```[\w-]*[ \t]*$", re.MULTILINE)
 
 
 def problem(reason: str, detail: str) -> dict[str, str]:
@@ -33,8 +33,8 @@ def clean_reply(text: str) -> str:
     """Drop reasoning blocks and code-fence lines; return the rest, stripped."""
     text = _THINK.sub("", text or "")
     if "</think>" in text.lower():  # opening tag was in the prompt (R1 template): keep what follows
-        text = re.split(r"</think>", text, flags=re.I)[-1]
-    if re.match(r"\s*<think>", text, re.I):  # reasoning never closed: the reply was cut inside it
+        text = re.split(r"</think>", text, flags=re.IGNORECASE)[-1]
+    if re.match(r"\s*<think>", text, re.IGNORECASE):  # reasoning never closed: the reply was cut inside it
         return ""
     return _FENCE.sub("", text).strip()
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,8 +24,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from coalqa.corpus.chunking import chunk_sha
 from coalqa.errors import CoalqaError
 from coalqa.generate.checkpoint import check_header, open_checkpoint, read_checkpoint, text_sha
-from coalqa.jsonio import file_sha256, read_rows
-from coalqa.jsonio import write_text_atomic as write_atomic
 from coalqa.generate.clause import clause_pairs, occurrences
 from coalqa.generate.config import GenerateConfig
 from coalqa.generate.dedup import make_deduper
@@ -32,6 +31,8 @@ from coalqa.generate.llm import ChatFn, FatalLLMError, make_chat_client, redact
 from coalqa.generate.parse import parse_pairs
 from coalqa.generate.prompt import Prompt, load_prompt, render_prompt
 from coalqa.generate.validate import check_faithful, check_pair
+from coalqa.jsonio import file_sha256, read_rows
+from coalqa.jsonio import write_text_atomic as write_atomic
 
 log = logging.getLogger("coalqa.generate")
 CLAUSE_VERSION = "clause-v2"
@@ -77,7 +78,7 @@ def _llm_record(chunk: dict[str, Any], chat: ChatFn, prompt: Prompt, cfg: Genera
         raw, usage = chat([{"role": "user", "content": content}])
     except FatalLLMError:
         raise
-    except Exception as e:  # retries exhausted or a non-retryable 4xx: redo on the next run
+    except Exception as e:  # noqa: BLE001 -- retries exhausted or a non-retryable 4xx: redo on the next run
         return record | {"status": "failed", "error": redact(f"{type(e).__name__}: {e}")[:500], "pairs": [], "problems": []}
     pairs, problems = parse_pairs(raw)
     for p in problems:
@@ -309,9 +310,9 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
                       + f"; generating {len(todo)} new or changed of {len(chunks)}"
                       + (f"; {stale} checkpoint record(s) of chunks no longer present are ignored" if stale else ""))
     if llm:
-        make_record = lambda c: _llm_record(c, chat, prompt, cfg)  # noqa: E731
+        make_record = lambda c: _llm_record(c, chat, prompt, cfg)
     else:
-        make_record = lambda c: _clause_record(c, cfg, nth[c["id"]])  # noqa: E731
+        make_record = lambda c: _clause_record(c, cfg, nth[c["id"]])
     append, close = open_checkpoint(paths["checkpoint"], header, durable=llm)
     for rec in seeded:
         append(rec)

@@ -27,13 +27,21 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import file_sha256, new_file_mode
-from coalqa.retrieval.text import TOKENIZER_VERSION, corpus_terms, make_tokenizer, split_sentences, tokenize, write_user_dict
+from coalqa.retrieval.text import (
+    TOKENIZER_VERSION,
+    corpus_terms,
+    make_tokenizer,
+    split_sentences,
+    tokenize,
+    write_user_dict,
+)
 
 INDEX_FORMAT = 1
 MANIFEST = "index.json"
@@ -89,7 +97,7 @@ def chunks_fingerprint(chunks: Sequence[dict]) -> str:
 
     h = hashlib.sha256()
     for c in sorted(chunks, key=lambda c: c["id"]):
-        h.update(f"{c['id']}\0{c['text']}\0".encode("utf-8"))
+        h.update(f"{c['id']}\0{c['text']}\0".encode())
     return h.hexdigest()[:16]
 
 

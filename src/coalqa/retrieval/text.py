@@ -18,15 +18,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from coalqa.numbers import normalize_text
 
 # Bump when tokenisation changes: an index built with another version is refused (rebuild message).
 TOKENIZER_VERSION = 1
 STOPWORDS = frozenset(
-    "的 了 和 与 及 或 在 是 为 对 等 其 中 应 应当 必须 不得 什么 多少 哪些 怎样 如何 要求 规定 有 时 要 会 里 吗 呢 哪 几 个".split()
+    ["的", "了", "和", "与", "及", "或", "在", "是", "为", "对", "等", "其", "中", "应", "应当", "必须", "不得", "什么", "多少", "哪些", "怎样", "如何", "要求", "规定", "有", "时", "要", "会", "里", "吗", "呢", "哪", "几", "个"]
 )
 _PUNCT = re.compile(r"^[\W_]+$")
 _ORDINAL = re.compile(r"第[一二三四五六七八九十百千零〇\d]+[编章节条款项]")

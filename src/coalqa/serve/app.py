@@ -176,7 +176,7 @@ async def _wait(gen: Generation, request) -> Outcome:
         while True:
             try:
                 kind, *payload = await asyncio.wait_for(gen.events.get(), timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if await request.is_disconnected():
                     gen.cancel()
                     raise ApiError(499, "client closed the request") from None

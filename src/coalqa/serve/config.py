@@ -52,7 +52,7 @@ class ServeConfig(AskConfig):
         return [o.rstrip("/") for o in value]
 
     @model_validator(mode="after")
-    def _default_within_limit(self) -> "ServeConfig":
+    def _default_within_limit(self) -> ServeConfig:
         if self.max_new_tokens > self.max_tokens_limit:
             raise ValueError(f"max_new_tokens {self.max_new_tokens} (the default max_tokens of a request) is above "
                              f"max_tokens_limit {self.max_tokens_limit}")

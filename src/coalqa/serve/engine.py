@@ -143,7 +143,7 @@ class TextDeltas:
 class _Row:
     """The worker's state of one request in a running batch (touched by the generation thread only)."""
 
-    def __init__(self, gen: Generation, prompt_ids: list[int], engine: "LocalEngine") -> None:
+    def __init__(self, gen: Generation, prompt_ids: list[int], engine: LocalEngine) -> None:
         self.gen, self.prompt_ids, self.engine = gen, prompt_ids, engine
         self.tokens: list[int] = []
         self.text = TextDeltas(engine.loaded.tokenizer, engine.opens_think, engine.may_think, gen.turn.stop,

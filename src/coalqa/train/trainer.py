@@ -33,8 +33,8 @@ from typing import Any
 
 from coalqa.config import dump_config
 from coalqa.errors import CoalqaError
-from coalqa.jsonio import file_sha256, share_saved_weights
 from coalqa.hardware import DtypeChoice, choose_dtype
+from coalqa.jsonio import file_sha256, share_saved_weights
 from coalqa.modeling import check_model_location, disable_cpu_4bit_repacking, load_model, load_tokenizer
 from coalqa.paths import check_outputs
 from coalqa.template import PromptFormat
@@ -224,7 +224,7 @@ def packing_supported(model, tokenizer) -> tuple[bool, str]:
             out1 = model(input_ids=torch.tensor([a1 + b], device=device), position_ids=pos, use_cache=False).logits[0, len(a1):].float()
             out2 = model(input_ids=torch.tensor([a2 + b], device=device), position_ids=pos, use_cache=False).logits[0, len(a1):].float()
             alone = model(input_ids=torch.tensor([b], device=device), use_cache=False).logits[0].float()
-    except Exception as e:  # an attention implementation that rejects position ids without a mask
+    except Exception as e:  # noqa: BLE001 -- an attention implementation that rejects position ids without a mask
         return False, f"probe forward failed ({type(e).__name__}: {e})"
     finally:
         model.train(was_training)
@@ -423,32 +423,32 @@ def _chunks_line(provenance: dict) -> str:
 
 def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, history: list[dict], seconds: float,
                     interrupted: bool, notes: list[str], dtype: DtypeChoice, provenance: dict | None = None) -> None:
-    last = lambda key: next((e[key] for e in reversed(history) if key in e), None)  # noqa: E731
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    last = lambda key: next((e[key] for e in reversed(history) if key in e), None)
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
     steps = max((e.get("step", 0) for e in history), default=0)
     lines = [
         f"# Run card: {run_dir.name}",
         "",
         f"- Status: {'interrupted (checkpoint saved)' if interrupted else 'finished'}",
-        f"- Base model: `{config.model_name_or_path}` ({'4-bit ' + config.bnb_4bit_quant_type if config.use_4bit else 'full precision'}, "
-        f"compute {dtype.name} on {dtype.device}: {dtype.reason})",
+        (f"- Base model: `{config.model_name_or_path}` ({'4-bit ' + config.bnb_4bit_quant_type if config.use_4bit else 'full precision'}, "
+        f"compute {dtype.name} on {dtype.device}: {dtype.reason})"),
         f"- Data: `{config.data}` (sha256 `{file_sha256(config.data)}`)",
         _chunks_line(provenance or {}),
-        f"- QA pairs: {data.rows} read; {len(data.train)} train, {len(data.eval)} eval ({data.split_note}); "
-        f"{data.truncated} cut to max_length {config.max_length}; {data.skipped_too_long} skipped",
+        (f"- QA pairs: {data.rows} read; {len(data.train)} train, {len(data.eval)} eval ({data.split_note}); "
+        f"{data.truncated} cut to max_length {config.max_length}; {data.skipped_too_long} skipped"),
         f"- Prompt format: template `{config.template}`, think `{config.think}`",
-        *([f"- Retrieved context (RAFT): {config.context_k} clauses per prompt from `{config.index}` (fingerprint "
-           f"`{config.index_fingerprint}`); the pair's own source clause included with probability {config.oracle_probability}"]
+        *([(f"- Retrieved context (RAFT): {config.context_k} clauses per prompt from `{config.index}` (fingerprint "
+           f"`{config.index_fingerprint}`); the pair's own source clause included with probability {config.oracle_probability}")]
           if config.index else []),
         f"- LoRA: r={config.lora_rank}, alpha={config.lora_alpha}, dropout={config.lora_dropout} on {', '.join(config.lora_target_modules)}",
-        f"- Optimisation: {steps} steps, lr {config.learning_rate} ({config.lr_scheduler_type}, warmup {config.warmup_ratio}), "
+        (f"- Optimisation: {steps} steps, lr {config.learning_rate} ({config.lr_scheduler_type}, warmup {config.warmup_ratio}), "
         f"batch {config.per_device_train_batch_size} × accumulation {config.gradient_accumulation_steps}, "
-        f"packing {'on' if config.packing else 'off'}",
+        f"packing {'on' if config.packing else 'off'}"),
         f"- Final train loss: {fmt(last('loss'))}; final eval loss: {fmt(last('eval_loss'))}",
         f"- Wall time of this session: {seconds / 60:.1f} min",
         "",
-        "Losses are mean cross-entropy over answer tokens (prompt tokens are not scored). Files: adapter "
-        "(`adapter_model.safetensors`), `train_config.yaml`, `train_log.jsonl`, `loss_curve.png`.",
+        ("Losses are mean cross-entropy over answer tokens (prompt tokens are not scored). Files: adapter "
+        "(`adapter_model.safetensors`), `train_config.yaml`, `train_log.jsonl`, `loss_curve.png`."),
     ]
     if notes:
         lines += ["", "Notes:", *[f"- {n}" for n in notes]]
