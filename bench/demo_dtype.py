@@ -30,15 +30,9 @@ def prepare_demo_data(work: Path) -> tuple[Path, str]:
     """The demo's training set and base model, made by the demo's own steps (cached in ``work``)."""
     from rich.console import Console
 
-    from coalqa.demo import (
-        DemoConfig,
-        _base_model,
-        _pick_documents,
-        locate_sources,
-        step_corpus,
-        step_generate,
-    )
+    from coalqa.demo import DemoConfig, _base_model, _pick_documents, step_corpus, step_generate
     from coalqa.eval import load_references
+    from coalqa.eval.references import locate_sources
 
     cfg = DemoConfig(work_dir=work, docs=REPO.parent / "shared/corpus/coal-safety",
                      references=REPO.parent / "shared/eval/dev.jsonl")

@@ -27,7 +27,8 @@ from llm_server import LLMServer
 from rich.console import Console
 
 from coalqa.corpus import load_documents, split_into_chunks
-from coalqa.generate import GenerateConfig, make_chat_client, run_generate
+from coalqa.generate import GenerateConfig, run_generate
+from coalqa.llm import make_chat_client
 
 
 def main() -> None:

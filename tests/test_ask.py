@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from coalqa.ask import AskConfig, answer, load_model
 from coalqa.ask.batch import read_questions, settings_path
-from coalqa.ask.inference import _result
+from coalqa.ask.inference import result_record
 from coalqa.cli import app, main
 from coalqa.errors import CoalqaError
 from coalqa.offline import R1_EOS_ID
@@ -133,10 +133,10 @@ def test_result_stops_at_eos_and_handles_r1_think_quirk(loaded) -> None:
     """Output holds ``</think>`` without ``<think>`` (it is in the prompt); padding after EOS is not counted."""
     tok = loaded.tokenizer
     gen = tok("推理。\n</think>\n\n每月1次。", add_special_tokens=False)["input_ids"] + [R1_EOS_ID] * 4
-    r = _result(loaded, "q", gen, [R1_EOS_ID], 0.5)
+    r = result_record(loaded, "q", gen, [R1_EOS_ID], 0.5)
     assert (r["reasoning"], r["answer"], r["finished_reasoning"]) == ("推理。", "每月1次。", True)
     assert r["tokens"] == len(gen) - 3
-    cut = _result(loaded, "q", tok("还在想", add_special_tokens=False)["input_ids"], [R1_EOS_ID], 0.5)
+    cut = result_record(loaded, "q", tok("还在想", add_special_tokens=False)["input_ids"], [R1_EOS_ID], 0.5)
     assert (cut["reasoning"], cut["answer"], cut["finished_reasoning"]) == ("还在想", "", False)
 
 

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from coalqa.cli import app
 from coalqa.config import ConfigError
-from coalqa.demo import DemoConfig, _overlaps_span, locate_sources, split_config
+from coalqa.demo import DemoConfig, split_config
 from coalqa.eval import load_references, load_report
+from coalqa.eval.references import locate_sources, overlaps_span
 
 runner = CliRunner()
 
@@ -135,8 +136,8 @@ def test_prepare_smollm2_builds_a_plain_model_folder_once(tmp_path):
 def test_overlaps_span_locates_each_piece_of_a_fact_answer():
     text = "(三)采掘工作面的甲烷浓度检查次数如下:\n1.低瓦斯矿井，每班至少2次；\n2.高瓦斯矿井，每班至少3次；\n(四)其他规定。"
     spans = ["2.高瓦斯矿井,每班至少3次;"]  # as locate_sources normalises them
-    assert _overlaps_span("采掘工作面的甲烷浓度检查次数如下：高瓦斯矿井，每班至少3次。", text, spans)
-    assert not _overlaps_span("采掘工作面的甲烷浓度检查次数如下：低瓦斯矿井，每班至少2次。", text, spans)
-    assert _overlaps_span("(三)采掘工作面的甲烷浓度检查次数如下:\n1.低瓦斯矿井，每班至少2次；\n2.高瓦斯矿井", text, spans)
-    assert not _overlaps_span("(四)其他规定。", text, spans)
-    assert _overlaps_span("an LLM's paraphrase, found nowhere in the text", text, spans)  # kept: cannot tell
+    assert overlaps_span("采掘工作面的甲烷浓度检查次数如下：高瓦斯矿井，每班至少3次。", text, spans)
+    assert not overlaps_span("采掘工作面的甲烷浓度检查次数如下：低瓦斯矿井，每班至少2次。", text, spans)
+    assert overlaps_span("(三)采掘工作面的甲烷浓度检查次数如下:\n1.低瓦斯矿井，每班至少2次；\n2.高瓦斯矿井", text, spans)
+    assert not overlaps_span("(四)其他规定。", text, spans)
+    assert overlaps_span("an LLM's paraphrase, found nowhere in the text", text, spans)  # kept: cannot tell

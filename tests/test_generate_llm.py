@@ -9,7 +9,7 @@ import pytest
 from llm_server import LLMServer
 
 from coalqa.errors import CoalqaError
-from coalqa.generate import FatalLLMError, make_chat_client
+from coalqa.llm import FatalLLMError, make_chat_client
 
 KEYS = {"openai": "sk-test-OPENAI-SECRET-0001", "zhipuai": "a1b2c3d4e5.ZHIPU-SECRET-0002"}  # Zhipu keys are id.secret
 ENV = {"openai": "OPENAI_API_KEY", "zhipuai": "ZHIPUAI_API_KEY"}
@@ -123,7 +123,7 @@ def test_rate_limit_codes_are_transient(provider: str, server: LLMServer) -> Non
 
 
 def test_adaptive_limit_is_aimd() -> None:
-    from coalqa.generate.llm import AdaptiveLimit
+    from coalqa.llm import AdaptiveLimit
 
     limit = AdaptiveLimit(8)
     rounds = [limit.acquire() for _ in range(8)]

@@ -85,7 +85,7 @@ ARREARS = {"status": 429, "code": "1113", "message": "您的账户已欠费，�
 
 
 def test_permanent_429_stops_after_one_request_per_chunk_in_flight(tmp_path, key_env) -> None:
-    from coalqa.generate import FatalLLMError
+    from coalqa.llm import FatalLLMError
 
     chunks = make_chunks(20)
     out = tmp_path / "QAdata_all.json"

@@ -1,5 +1,5 @@
 """Grounded answers end to end with real components: a bm25s/jieba index over small clauses, a RAFT adapter trained by
-``coalqa train --index`` on the tiny Qwen2, ``coalqa ask/eval --index`` and :func:`coalqa.ask.grounding.answer_grounded`."""
+``coalqa train --index`` on the tiny Qwen2, ``coalqa ask/eval --index`` and :func:`coalqa.grounding.answer_grounded`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from conftest import SMALL_CHUNKS, train_adapter, write_chunks_file
 from typer.testing import CliRunner
 
 from coalqa.ask import AskConfig, load_model
-from coalqa.ask.grounding import ABSTAIN_ANSWER, Grounding, answer_grounded, finish
 from coalqa.cli import app
 from coalqa.errors import CoalqaError
 from coalqa.eval import EvalConfig, evaluate, load_references
+from coalqa.grounding import ABSTAIN_ANSWER, Grounding, answer_grounded, finish
 from coalqa.numbers import unsupported_quantities
 from coalqa.retrieval import build_index, load_index
 from coalqa.template import PromptFormat, encode_example, encode_prompt, render_prompt

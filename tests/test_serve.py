@@ -414,7 +414,7 @@ def test_page_in_headless_chromium(servers, tmp_path) -> None:
 def test_grounded_reply_is_answer_groundeds_record(servers, loaded, small_index) -> None:
     """The same function as `coalqa ask --index`: answer, citations, evidence and unsupported numbers all equal."""
     from coalqa.ask import AskConfig
-    from coalqa.ask.grounding import ABSTAIN_ANSWER, answer_grounded
+    from coalqa.grounding import ABSTAIN_ANSWER, answer_grounded
     from coalqa.retrieval import load_index
 
     grounded = servers["grounded"]
@@ -444,7 +444,7 @@ def test_grounded_reply_is_answer_groundeds_record(servers, loaded, small_index)
 def test_proxy_grounds_with_the_same_steps(servers, small_index, r1_tokenizer) -> None:
     """A proxy with --index puts the supporting clauses into the message it sends (the backend counts their tokens)."""
     from coalqa.ask import AskConfig
-    from coalqa.ask.grounding import retrieve_support
+    from coalqa.grounding import retrieve_support
     from coalqa.retrieval import load_index
     from coalqa.template import encode_prompt, inference_format
 

@@ -10,7 +10,7 @@ Steps (each cached under ``work_dir``, keyed by a hash of its inputs and setting
 4. answer the eval questions with the base model (before fine-tuning);
 5. fine-tune a LoRA adapter (``coalqa.train``);
 6. answer them again with the adapter and compare base vs fine-tuned (``coalqa.eval``);
-7. index the chunks (``coalqa.retrieval``) and answer once more, grounded (:func:`coalqa.ask.grounding.answer_grounded`:
+7. index the chunks (``coalqa.retrieval``) and answer once more, grounded (:func:`coalqa.grounding.answer_grounded`:
    the retrieved clauses in the prompt, citations, evidence, a number check), with the base and with the same adapter —
    no second training run, which on 2 CPU cores would cost several times the first (prompts with clauses are many
    times longer than questions).
@@ -45,6 +45,8 @@ from rich.panel import Panel
 
 from coalqa.config import ConfigError, config_options, load_config
 from coalqa.errors import CoalqaError
+from coalqa.eval.metrics import normalize
+from coalqa.eval.references import locate_sources, overlaps_span, seen_references
 from coalqa.hardware import choose_dtype
 from coalqa.jsonio import file_sha256, write_json_atomic
 from coalqa.paths import check_outputs
@@ -262,29 +264,6 @@ def step_corpus(cfg: DemoConfig, docs: list[Path], console: Console) -> tuple[Pa
     return path, chunks, reused
 
 
-def _squash(text: str) -> str:
-    from coalqa.eval.metrics import normalize
-
-    return normalize(text)
-
-
-def locate_sources(references: list[dict[str, Any]], chunks: list[dict[str, Any]]) -> dict[str, int]:
-    """Eval item id → index of the chunk holding its ``source_span`` (same ``source_doc``); missing if none."""
-    by_doc: dict[str, list[int]] = {}
-    for i, c in enumerate(chunks):
-        by_doc.setdefault(c.get("source", ""), []).append(i)
-    found = {}
-    for ref in references:
-        span = _squash(ref.get("source_span") or "")
-        if not span:
-            continue
-        for i in by_doc.get(ref.get("source_doc", ""), []):
-            if span in _squash(chunks[i]["text"]):
-                found[ref["id"]] = i
-                break
-    return found
-
-
 def _provider(cfg: DemoConfig) -> tuple[str, str | None]:
     if cfg.provider != "auto":
         return cfg.provider, cfg.generate_model
@@ -293,26 +272,6 @@ def _provider(cfg: DemoConfig) -> tuple[str, str | None]:
     if os.environ.get("OPENAI_API_KEY", "").strip():
         return "openai", cfg.generate_model or "gpt-4o-mini"
     return "clause", None
-
-
-def _overlaps_span(output: str, chunk_text: str, spans: list[str]) -> bool:
-    """Whether a clause answer overlaps one of the eval spans in that chunk.
-
-    The answer's pieces (a fact answer joins a list's lead sentence and the item with ``：``) are located
-    in the chunk text; a piece found nowhere is ignored, an answer with no piece found is kept.
-    """
-    text = _squash(chunk_text)
-    found = False
-    for piece in _squash(output).rstrip("。").split(":"):
-        start = text.find(piece)
-        if not piece or start < 0:
-            continue
-        found = True
-        for span in spans:
-            s = text.find(span)
-            if s >= 0 and s < start + len(piece) and start < s + len(span):
-                return True
-    return not found
 
 
 def step_generate(
@@ -327,7 +286,7 @@ def step_generate(
     spans: dict[str, list[str]] = {}
     for ref in trained:
         i = sources[ref["id"]]
-        spans.setdefault(chunks[i]["id"], []).append(_squash(ref["source_span"]))
+        spans.setdefault(chunks[i]["id"], []).append(normalize(ref["source_span"]))
         for j in range(i - cfg.neighbours, i + cfg.neighbours + 1):
             if 0 <= j < len(chunks) and chunks[j].get("source") == chunks[i].get("source"):
                 picked.add(j)
@@ -352,7 +311,7 @@ def step_generate(
         rows = json.loads(path.read_text(encoding="utf-8"))
         by_id = {c["id"]: c for c in subset}
         if provider == "clause":  # answers are the chunk's own text: keep those holding the eval spans
-            rows = [r for r in rows if r["chunk_id"] not in spans or _overlaps_span(r["output"], by_id[r["chunk_id"]]["text"], spans[r["chunk_id"]])]
+            rows = [r for r in rows if r["chunk_id"] not in spans or overlaps_span(r["output"], by_id[r["chunk_id"]]["text"], spans[r["chunk_id"]])]
         if not rows:
             raise CoalqaError(f"the {provider} generator produced no QA pairs for the training subset (see {path})")
         write_json_atomic(kept_path, rows)  # its existence marks the step done, so never half-written
@@ -453,25 +412,6 @@ def step_answer(
     report = evaluate(refs, preds, ecfg, label=label, meta=meta, index=index)
     write_report(report, stem)
     return report, False
-
-
-def seen_references(qa_path: Path, n: int) -> list[dict[str, Any]]:
-    """The first ``n`` training QA pairs with distinct answers, as eval references (ids ``seen-01``…).
-
-    Returns:
-        dicts with ``id``, ``question`` (the training input), ``reference_answer`` (the training output)
-        and ``key_facts``: the numbers the training answer states (:func:`coalqa.generate.clause.quantities`),
-        so that the check asks "did it learn the numbers?", not only "did it learn the wording?".
-    """
-    from coalqa.generate.clause import quantities
-
-    rows, answers = [], set()
-    for row in json.loads(qa_path.read_text(encoding="utf-8")):
-        if row["output"] not in answers and len(rows) < n:
-            answers.add(row["output"])
-            rows.append({"id": f"seen-{len(rows) + 1:02d}", "question": row["input"],
-                         "reference_answer": row["output"], "key_facts": quantities(row["output"])})
-    return rows
 
 
 def _max_new_tokens(cfg: DemoConfig) -> int:

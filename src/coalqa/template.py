@@ -235,7 +235,7 @@ def split_reasoning(generated: str, opens_think: bool) -> tuple[str, str, bool]:
 
 
 
-def _hold_back_partial(text: str, marker: str) -> str:
+def hold_back_partial(text: str, marker: str) -> str:
     """``text`` without a trailing proper prefix of ``marker`` (``"abc</th"`` → ``"abc"`` for ``</think>``)."""
     for k in range(min(len(marker) - 1, len(text)), 0, -1):
         if text.endswith(marker[:k]):
@@ -270,10 +270,10 @@ def split_reasoning_so_far(generated: str, opens_think: bool, may_think: bool) -
         if THINK_CLOSE in text:
             reasoning, answer = text.split(THINK_CLOSE, 1)
             return reasoning.strip(), answer.strip()
-        return _hold_back_partial(text, THINK_CLOSE).strip(), ""
+        return hold_back_partial(text, THINK_CLOSE).strip(), ""
     if THINK_CLOSE in text:
         reasoning, answer = text.split(THINK_CLOSE, 1)
         return reasoning.strip(), answer.strip()
     if may_think:
         return "", ""
-    return "", _hold_back_partial(text, THINK_CLOSE).rstrip()
+    return "", hold_back_partial(text, THINK_CLOSE).rstrip()

@@ -8,7 +8,7 @@ Three modes, with the original design's flags::
 
 Add ``--index INDEX_DIR`` (from ``coalqa index``) to any mode for grounded answers: the retrieved clauses go into
 the prompt, and each answer shows its citations (《title》locator), the clauses' best-matching sentences as
-evidence, and a warning for numbers no cited clause states (:mod:`coalqa.ask.grounding`).
+evidence, and a warning for numbers no cited clause states (:mod:`coalqa.grounding`).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def ask(
 
         index = load_index(cfg.index)  # before the model: a missing or stale index fails in a second
         if peft_model is not None and adapter:
-            from coalqa.ask.grounding import check_adapter_fits_index
+            from coalqa.grounding import check_adapter_fits_index
 
             check_adapter_fits_index(peft_model, index, cfg)
 
@@ -119,7 +119,7 @@ def ask(
     for note in loaded.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
     if index is not None:
-        from coalqa.ask.grounding import check_index_fits, context_k
+        from coalqa.grounding import check_index_fits, context_k
 
         check_index_fits(loaded, index, cfg)
         err.print(f"grounded on {index.path} ({index.manifest['chunks']} chunks): {context_k(loaded, cfg)} clauses per "
@@ -177,7 +177,7 @@ def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str,
     out = Console(highlight=False, soft_wrap=True)
     grounding = None
     if index is not None:
-        from coalqa.ask.grounding import abstention, context_k, retrieve_support
+        from coalqa.grounding import abstention, context_k, retrieve_support
 
         grounding = retrieve_support(index, question, cfg, context_k(loaded, cfg), loaded.fmt.clause_chars)
         if not grounding.supporting and cfg.abstain:
@@ -236,7 +236,7 @@ def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str,
     result = stream.result()
     out.out("")
     if grounding is not None and not result["interrupted"]:
-        from coalqa.ask.grounding import finish
+        from coalqa.grounding import finish
 
         result = finish(index, grounding, result, cfg)
         show_grounding(result, out)
@@ -356,7 +356,7 @@ def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, qu
     t0 = time.perf_counter()
     try:
         if index is not None:
-            from coalqa.ask.grounding import answer_grounded
+            from coalqa.grounding import answer_grounded
 
             results = answer_grounded(loaded, index, [rows[i]["question"] for i in todo], cfg, on_batch=save)
         else:

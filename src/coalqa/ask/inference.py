@@ -301,7 +301,7 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _eos_ids(loaded: LoadedModel) -> list[int]:
+def eos_ids(loaded: LoadedModel) -> list[int]:
     ids = {loaded.tokenizer.eos_token_id}
     model_eos = getattr(loaded.model.generation_config, "eos_token_id", None)
     ids.update(model_eos if isinstance(model_eos, list) else [model_eos])
@@ -311,12 +311,12 @@ def _eos_ids(loaded: LoadedModel) -> list[int]:
     return sorted(ids)
 
 
-def _generation_config(loaded: LoadedModel, cfg: AskConfig):
+def make_generation_config(loaded: LoadedModel, cfg: AskConfig):
     """A fresh ``GenerationConfig`` from ``cfg`` only (nothing inherited from the base's own file)."""
     from transformers import GenerationConfig
 
     pad = loaded.tokenizer.pad_token_id
-    eos = _eos_ids(loaded)
+    eos = eos_ids(loaded)
     gc = GenerationConfig(
         max_new_tokens=cfg.max_new_tokens,
         do_sample=cfg.sampling,
@@ -331,13 +331,13 @@ def _generation_config(loaded: LoadedModel, cfg: AskConfig):
     return gc
 
 
-def _check_questions(questions: Sequence[str]) -> None:
+def check_questions(questions: Sequence[str]) -> None:
     for i, q in enumerate(questions, 1):
         if not isinstance(q, str) or not q.strip():
             raise CoalqaError(f"question {i} is empty" if isinstance(q, str) else f"question {i} is not text: {q!r}")
 
 
-def _result(loaded: LoadedModel, question: str, generated: list[int], eos: list[int], seconds: float) -> dict:
+def result_record(loaded: LoadedModel, question: str, generated: list[int], eos: list[int], seconds: float) -> dict:
     """Decode one row of generated ids (cut after the first EOS) into the result record."""
     n = next((i + 1 for i, t in enumerate(generated) if t in eos), len(generated))
     text = loaded.tokenizer.decode(generated[:n], skip_special_tokens=True)
@@ -368,7 +368,7 @@ def generate_batch(loaded: LoadedModel, prompts: list[list[int]], gen_config, st
     """Generate after every prompt (token id lists) in one left-padded batch.
 
     Args:
-        gen_config: a ``GenerationConfig`` (:func:`_generation_config` of an :class:`AskConfig`).
+        gen_config: a ``GenerationConfig`` (:func:`make_generation_config` of an :class:`AskConfig`).
         stopping_criteria: optional ``transformers.StoppingCriteriaList``; a criterion may return one flag per
             row, ending that row alone (``coalqa serve`` stops a request whose client went away this way).
 
@@ -396,7 +396,7 @@ def answer(
     """Answer ``questions`` in batches of ``config.batch_size``; results in input order.
 
     ``contexts`` (one per question, ``None`` for none): retrieved clauses put into each prompt
-    (:func:`coalqa.template.user_message`); :func:`coalqa.ask.grounding.answer_grounded` passes them.
+    (:func:`coalqa.template.user_message`); :func:`coalqa.grounding.answer_grounded` passes them.
 
     Each result: ``question``, ``answer`` (text after ``</think>``), ``reasoning`` (inside the think
     block; ``""`` when none), ``tokens`` (generated tokens up to and including EOS, not the padding
@@ -417,7 +417,7 @@ def answer(
         CoalqaError: an empty question.
     """
     cfg = config or AskConfig()
-    _check_questions(questions)
+    check_questions(questions)
     if not questions:
         return []
     if cfg.sampling and cfg.seed is not None:
@@ -427,8 +427,8 @@ def answer(
     tok = loaded.tokenizer
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     prompts = [encode_prompt(tok, q, loaded.fmt, context=c) for q, c in zip(questions, contexts, strict=True)]
-    gen_config = _generation_config(loaded, cfg)
-    eos = _eos_ids(loaded)
+    gen_config = make_generation_config(loaded, cfg)
+    eos = eos_ids(loaded)
     order = sorted(range(len(questions)), key=lambda i: -len(prompts[i]))
     results: list[dict | None] = [None] * len(questions)
     from tqdm.auto import tqdm
@@ -439,7 +439,7 @@ def answer(
             t0 = time.perf_counter()
             generated = generate_batch(loaded, [prompts[i] for i in batch], gen_config)
             seconds = (time.perf_counter() - t0) / len(batch)
-            done = [_result(loaded, questions[i], generated[row], eos, seconds) for row, i in enumerate(batch)]
+            done = [result_record(loaded, questions[i], generated[row], eos, seconds) for row, i in enumerate(batch)]
             for i, r in zip(batch, done):
                 results[i] = r
             if on_batch is not None:
@@ -460,7 +460,7 @@ class Stream:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        _check_questions([question])
+        check_questions([question])
         cfg = config or AskConfig()
         self._loaded, self._question = loaded, question
         self._stop = threading.Event()
@@ -472,7 +472,7 @@ class Stream:
 
         self.prompt_ids = encode_prompt(loaded.tokenizer, question, loaded.fmt, history, context)
         self._streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        self._gen_config = _generation_config(loaded, cfg)
+        self._gen_config = make_generation_config(loaded, cfg)
         self._criteria = StoppingCriteriaList([_StopFlag()])
         self._output: list[int] = []
         self._error: BaseException | None = None
@@ -510,7 +510,7 @@ class Stream:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        r = _result(self._loaded, self._question, self._output, _eos_ids(self._loaded), self._seconds)
+        r = result_record(self._loaded, self._question, self._output, eos_ids(self._loaded), self._seconds)
         r["interrupted"] = self._stop.is_set()
         return r
 

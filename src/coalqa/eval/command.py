@@ -101,7 +101,7 @@ def eval_command(
 
         index = load_index(cfg.index)
         if peft_model is not None and not no_adapter and predictions is None and not retrieval_only:
-            from coalqa.ask.grounding import check_adapter_fits_index
+            from coalqa.grounding import check_adapter_fits_index
 
             check_adapter_fits_index(peft_model, index, cfg)  # before the model loads
     if retrieval_only:
@@ -132,7 +132,7 @@ def eval_command(
                       f"answering {len(refs)} questions with {label} (temperature {cfg.temperature})", highlight=False)
         pred_path = paths["predictions"]
         if index is not None:
-            from coalqa.ask.grounding import check_index_fits
+            from coalqa.grounding import check_index_fits
 
             check_index_fits(loaded, index, cfg)
         preds = generate_predictions(refs, loaded, cfg, save_to=pred_path, index=index)

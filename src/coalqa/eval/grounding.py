@@ -8,7 +8,7 @@ A chunk is a **source** of a reference when it comes from the reference's ``sour
 * ``citation_correct`` — the answer's citations include a source chunk (an abstention cites nothing: wrong); needs
   the index (``--index``) to read the cited clauses, else ``None``;
 * ``unsupported_numbers`` — numbers in the answer that no cited clause states (from the prediction, made by
-  :func:`coalqa.ask.grounding.answer_grounded`); the unsupported-number rate is the share of answered items
+  :func:`coalqa.grounding.answer_grounded`); the unsupported-number rate is the share of answered items
   (abstentions left out) with at least one;
 * ``evidence_key_fact_recall`` — key facts found in the quoted evidence, reported apart from the answer's own
   key-fact recall (evidence is shown beside the answer, never counted as the answer).

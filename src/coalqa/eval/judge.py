@@ -1,6 +1,6 @@
 """Optional LLM-as-judge: an LLM grades each answer 1–5 against the reference (off by default).
 
-Goes through the generate stage's provider layer (:func:`coalqa.generate.make_chat_client`: the
+Goes through the LLM client (:func:`coalqa.llm.make_chat_client`: the
 same providers, keys from the environment, retries). The judge sees the question, the reference
 answer, the key facts and the candidate answer — never the reasoning — and must reply with JSON
 ``{"score": 1-5, "reason": "..."}``. A reply without a usable score is recorded as ``None`` with
@@ -61,7 +61,7 @@ def judge_items(items: list[dict[str, Any]], config: EvalConfig) -> None:
         CoalqaError: the judge's API key is not set (from :func:`make_chat_client`).
         FatalLLMError: the provider refuses the requests (bad key, balance used up, model or URL).
     """
-    from coalqa.generate.llm import make_chat_client
+    from coalqa.llm import make_chat_client
 
     chat = make_chat_client(
         config.judge_provider, config.judge_model, config.judge_base_url, max_concurrency=config.judge_concurrency,

@@ -62,7 +62,7 @@ def generate_predictions(
     save_to: str | Path | None = None, index=None,
 ) -> list[dict[str, Any]]:
     """Answer every reference question with ``loaded`` through :func:`coalqa.ask.answer`, or, with ``index`` (a
-    loaded :class:`coalqa.retrieval.Index`), grounded through :func:`coalqa.ask.grounding.answer_grounded`.
+    loaded :class:`coalqa.retrieval.Index`), grounded through :func:`coalqa.grounding.answer_grounded`.
 
     Args:
         save_to: JSON file rewritten after every batch with the answers so far (partial work kept
@@ -74,7 +74,7 @@ def generate_predictions(
         reference's ``id`` added — the ``--predictions`` format.
     """
     from coalqa.ask import AskConfig, answer
-    from coalqa.ask.grounding import answer_grounded
+    from coalqa.grounding import answer_grounded
 
     ask_config = AskConfig.model_validate(config.model_dump(include=set(AskConfig.model_fields)))
     done: dict[int, dict[str, Any]] = {}

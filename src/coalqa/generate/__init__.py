@@ -3,21 +3,19 @@
 >>> cfg = GenerateConfig(provider="clause")
 >>> summary = run_generate(load_chunks(Path("chunks.jsonl")), "QAdata_all.json", cfg)
 
-The provider layer (:func:`make_chat_client`) is reusable, e.g. for an LLM judge.
+The LLM client it calls (:func:`coalqa.llm.make_chat_client`) lives in :mod:`coalqa.llm`, shared with eval's judge.
 """
 
 from coalqa.generate.clause import clause_pairs, fact_pairs, quantities, split_text
 from coalqa.generate.command import load_chunks
 from coalqa.generate.config import GenerateConfig
 from coalqa.generate.dedup import make_deduper, normalize
-from coalqa.generate.llm import FatalLLMError, make_chat_client, redact
 from coalqa.generate.parse import parse_pairs
 from coalqa.generate.prompt import load_prompt, render_prompt
 from coalqa.generate.run import build_dataset, run_generate
 from coalqa.generate.validate import check_pair, is_refusal
 
 __all__ = [
-    "FatalLLMError",
     "GenerateConfig",
     "build_dataset",
     "check_pair",
@@ -26,12 +24,10 @@ __all__ = [
     "is_refusal",
     "load_chunks",
     "load_prompt",
-    "make_chat_client",
     "make_deduper",
     "normalize",
     "parse_pairs",
     "quantities",
-    "redact",
     "render_prompt",
     "run_generate",
     "split_text",

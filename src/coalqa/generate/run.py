@@ -27,12 +27,12 @@ from coalqa.generate.checkpoint import check_header, open_checkpoint, read_check
 from coalqa.generate.clause import clause_pairs, occurrences
 from coalqa.generate.config import GenerateConfig
 from coalqa.generate.dedup import make_deduper
-from coalqa.generate.llm import ChatFn, FatalLLMError, make_chat_client, redact
 from coalqa.generate.parse import parse_pairs
 from coalqa.generate.prompt import Prompt, load_prompt, render_prompt
 from coalqa.generate.validate import check_faithful, check_pair
 from coalqa.jsonio import file_sha256, read_rows
 from coalqa.jsonio import write_text_atomic as write_atomic
+from coalqa.llm import ChatFn, FatalLLMError, make_chat_client, redact
 
 log = logging.getLogger("coalqa.generate")
 CLAUSE_VERSION = "clause-v2"

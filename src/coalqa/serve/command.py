@@ -77,7 +77,7 @@ def serve(
 
         index = load_index(cfg.index)  # before the model: a missing or stale index fails in a second
         if peft_model is not None and adapter:
-            from coalqa.ask.grounding import check_adapter_fits_index
+            from coalqa.grounding import check_adapter_fits_index
 
             check_adapter_fits_index(peft_model, index, cfg)
 

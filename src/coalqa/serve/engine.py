@@ -113,7 +113,7 @@ class TextDeltas:
 
     def parts(self, tokens: list[int], final: bool) -> tuple[str, str, bool, bool]:
         """``(reasoning, answer, finished_reasoning, stop_hit)`` of ``tokens`` (so far, or ``final``)."""
-        from coalqa.template import _hold_back_partial, split_reasoning, split_reasoning_so_far
+        from coalqa.template import hold_back_partial, split_reasoning, split_reasoning_so_far
 
         with self.lock:
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
@@ -127,7 +127,7 @@ class TextDeltas:
             return reasoning, answer[: min(hits)].rstrip(), finished_reasoning, True
         if not final:
             for s in self.stop:
-                answer = _hold_back_partial(answer, s)
+                answer = hold_back_partial(answer, s)
             answer = answer.rstrip()
         return reasoning, answer, finished_reasoning, False
 
@@ -195,11 +195,11 @@ class LocalEngine:
     mode = "local"
 
     def __init__(self, loaded, config) -> None:
-        from coalqa.ask.inference import _eos_ids
+        from coalqa.ask.inference import eos_ids
         from coalqa.template import knows_think, prompt_opens_think
 
         self.loaded, self.config = loaded, config
-        self.eos = set(_eos_ids(loaded))
+        self.eos = set(eos_ids(loaded))
         self.opens_think = prompt_opens_think(loaded.tokenizer, loaded.fmt)
         self.may_think = not self.opens_think and knows_think(loaded.tokenizer)
         self.context_limit = getattr(loaded.model.config, "max_position_embeddings", None)
@@ -348,7 +348,7 @@ class LocalEngine:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        from coalqa.ask.inference import _generation_config, generate_batch
+        from coalqa.ask.inference import generate_batch, make_generation_config
 
         turn = rows[0].gen.turn
         settings = self.config.model_copy(update={
@@ -362,7 +362,7 @@ class LocalEngine:
                         row.step(token)
                 return torch.tensor([row.finished for row in rows], dtype=torch.bool, device=input_ids.device)
 
-        generate_batch(self.loaded, [r.prompt_ids for r in rows], _generation_config(self.loaded, settings),
+        generate_batch(self.loaded, [r.prompt_ids for r in rows], make_generation_config(self.loaded, settings),
                        StoppingCriteriaList([_PerRow()]))
         for row in rows:  # ended by generate's own limits
             row.finish("length")

@@ -1,11 +1,11 @@
-"""Grounded answers in ``coalqa serve --index DIR``: the steps of :func:`coalqa.ask.grounding.answer_grounded`,
+"""Grounded answers in ``coalqa serve --index DIR``: the steps of :func:`coalqa.grounding.answer_grounded`,
 one request at a time, so that streaming and batching stay the server's.
 
-Per request, exactly what ``coalqa ask --index`` does per question: :func:`~coalqa.ask.grounding.retrieve_support`
+Per request, exactly what ``coalqa ask --index`` does per question: :func:`~coalqa.grounding.retrieve_support`
 picks the supporting clauses (their text cut as the adapter's prompt format says); with none, the reply is the
-abstention (:func:`~coalqa.ask.grounding.abstention`: nothing generated) when ``abstain`` is on; otherwise the clauses go
+abstention (:func:`~coalqa.grounding.abstention`: nothing generated) when ``abstain`` is on; otherwise the clauses go
 into the prompt (:func:`coalqa.template.encode_prompt` / :func:`coalqa.template.user_message`) and the finished
-answer gets its ``citations``, ``evidence`` and ``unsupported_numbers`` from :func:`~coalqa.ask.grounding.finish`.
+answer gets its ``citations``, ``evidence`` and ``unsupported_numbers`` from :func:`~coalqa.grounding.finish`.
 They are sent as extra top-level fields of the response (and of the first and last stream chunks).
 """
 
@@ -20,14 +20,14 @@ class Grounder:
         config: the :class:`coalqa.serve.ServeConfig` (``context_k``, ``min_score``, ``abstain``, ...).
         loaded: the served model (:class:`coalqa.ask.LoadedModel`), or an object with its ``train_context``,
             ``adapter`` and ``fmt`` in proxy mode; its training context decides ``context_k`` and is checked against
-            the index (:func:`coalqa.ask.grounding.check_index_fits`).
+            the index (:func:`coalqa.grounding.check_index_fits`).
 
     Raises:
         CoalqaError: the index holds other chunks than the one the adapter was trained with.
     """
 
     def __init__(self, index, config, loaded) -> None:
-        from coalqa.ask.grounding import ABSTAIN_ANSWER, check_index_fits, context_k
+        from coalqa.grounding import ABSTAIN_ANSWER, check_index_fits, context_k
 
         check_index_fits(loaded, index, config)
         self.index, self.config = index, config
@@ -36,8 +36,8 @@ class Grounder:
         self.abstention_text = ABSTAIN_ANSWER
 
     def retrieve(self, question: str):
-        """The :class:`coalqa.ask.grounding.Grounding` of ``question`` (its ``context`` goes into the prompt)."""
-        from coalqa.ask.grounding import retrieve_support
+        """The :class:`coalqa.grounding.Grounding` of ``question`` (its ``context`` goes into the prompt)."""
+        from coalqa.grounding import retrieve_support
 
         return retrieve_support(self.index, question, self.config, self.k, self.clause_chars)
 
@@ -49,7 +49,7 @@ class Grounder:
         """The grounding fields of a reply: ``grounded``, ``abstained``, ``citations``, ``evidence``,
         ``unsupported_numbers`` of the finished ``outcome`` (an :class:`coalqa.serve.engine.Outcome`); before the
         answer exists (``outcome`` ``None``, the first stream chunk) only ``grounded``, ``citations``, ``evidence``."""
-        from coalqa.ask.grounding import GROUNDING_KEYS, abstention, finish
+        from coalqa.grounding import GROUNDING_KEYS, abstention, finish
 
         if self.abstains(grounding):
             record = abstention(grounding)

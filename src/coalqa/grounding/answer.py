@@ -151,10 +151,10 @@ def answer_grounded(
     Raises:
         CoalqaError: an empty question; an index other than the adapter's (see :func:`check_index_fits`).
     """
-    from coalqa.ask.inference import _check_questions, answer
+    from coalqa.ask.inference import answer, check_questions
 
     cfg = config or AskConfig()
-    _check_questions(questions)
+    check_questions(questions)
     check_index_fits(loaded, index, cfg)
     k = context_k(loaded, cfg)
     groundings = [retrieve_support(index, q, cfg, k, loaded.fmt.clause_chars) for q in questions]

@@ -1,6 +1,6 @@
 """One chat-completions call, for any provider: ``make_chat_client(...)(messages) -> (text, usage)``.
 
-Reused by other stages (e.g. an LLM-as-judge in ``coalqa eval``). Providers:
+Used by QA generation (``coalqa generate``) and the LLM judge of ``coalqa eval``. Providers:
 
 * ``zhipuai`` — the ``zhipuai`` SDK (``ZhipuAI``), key from ``ZHIPUAI_API_KEY`` (``id.secret``).
 * ``openai`` — the ``openai`` SDK against any OpenAI-compatible endpoint (DeepSeek, DashScope,
