@@ -10,7 +10,10 @@ CJK) still forms lines. The lines are then turned back into the paragraphs of th
 * **Hard wraps re-flowed**: a line that reaches the right edge of the text block continues on the next
   line (also across a page break) unless the next line is indented (a new paragraph) or the line ends a
   sentence and the next one opens an article, clause or item (``第X条``, ``6.2.1``, ``（一）``, ``1.``).
-  Lines are joined without a space (a space between two Latin letters).
+  A line that opens with a quantity (``2.2m。``, ``30%，``: :func:`coalqa.numbers.starts_with_quantity`)
+  continues a line that does not end a sentence even when that one stops short of the edge (a layout engine
+  moves a number with its unit to the next line whole). Lines are joined without a space (a space between
+  two Latin letters).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+
+from coalqa.numbers import starts_with_quantity
 
 _PAGE_NUMBER = re.compile(
     r"^[-—–_\s]*(?:第\s*)?\d{1,4}\s*(?:页)?\s*(?:(?:/|／|共|of)\s*\d{1,4}\s*页?)?[-—–_\s]*$"
@@ -85,7 +90,8 @@ def _joins(a: _Line, b: _Line, left: float, right: float) -> bool:
     wrapped = a.x1 >= right - 1.5 * a.size
     indented = b.x0 > left + 0.8 * b.size
     new_unit = a.text[-1] in _SENTENCE_END and _OPENS_UNIT.match(b.text) is not None
-    return wrapped and not indented and not new_unit
+    quantity = a.text[-1] not in _SENTENCE_END and starts_with_quantity(b.text)
+    return (wrapped or quantity) and not indented and not new_unit
 
 
 def pdf_text(path: Path) -> tuple[list[str], str, str, list[str]]:

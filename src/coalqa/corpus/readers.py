@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coalqa.corpus.pdffile import PdfError, pdf_text
+from coalqa.corpus.tables import TableLines
 from coalqa.corpus.wordfile import docx_lines
 from coalqa.textio import UndecodableText, decode_text
 
@@ -49,6 +50,8 @@ class Document:
             files: the decoded text; docx: every displayed ``w:t``; PDF: every extracted line); the
             fidelity report counts the source's numbers in it. ``""``: same as ``text``.
         removed: lines left out on purpose (PDF running headers/footers and page numbers).
+        tables: the document's tables as lines (:class:`~coalqa.corpus.tables.TableLines`); their lines are
+            in ``text``, one row per line.
     """
 
     source: str
@@ -59,6 +62,7 @@ class Document:
     warnings: list[str] = field(default_factory=list)
     raw_text: str = ""
     removed: list[str] = field(default_factory=list)
+    tables: list[TableLines] = field(default_factory=list)
 
 
 def iter_files(paths: list[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -130,7 +134,7 @@ def _soffice(configured: str | None) -> str | None:
     return shutil.which("soffice") or shutil.which("libreoffice")
 
 
-def _convert_doc(path: Path, soffice: str | None) -> tuple[list[str], str, dict[str, int], str]:
+def _convert_doc(path: Path, soffice: str | None) -> tuple[list[str], str, dict[str, int], str, list[TableLines]]:
     exe = _soffice(soffice)
     if exe is None:
         raise ReadError(
@@ -213,9 +217,11 @@ def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
     given_title = ""
     suffix = path.suffix.lower()
     removed: list[str] = []
+    tables: list[TableLines] = []
     if kind in ("docx", "doc"):
         try:
-            lines, given_title, headings, source = docx_lines(path) if kind == "docx" else _convert_doc(path, soffice)
+            lines, given_title, headings, source, tables = (
+                docx_lines(path) if kind == "docx" else _convert_doc(path, soffice))
         except ReadError:
             raise
         except Exception as e:  # python-docx/lxml raise assorted errors on damaged files
@@ -257,6 +263,7 @@ def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
         warnings=warnings,
         raw_text=source,
         removed=removed,
+        tables=tables,
     )
 
 
