@@ -134,7 +134,8 @@ class Chunk:
     ``6.2.2.8``; parts of a split article carry item numbers, ``第八十条(三)–第八十条(六)``);
     ``heading`` is the 编/章/节 (or section) path it sits under, ``""`` when none. ``sha`` is the
     chunk's content hash (:func:`chunk_sha`): QA pairs made from it carry it as ``chunk_sha``, so a
-    later run can tell which pairs a changed regulation makes stale.
+    later run can tell which pairs a changed regulation makes stale. ``ocr`` is true when some of its text
+    was OCR'd from a scan, ``ocr_confidence`` then the lowest recognition confidence (0-1) of its lines.
     """
 
     id: str
@@ -145,6 +146,8 @@ class Chunk:
     chars: int
     heading: str = ""
     sha: str = ""
+    ocr: bool = False
+    ocr_confidence: float | None = None
 
     def __post_init__(self) -> None:
         if not self.sha:
@@ -532,4 +535,31 @@ def split_into_chunks(doc: Document, max_chars: int = 1500) -> list[Chunk]:
             cid = f"{digest}-{k}"
         seen.add(cid)
         chunks.append(Chunk(cid, doc.source, doc.title, locator, text, len(text), heading))
+    if doc.confidence:
+        _mark_ocr(doc, chunks, repeats)
     return chunks
+
+
+def _mark_ocr(doc: Document, chunks: list[Chunk], repeats: dict[str, str]) -> None:
+    """Set ``ocr``/``ocr_confidence`` of each chunk from the confidences of the document lines it holds, found
+    by position in the document's non-whitespace characters (which the chunks hold in order; a repeated table
+    header is not counted)."""
+    spans, total = [], 0  # (start, end offset, confidence) per OCR'd document line
+    for line, conf in zip(doc.text.split("\n"), doc.confidence):
+        n = sum(1 for ch in line if not ch.isspace())
+        if conf is not None:
+            spans.append((total, total + n, conf))
+        total += n
+    heads = set(repeats.values())
+    pos = 0
+    for c in chunks:
+        text = c.text
+        for head in heads:
+            if pos > 0 and text.startswith(head + "\n"):
+                text = text[len(head) + 1 :]
+                break
+        n = sum(1 for ch in text if not ch.isspace())
+        confs = [conf for a, b, conf in spans if a < pos + n and b > pos]
+        if confs:
+            c.ocr, c.ocr_confidence = True, round(min(confs), 4)
+        pos += n
