@@ -45,7 +45,7 @@ _PAGE_NUMBER = re.compile(
 )
 _OPENS_UNIT = re.compile(
     r"^\s*(?:第[零〇一二三四五六七八九十百千两\d]+[编章节条]|(?:\d+|[A-Z])(?:[.．]\d+)+|[（(][一二三四五六七八九十\d]+[)）]"
-    r"|[一二三四五六七八九十]+、|\d+[.．、)）](?!\d)|[a-z][)）]|附\s*录)"
+    r"|[一二三四五六七八九十]+、|\d+[.．、)）](?!\d)|[a-z][)）]|附\s*录|续?表\s*[A-Z]?\d)"
 )
 _SENTENCE_END = "。！？!?；;：:"
 _BAND = 0.10  # top/bottom share of a page where headers and footers live
