@@ -107,7 +107,7 @@ def test_docx_with_table_in_document_order(tmp_path: Path) -> None:
         "第一章总则",
         "第一条水泵能力应满足下表要求。",
         "项目 | 要求 | 备注",
-        "排水时间 | 20h内排出24h涌水量",  # merged cell appears once
+        "项目：排水时间；要求、备注：20h内排出24h涌水量",  # each row names its columns; a merged cell once
         "第二条表后条文。",
     ]
     chunks = split_into_chunks(doc)

@@ -154,6 +154,40 @@ _LIST_MARKER = re.compile(r"(?:^|(?<=[\n。；;：:，,！？!?]))\s*(?:\(\s*\d+
 _PAREN_MARKER = re.compile(r"\(\s*(?:\d+|[一二三四五六七八九十]+)\s*\)")
 
 
+# Punctuation that closes a phrase: a number right before it ends a quantity ("不得低于" / "20。").
+# Not ）、. : "1）", "1、", "1." are list markers.
+CLOSING_PUNCT = "。，,；;：:！？!?”’」』】"
+# Units a clause number is never directly followed by: Latin and symbol units, Chinese ones of two or more
+# characters and 米 (one-character Chinese units such as 安/台/度 also begin words: 安全, 台阶, 度汛; counts
+# such as 个/条 begin words too).
+MEASURE_ALIASES = tuple(
+    a for a in sorted(_ALIAS, key=len, reverse=True)
+    if _ALIAS[a] not in COUNT_UNITS and (a.isascii() or len(a) >= 2 or a == "米" or not "\u4e00" <= a[0] <= "\u9fff")
+)
+
+
+def alias_regex(aliases: Iterable[str]) -> str:
+    """An alternation of unit ``aliases`` (as in :data:`UNITS`, lower case); a Latin one must not run on into
+    another letter (``5ms`` is not ``5m``)."""
+    return "|".join(re.escape(a) + (r"(?![a-z])" if a[-1].isascii() and a[-1].isalpha() else "") for a in aliases)
+
+
+MEASURE_UNIT = alias_regex(MEASURE_ALIASES)
+_LEADING_QUANTITY = re.compile(
+    rf"\d+(?:\.\d+)?(?![\d.])(?:(?:{MEASURE_UNIT})(?:\s*(?:/|每)\s*(?:{_UNIT}))?|[{re.escape(CLOSING_PUNCT)}])"
+)
+
+
+def starts_with_quantity(line: str) -> bool:
+    """Does ``line`` open with a quantity: a number directly followed by a unit of measure (:data:`MEASURE_UNIT`)
+    or by closing punctuation (``2.2m。``, ``10m³/min``, ``30%，``, ``24h内``, ``20。``)?
+
+    Such a line continues the sentence above it (a hard wrap before a number that would not fit); a clause or
+    list number is never written that way (``6.2.1``, ``1.``, ``1、`` and ``1）`` do not match).
+    """
+    return _LEADING_QUANTITY.match(normalize_text(line.lstrip())) is not None
+
+
 @dataclass(frozen=True)
 class Quantity:
     """One number as stated in a text.

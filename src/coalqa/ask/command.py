@@ -158,7 +158,8 @@ def show_grounding(result: dict, out: Console) -> None:
     if not result.get("grounded"):
         out.print("[yellow]⚠ 未引用任何条款：此回答来自模型记忆，未经规程核对 / not grounded: answered from memory[/]")
     for n, c in enumerate(result.get("citations") or [], 1):
-        out.print(f"[cyan]\\[{n}] 《{escape(c['title'])}》{escape(c['locator'])}[/] [dim]({escape(c['source'])}, score {c['score']:.3g})[/]")
+        ocr = " [yellow]（扫描件 OCR 识别，请核对原件 / read by OCR）[/]" if c.get("ocr") else ""
+        out.print(f"[cyan]\\[{n}] 《{escape(c['title'])}》{escape(c['locator'])}[/]{ocr} [dim]({escape(c['source'])}, score {c['score']:.3g})[/]")
     for e in result.get("evidence") or []:
         out.print(f"[dim]  原文 《{escape(e['title'])}》{escape(e['locator'])}：[/]{escape(e['text'])}")
     if result.get("unsupported_numbers"):

@@ -28,15 +28,20 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from coalqa.corpus.readers import Document
-from coalqa.numbers import parse_chinese_number
+from coalqa.numbers import MEASURE_ALIASES, alias_regex, parse_chinese_number, starts_with_quantity
 
 CN_NUM = "零〇一二三四五六七八九十百千两"
 ARTICLE = re.compile(rf"^第([{CN_NUM}]+|\d+)条")
 LAW_HEADING = re.compile(rf"^第[{CN_NUM}\d]+([编章节])")
 LAW_LEVEL = {"编": 1, "章": 2, "节": 3}
 ITEM = re.compile(r"^[（(]([一二三四五六七八九十]+)[)）]")
-CLAUSE = re.compile(r"^((?:[1-9]\d?|[A-Z])(?:\.\d{1,3}){1,4})(?![\d.．~～%‰℃°×/\-–—)）:：,，、])\s*(?=\S)")
-TOP_SECTION = re.compile(r"^([1-9]\d?)\s*(?=[^\d\s.．、，。)）~～%])")
+# A clause number is never directly followed by a unit (``2.2m。`` is a wrapped quantity, not clause 2.2). Units as
+# written (case-sensitive), without the capital one-letter ones: ``4.3.1.1A级``, ``C.1.5D级`` are clauses.
+_UNIT_AFTER = alias_regex(a for a in MEASURE_ALIASES if len(a) > 1 or a in "mhsdtgl")
+CLAUSE = re.compile(
+    rf"^((?:[1-9]\d?|[A-Z])(?:\.\d{{1,3}}){{1,4}})(?![\d.．~～%‰℃°×/\-–—)）:：,，、])(?!{_UNIT_AFTER})\s*(?=\S)"
+)
+TOP_SECTION = re.compile(rf"^([1-9]\d?)(?!{_UNIT_AFTER})\s*(?=[^\d\s.．、，。)）~～%])")
 APPENDIX = re.compile(r"^附\s*录\s*[A-Z一二三四五六七八九十]?(?![\u4e00-\u9fff]{8})")
 CN_SECTION = re.compile(r"^[一二三四五六七八九十]+、")
 STANDARD_SECTION_NAMES = ("规范性引用文件", "术语和定义", "术语", "范围", "总则", "一般规定", "基本规定", "符号")
@@ -50,6 +55,20 @@ REFERENCE = re.compile(r"\s*(?:的|规定|所述|所列|所指|之规定|中规�
 # A 第X条/第X章 inside a line where a new article/chapter may begin: after a sentence end or a space.
 INLINE_MARK = re.compile(rf"(?:(?<=[。；;！!？?])|(?<=\s))第([{CN_NUM}]+|\d+)([条章])")
 _RAW_CLAUSE = re.compile(r"^((?:[1-9]\d*|[A-Z])(?:\.\d+){1,5})")
+SENTENCE_END = "。！？!?；;：:"
+
+
+def rejoin_wrapped_quantities(lines: list[str]) -> list[str]:
+    """Join back a line that opens with a quantity (:func:`coalqa.numbers.starts_with_quantity`: ``2.2m。``,
+    ``30%，``) to the line above when that one does not end a sentence (``不得低于`` / ``2.2m。``): a hard wrap
+    before a number, never a new clause. Lines are joined without a separator; returns the new line list."""
+    out: list[str] = []
+    for line in lines:
+        if out and out[-1] and out[-1][-1] not in SENTENCE_END and starts_with_quantity(line):
+            out[-1] += line
+        else:
+            out.append(line)
+    return out
 
 
 def fold_width(text: str) -> str:
@@ -115,7 +134,8 @@ class Chunk:
     ``6.2.2.8``; parts of a split article carry item numbers, ``第八十条(三)–第八十条(六)``);
     ``heading`` is the 编/章/节 (or section) path it sits under, ``""`` when none. ``sha`` is the
     chunk's content hash (:func:`chunk_sha`): QA pairs made from it carry it as ``chunk_sha``, so a
-    later run can tell which pairs a changed regulation makes stale.
+    later run can tell which pairs a changed regulation makes stale. ``ocr`` is true when some of its text
+    was OCR'd from a scan, ``ocr_confidence`` then the lowest recognition confidence (0-1) of its lines.
     """
 
     id: str
@@ -126,6 +146,8 @@ class Chunk:
     chars: int
     heading: str = ""
     sha: str = ""
+    ocr: bool = False
+    ocr_confidence: float | None = None
 
     def __post_init__(self) -> None:
         if not self.sha:
@@ -224,6 +246,19 @@ def _next_label(lines: list[str], start: int, family: int, limit: int = 200) -> 
     return None
 
 
+def _next_numbered(lines: list[str], start: int, limit: int = 200) -> tuple[int, str] | None:
+    """``(family, label)`` of the first of ``lines[start:]`` opened by an article (0) or a clause number (1)."""
+    for line in lines[start : start + limit]:
+        f = fold_width(line)
+        m = ARTICLE.match(f)
+        if m and not REFERENCE.match(f, m.end()):
+            return 0, m.group(0)
+        c = CLAUSE.match(f)
+        if c and not REFERENCE.match(f, c.end()):
+            return 1, c.group(1)
+    return None
+
+
 def _article(folded: str, lines: list[str], nxt: int, last: int) -> re.Match[str] | None:
     """The ``第X条`` opening ``folded`` if it heads an article: not a cross-reference, and not lower than the
     article before unless the numbering goes on from it (a restart, or a misprint before it)."""
@@ -273,7 +308,7 @@ def _inline_split(folded: str, last_article: int, last_chapter: int) -> int | No
 
 def parse_units(doc: Document) -> list[_Unit]:
     """Group the document's lines into units (one article/clause each, or unnumbered text under a heading)."""
-    lines = doc.text.split("\n")
+    lines = rejoin_wrapped_quantities(doc.text.split("\n"))
     units: list[_Unit] = []
     path: list[tuple[int, str]] = []
     pending: list[str] = []  # heading lines waiting for the unit they introduce
@@ -345,6 +380,12 @@ def parse_units(doc: Document) -> list[_Unit]:
         current = units[-1] if units and not pending else None
         m = _article(folded, lines, i, last_article)
         label = m.group(0) if m else _clause(folded, lines, i, last_clause)
+        if label and not m and current is not None and (current.label or "").startswith("第"):
+            # one system per run of units: a decimal clause inside an article counts only when the next
+            # numbered line continues it (1.1 then 1.2), not when it is followed by the next 第X条
+            after = _next_numbered(lines, i)
+            if after is None or after[0] == 0 or not _succeeds(after[1], label):
+                label = None
         if label and not m and i < len(lines) and _is_clause_heading(folded, label, fold_width(lines[i])):
             push_heading(5 + label.count("."), line)
             last_clause = label
@@ -394,16 +435,25 @@ def _segments(unit: _Unit, max_chars: int, warnings: list[str]) -> list[tuple[in
     return out
 
 
-def _split_unit(unit: _Unit, max_chars: int, warnings: list[str]) -> list[tuple[str, str | None, list[str | None], bool]]:
-    """Pack an oversize unit's sentences into pieces: (text, label, items in the piece, holds the unit's lead)."""
+def _split_unit(
+    unit: _Unit, max_chars: int, warnings: list[str], repeats: dict[str, str] | None = None
+) -> list[tuple[str, str | None, list[str | None], bool]]:
+    """Pack an oversize unit's sentences into pieces: (text, label, items in the piece, holds the unit's lead).
+
+    ``repeats`` maps a table's row lines to its caption and header (:attr:`TableLines.repeat`): a piece that
+    starts on such a row begins with them, so a long table split between chunks keeps its header."""
     pieces: list[tuple[str, str | None, list[str | None], bool]] = []
     text, items, lead, last_line = "", [], False, -1
+    repeats = repeats or {}
     for n, seg, item in _segments(unit, max_chars, warnings):
         sep = "" if n == last_line else "\n"
         if text and len(text) + len(sep) + len(seg) > max_chars:
             pieces.append((text, unit.label, items, lead))
             text, items, lead, sep = "", [], False, ""
-        text += (sep if text else "") + seg
+            head = repeats.get(unit.lines[n], "") if seg == unit.lines[n] else ""
+            if head and len(head) + 1 + len(seg) <= max_chars:
+                text = head + "\n"
+        text += (sep if text and not text.endswith("\n") else "") + seg
         items.append(item)
         lead = lead or item is None
         last_line = n
@@ -439,14 +489,17 @@ def split_into_chunks(doc: Document, max_chars: int = 1500) -> list[Chunk]:
 
     Neighbouring units are merged up to ``max_chars``; a chapter-rank heading always starts a new
     chunk, and so does a change of a standard's top-level section (``4.x`` → ``5.x``); an oversize
-    unit is split at sentence boundaries. The chunks' texts, joined, hold every
-    non-whitespace character of ``doc.text`` in order (nothing dropped or duplicated).
+    unit is split at sentence boundaries, a table in it between rows (a row line is cut only when it alone
+    exceeds ``max_chars``), each piece that starts inside the table beginning with the table's caption and
+    header again. The chunks' texts, joined, hold every non-whitespace character of ``doc.text`` in order
+    (nothing dropped; duplicated only the repeated table headers).
 
     Returns chunks in document order, each with ``chars <= max_chars``. Ids are content hashes,
     stable across runs for the same input. A run of text with no punctuation longer than
     ``max_chars`` is cut hard and reported in ``doc.warnings``.
     """
     groups: list[tuple[list[str], list[str | None], list[str]]] = []  # (texts, labels, headings)
+    repeats = {row: t.repeat for t in doc.tables for row in t.rows if t.repeat}
     size = 0
     prev_top: str | None = None
     for unit in parse_units(doc):
@@ -455,7 +508,7 @@ def split_into_chunks(doc: Document, max_chars: int = 1500) -> list[Chunk]:
         new_section = top is not None and prev_top is not None and top != prev_top  # 4.x -> 5.x
         prev_top = top or prev_top
         if len(text) > max_chars:
-            for piece, label, items, lead in _split_unit(unit, max_chars, doc.warnings):
+            for piece, label, items, lead in _split_unit(unit, max_chars, doc.warnings, repeats):
                 groups.append(([piece], [_piece_locator(label, items, lead)], [unit.heading]))
             size = max_chars + 1  # nothing merges into a split article
             continue
@@ -482,4 +535,31 @@ def split_into_chunks(doc: Document, max_chars: int = 1500) -> list[Chunk]:
             cid = f"{digest}-{k}"
         seen.add(cid)
         chunks.append(Chunk(cid, doc.source, doc.title, locator, text, len(text), heading))
+    if doc.confidence:
+        _mark_ocr(doc, chunks, repeats)
     return chunks
+
+
+def _mark_ocr(doc: Document, chunks: list[Chunk], repeats: dict[str, str]) -> None:
+    """Set ``ocr``/``ocr_confidence`` of each chunk from the confidences of the document lines it holds, found
+    by position in the document's non-whitespace characters (which the chunks hold in order; a repeated table
+    header is not counted)."""
+    spans, total = [], 0  # (start, end offset, confidence) per OCR'd document line
+    for line, conf in zip(doc.text.split("\n"), doc.confidence):
+        n = sum(1 for ch in line if not ch.isspace())
+        if conf is not None:
+            spans.append((total, total + n, conf))
+        total += n
+    heads = set(repeats.values())
+    pos = 0
+    for c in chunks:
+        text = c.text
+        for head in heads:
+            if pos > 0 and text.startswith(head + "\n"):
+                text = text[len(head) + 1 :]
+                break
+        n = sum(1 for ch in text if not ch.isspace())
+        confs = [conf for a, b, conf in spans if a < pos + n and b > pos]
+        if confs:
+            c.ocr, c.ocr_confidence = True, round(min(confs), 4)
+        pos += n

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from coalqa.config import config_options, load_config
@@ -29,7 +30,8 @@ def corpus(
     *,
     overrides: dict[str, Any],
 ) -> None:
-    """Read .txt/.md/.docx/.pdf/.doc regulations (any encoding) and write chunks.jsonl.
+    """Read .txt/.md/.docx/.pdf/.doc regulations (any encoding; scanned PDFs and .png/.jpg pages by OCR) and write
+    chunks.jsonl.
 
     Each line: id, source, title, locator (第五十八条 / 第五十八条–第六十条 / 6.2.2), text, chars,
     heading, sha (content hash). Unreadable files are reported and skipped; fails only when nothing could be
@@ -43,7 +45,22 @@ def corpus(
                   outputs={"the chunks file (--output)": output, "the fidelity report": rpath})
     console = Console(stderr=True)
     previous = read_chunks(cfg.previous) if cfg.previous else None  # fail early on a bad --previous
-    documents, skipped = load_documents(list(docs), soffice=cfg.soffice, exclude=[output, rpath])
+    with Progress(TextColumn("OCR {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
+                  TimeElapsedColumn(), console=console, transient=False) as bars:
+
+        def progress(path: Path):
+            task = None
+
+            def step(done: int, total: int) -> None:
+                nonlocal task
+                if task is None:
+                    task = bars.add_task(path.name, total=total)
+                bars.update(task, completed=done)
+
+            return step
+
+        documents, skipped = load_documents(list(docs), soffice=cfg.soffice, exclude=[output, rpath], ocr=cfg.ocr,
+                                            progress=progress)
     chunks: list[Chunk] = []
     docs_report: list[dict[str, Any]] = []
     for doc in documents:
@@ -59,9 +76,19 @@ def corpus(
     for name, w in problems:
         console.print(f"[yellow]warning:[/] {name}: {w}", highlight=False, soft_wrap=True)
     console.print(_table(docs_report, skipped, output))
+    for d in docs_report:
+        if "ocr" in d:
+            o = d["ocr"]
+            console.print(f"OCR: {d['path']}: {len(o['pages'])} page(s), {o['lines']} line(s), lowest confidence "
+                          f"{o['min_confidence']:.3f}; {len(o['low_confidence'])} line(s) under "
+                          f"{o['low_confidence_threshold']}, {len(o['suspect_numbers'])} suspect number(s) (see the report)",
+                          highlight=False, soft_wrap=True)
     kept = sum(d["numbers_in"] - d["numbers_missing_count"] for d in docs_report)
+    n_ocr = sum(1 for d in docs_report if "ocr" in d)
+    cells = sum(d["table_cells"] for d in docs_report)
     console.print(
-        f"{len(documents)} read, {len(skipped)} skipped · {len(chunks)} chunks · numbers kept "
+        f"{len(documents)} read, {len(skipped)} skipped{f' ({n_ocr} by OCR)' if n_ocr else ''} · {len(chunks)} chunks · "
+        f"{sum(d['tables'] for d in docs_report)} table(s), {cells:,} cells · numbers kept "
         f"{kept:,}/{sum(d['numbers_in'] for d in docs_report):,} · characters in→out "
         f"{sum(d['chars_in'] for d in docs_report):,}→{sum(d['chars_out'] for d in docs_report):,} · "
         f"{len(problems)} warning(s)", highlight=False, soft_wrap=True,
@@ -80,6 +107,13 @@ def corpus(
             "chars_out": sum(d["chars_out"] for d in docs_report),
             "numbers_in": sum(d["numbers_in"] for d in docs_report),
             "numbers_missing": sum(d["numbers_missing_count"] for d in docs_report),
+            "ocr_documents": n_ocr,
+            "ocr_pages": sum(len(d["ocr"]["pages"]) for d in docs_report if "ocr" in d),
+            "ocr_suspect_numbers": sum(len(d["ocr"]["suspect_numbers"]) for d in docs_report if "ocr" in d),
+            "tables": sum(d["tables"] for d in docs_report),
+            "table_cells": cells,
+            "table_numbers": sum(d["table_numbers"] for d in docs_report),
+            "table_numbers_kept": sum(d["table_numbers_kept"] for d in docs_report),
             "warnings": len(problems),
         },
     }

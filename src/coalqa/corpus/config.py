@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,10 +25,17 @@ class CorpusConfig(BaseModel):
         description="LibreOffice executable used to convert legacy binary .doc files "
         "(default: look for soffice/libreoffice on PATH; without it such files are skipped with a warning).",
     )
+    ocr: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="OCR (offline, rapidocr-onnxruntime) for PDF pages without usable text and for .png/.jpg scans: "
+        "auto = pages with no text layer or a garbled one, always = every PDF page, never = skip them (an "
+        "image-only PDF is then reported and skipped). OCR'd chunks carry ocr: true and their lowest confidence.",
+    )
     strict: bool = Field(
         False,
         description="Fail (exit 2, chunks not written) when a document loses a number or a character on the way to "
-        "its chunks, looks garbled, has no structure (every chunk 卷首), or cannot be read. The fidelity report "
+        "its chunks, looks garbled, has no structure (every chunk 卷首), has a suspect number in OCR'd text "
+        "(digits glued to a letter, S3/O.5/l0m), or cannot be read. The fidelity report "
         "<chunks stem>.report.json is written either way.",
     )
     previous: Path | None = Field(

@@ -1,4 +1,5 @@
-"""chunks.jsonl: one JSON object per line with keys id, source, title, locator, text, chars (+ heading, sha)."""
+"""chunks.jsonl: one JSON object per line with keys id, source, title, locator, text, chars (+ heading, sha; and
+``ocr: true`` with ``ocr_confidence`` for a chunk read by OCR, absent otherwise)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ def write_chunks(chunks: list[Chunk], path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for chunk in chunks:
-            f.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
+            row = asdict(chunk)
+            if not chunk.ocr:
+                del row["ocr"], row["ocr_confidence"]
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def read_chunks(path: str | Path) -> list[Chunk]:
@@ -60,6 +64,8 @@ def read_chunks(path: str | Path) -> list[Chunk]:
                     text=str(row["text"]),
                     chars=int(row["chars"]),
                     heading=str(row.get("heading") or ""),
+                    ocr=bool(row.get("ocr", False)),
+                    ocr_confidence=None if row.get("ocr_confidence") is None else float(row["ocr_confidence"]),
                 )
             )
     return chunks

@@ -2,7 +2,8 @@
 
 Formats are recognised by content, not by extension: a zip holding ``word/document.xml`` is a
 docx (even when named ``.doc``), ``%PDF-`` is a PDF, the OLE2 signature is a legacy Word ``.doc``
-(converted with LibreOffice when installed), anything else must decode as text. Cleaning only
+(converted with LibreOffice when installed), a PNG/JPEG/TIFF signature is a scanned page (OCR'd, unless
+``ocr="never"``), anything else must decode as text. Cleaning only
 normalises layout (literal ``\\n``, line endings, odd spaces, blank lines); every visible
 character of the regulation is kept.
 """
@@ -20,7 +21,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coalqa.corpus.pdffile import PdfError, pdf_text
+from coalqa.corpus.pdffile import PdfError, PdfText, pdf_text
+from coalqa.corpus.tables import TableLines
 from coalqa.corpus.wordfile import docx_lines
 from coalqa.textio import UndecodableText, decode_text
 
@@ -49,6 +51,12 @@ class Document:
             files: the decoded text; docx: every displayed ``w:t``; PDF: every extracted line); the
             fidelity report counts the source's numbers in it. ``""``: same as ``text``.
         removed: lines left out on purpose (PDF running headers/footers and page numbers).
+        tables: the document's tables as lines (:class:`~coalqa.corpus.tables.TableLines`); their lines are
+            in ``text``, one row per line.
+        confidence: for a document with OCR'd pages, the lowest OCR confidence of each line of ``text``
+            (``None``: from a text layer); ``[]`` when nothing was OCR'd.
+        ocr_pages: 1-based numbers of the pages OCR'd; ``ocr_lines``: ``(page, text, confidence)`` of every
+            line the OCR engine returned (the fidelity report lists the doubtful ones).
     """
 
     source: str
@@ -59,6 +67,15 @@ class Document:
     warnings: list[str] = field(default_factory=list)
     raw_text: str = ""
     removed: list[str] = field(default_factory=list)
+    tables: list[TableLines] = field(default_factory=list)
+    confidence: list[float | None] = field(default_factory=list)
+    ocr_pages: list[int] = field(default_factory=list)
+    ocr_lines: list[tuple[int, str, float]] = field(default_factory=list)
+
+    @property
+    def ocr(self) -> bool:
+        """Was any of the text OCR'd?"""
+        return bool(self.ocr_pages)
 
 
 def iter_files(paths: list[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -86,8 +103,14 @@ def iter_files(paths: list[str | Path]) -> tuple[list[Path], list[tuple[Path, st
     return unique, problems
 
 
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")
+
+
 def sniff_format(data: bytes) -> str:
-    """Return ``"docx"``, ``"pdf"``, ``"doc"`` (legacy OLE2 Word), ``"zip"`` (other zip) or ``"text"``."""
+    """Return ``"docx"``, ``"pdf"``, ``"doc"`` (legacy OLE2 Word), ``"image"`` (PNG/JPEG/TIFF), ``"zip"`` (other
+    zip) or ``"text"``."""
+    if data.startswith(IMAGE_MAGIC):
+        return "image"
     if data.startswith(b"PK\x03\x04"):
         try:
             import io
@@ -130,7 +153,7 @@ def _soffice(configured: str | None) -> str | None:
     return shutil.which("soffice") or shutil.which("libreoffice")
 
 
-def _convert_doc(path: Path, soffice: str | None) -> tuple[list[str], str, dict[str, int], str]:
+def _convert_doc(path: Path, soffice: str | None) -> tuple[list[str], str, dict[str, int], str, list[TableLines]]:
     exe = _soffice(soffice)
     if exe is None:
         raise ReadError(
@@ -194,8 +217,13 @@ def _is_json_data(text: str) -> bool:
     return False
 
 
-def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
+def read_document(
+    path: str | Path, *, soffice: str | None = None, ocr: str = "auto", progress=None
+) -> Document:
     """Read one file of any supported format into a :class:`Document` with cleaned text.
+
+    ``ocr``: ``"auto"`` (OCR PDF pages without usable text, and image files), ``"always"`` (every PDF page) or
+    ``"never"``; ``progress(done, total)`` is called after each OCR'd page.
 
     Raises:
         ReadError: empty, unreadable, unsupported or binary file; the message is the reason.
@@ -213,9 +241,14 @@ def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
     given_title = ""
     suffix = path.suffix.lower()
     removed: list[str] = []
+    tables: list[TableLines] = []
+    confidence: list[float | None] = []
+    ocr_pages: list[int] = []
+    ocr_lines: list[tuple[int, str, float]] = []
     if kind in ("docx", "doc"):
         try:
-            lines, given_title, headings, source = docx_lines(path) if kind == "docx" else _convert_doc(path, soffice)
+            lines, given_title, headings, source, tables = (
+                docx_lines(path) if kind == "docx" else _convert_doc(path, soffice))
         except ReadError:
             raise
         except Exception as e:  # python-docx/lxml raise assorted errors on damaged files
@@ -223,15 +256,20 @@ def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
         raw = "\n".join(lines)
         if kind == "docx" and suffix != ".docx":
             warnings.append(f"named {suffix or 'without extension'} but is a Word .docx; read as docx")
-    elif kind == "pdf":
+    elif kind in ("pdf", "image"):
         try:
-            lines, given_title, source, removed = pdf_text(path)
+            read = pdf_text(path, ocr=ocr, progress=progress) if kind == "pdf" else _image_text(path, ocr, progress)
         except PdfError as e:
             raise ReadError(str(e)) from e
+        lines, given_title, source, removed, tables = read.lines, read.title, read.raw, read.removed, read.tables
+        ocr_pages, ocr_lines = read.ocr_pages, read.ocr_lines
+        confidence = read.confidence if ocr_pages else []
         raw = "\n".join(lines)
         if removed:
             warnings.append(f"left out {len(removed)} page header/footer/page-number line(s)")
-        if suffix != ".pdf":
+        if read.unread:
+            warnings.append(f"page(s) {_pages(read.unread)} have no text layer and were not OCR'd (--ocr never)")
+        if kind == "pdf" and suffix != ".pdf":
             warnings.append(f"named {suffix or 'without extension'} but is a PDF; read as PDF")
     elif kind == "zip":
         raise ReadError("a zip archive that is not a Word .docx; unsupported")
@@ -245,7 +283,11 @@ def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
         source = raw
         if suffix not in TEXT_SUFFIXES:
             warnings.append(f"named {suffix or 'without extension'} but is plain text ({encoding}); read as text")
-    text = clean_text(raw)
+    if confidence:  # clean line by line so each cleaned line keeps its confidence
+        pairs = [(part, conf) for line, conf in zip(lines, confidence) for part in clean_text(line).split("\n") if part]
+        text, confidence = "\n".join(p for p, _ in pairs), [c for _, c in pairs]
+    else:
+        text = clean_text(raw)
     if not text:
         raise ReadError("no text after cleaning (only whitespace)")
     return Document(
@@ -257,18 +299,50 @@ def read_document(path: str | Path, *, soffice: str | None = None) -> Document:
         warnings=warnings,
         raw_text=source,
         removed=removed,
+        tables=tables,
+        confidence=confidence,
+        ocr_pages=ocr_pages,
+        ocr_lines=ocr_lines,
     )
 
 
+def _pages(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers[:10])) + (" …" if len(numbers) > 10 else "")
+
+
+def _image_text(path: Path, ocr: str, progress) -> PdfText:
+    """A scanned page in an image file, OCR'd like a PDF page without text."""
+    if ocr == "never":
+        raise PdfError("an image (a scanned page?) and --ocr never: rerun with --ocr auto to OCR it")
+    from coalqa.corpus.ocr import OcrUnavailable, ocr_pages
+    from coalqa.corpus.pdffile import _ocr_lines
+
+    try:
+        found = ocr_pages(path, [0], image=True, progress=progress)
+    except OcrUnavailable as e:
+        raise PdfError(str(e)) from e
+    except OSError as e:
+        raise PdfError(f"unreadable image ({e})") from e
+    lines = _ocr_lines(found[0], 0)
+    if not lines:
+        raise PdfError("no text recognised in the image")
+    return PdfText([ln.text for ln in lines], "", "\n".join(ln.text for ln in lines), [],
+                   confidence=[ln.confidence for ln in lines], ocr_pages=[1],
+                   ocr_lines=[(1, ln.text, ln.confidence) for ln in lines])
+
+
 def load_documents(
-    paths: list[str | Path], *, soffice: str | None = None, exclude: list[str | Path] = ()
+    paths: list[str | Path], *, soffice: str | None = None, exclude: list[str | Path] = (), ocr: str = "auto",
+    progress=None,
 ) -> tuple[list[Document], list[tuple[Path, str]]]:
     """Read every supported file under ``paths`` (files or folders, recursive), except ``exclude``
     (``coalqa corpus`` passes its own output files, which may sit in the documents' folder).
 
     Returns ``(documents, skipped)``: the readable documents in path order, and
     ``(path, reason)`` for each file or path that could not be read (empty, binary,
-    unsupported, legacy .doc without LibreOffice, missing). Never raises for bad files.
+    unsupported, legacy .doc without LibreOffice, encrypted or image-only PDF without OCR, missing). Never
+    raises for bad files. ``progress(path)`` returns a per-page callback for OCR (or None); ``ocr`` as in
+    :func:`read_document`.
     """
     files, skipped = iter_files(paths)
     skip = {Path(p).resolve() for p in exclude}
@@ -276,7 +350,9 @@ def load_documents(
     documents: list[Document] = []
     for f in files:
         try:
-            documents.append(read_document(f, soffice=soffice))
+            documents.append(read_document(f, soffice=soffice, ocr=ocr, progress=progress(f) if progress else None))
         except ReadError as e:
             skipped.append((f, str(e)))
+        except Exception as e:  # a bug or an engine failure on one file must not lose the others: named, skipped
+            skipped.append((f, f"failed while reading ({type(e).__name__}: {e})"))
     return documents, skipped

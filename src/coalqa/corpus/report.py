@@ -13,25 +13,32 @@ Per document (:func:`document_report`):
 * ``suspicious``: signs of a garbled extraction: median line length ≤ 2 characters (one glyph per line),
   no sentence punctuation in 100+ characters, replacement characters (``�``, pdfminer's ``(cid:N)``).
 
-Each problem becomes a warning naming the reason; ``coalqa corpus --strict`` turns them into an error.
+* ``tables``/``table_cells``/``table_numbers``/``table_numbers_kept``: tables read, their non-empty cells (a
+  merged cell once) and the numbers in those cells, and how many of those the chunks' table rows hold.
+* ``ocr`` (documents with OCR'd pages): ``pages`` OCR'd, ``lines`` recognised, ``min_confidence``,
+  ``low_confidence`` (lines under :data:`coalqa.corpus.ocr.LOW_CONFIDENCE`, each with its page, text,
+  confidence and every number in it) and ``suspect_numbers`` (digits glued to a letter OCR confuses with a
+  digit, :func:`coalqa.corpus.ocr.suspect_numbers`: ``S3``, ``O.5``, ``l0m``), each with page and line.
+
+Each problem becomes a warning naming the reason (a suspect OCR number too; a low-confidence line is listed,
+not warned about); ``coalqa corpus --strict`` turns them into an error.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from coalqa.corpus import quality
 from coalqa.corpus.chunking import FRONT, Chunk
 from coalqa.corpus.readers import Document, clean_text
 from coalqa.jsonio import write_text_atomic
 from coalqa.numbers import number_tokens
 
 SHOW_MISSING = 10
-_SENTENCE_PUNCT = re.compile(r"[。；;，,！!？?]")
 
 
 def _chars(text: str) -> Counter:
@@ -53,16 +60,7 @@ def document_report(doc: Document, chunks: list[Chunk]) -> dict[str, Any]:
         if left[tok] > 0:
             missing_list.append(tok)
             left[tok] -= 1
-    lines = doc.text.split("\n")
-    suspicious = []
-    median = statistics.median(len(line) for line in lines) if lines else 0
-    if len(lines) >= 5 and median <= 2:
-        suspicious.append(f"median line length {median:g} characters (text placed glyph by glyph?)")
-    if len(doc.text) >= 100 and not _SENTENCE_PUNCT.search(doc.text):
-        suspicious.append("no sentence punctuation in the text")
-    bad = doc.text.count("\ufffd") + len(re.findall(r"\(cid:\d+\)", doc.text))
-    if bad:
-        suspicious.append(f"{bad} replacement character(s) (unmapped glyphs or a wrong encoding)")
+    suspicious = quality.suspicious(doc.text)
     front = sum(1 for c in chunks if c.locator == FRONT)
     lost_chars = sum((chars_in - chars_out).values())
     warnings = []
@@ -74,6 +72,22 @@ def document_report(doc: Document, chunks: list[Chunk]) -> dict[str, Any]:
     if chunks and front == len(chunks) and len(doc.text) >= 200:
         warnings.append(f"no article, clause or heading found: all {front} chunk(s) located {FRONT}")
     warnings += [f"suspicious extraction: {s}" for s in suspicious]
+    ocr = _ocr_report(doc) if doc.ocr else None
+    if ocr and ocr["suspect_numbers"]:
+        shown = ", ".join(f"{s['number']} (page {s['page']})" for s in ocr["suspect_numbers"][:SHOW_MISSING])
+        warnings.append(f"{len(ocr['suspect_numbers'])} suspect number(s) in OCR'd text (digits glued to a letter): "
+                        f"{shown}")
+    table_rows = {row for t in doc.tables for row in t.rows}
+    cell_numbers = Counter(tok for t in doc.tables for text in t.cell_texts for tok in number_tokens(text))
+    row_numbers = Counter(tok for line in chunk_text.split("\n") if line in table_rows for tok in number_tokens(line))
+    extra = {
+        "tables": len(doc.tables),
+        "table_cells": sum(t.cells for t in doc.tables),
+        "table_numbers": sum(cell_numbers.values()),
+        "table_numbers_kept": sum((cell_numbers & row_numbers).values()),
+    }
+    if ocr:
+        extra["ocr"] = ocr
     return {
         "source": doc.source,
         "path": str(doc.path),
@@ -89,7 +103,25 @@ def document_report(doc: Document, chunks: list[Chunk]) -> dict[str, Any]:
         "removed_lines": len(doc.removed),
         "front_chunks": front,
         "suspicious": suspicious,
+        **extra,
         "warnings": warnings,
+    }
+
+
+def _ocr_report(doc: Document) -> dict[str, Any]:
+    from coalqa.corpus.ocr import LOW_CONFIDENCE, suspect_numbers
+
+    low = [{"page": page, "text": text, "confidence": round(conf, 4), "numbers": number_tokens(text)}
+           for page, text, conf in doc.ocr_lines if conf < LOW_CONFIDENCE]
+    suspect = [{"page": page, "number": run, "text": text}
+               for page, text, _ in doc.ocr_lines for run in suspect_numbers(text)]
+    return {
+        "pages": doc.ocr_pages,
+        "lines": len(doc.ocr_lines),
+        "min_confidence": round(min((c for _, _, c in doc.ocr_lines), default=1.0), 4),
+        "low_confidence_threshold": LOW_CONFIDENCE,
+        "low_confidence": low,
+        "suspect_numbers": suspect,
     }
 
 

@@ -8,8 +8,9 @@ content controls (``w:sdt``), smart tags and other wrappers, and never shows aut
   ``w:moveFrom``), field codes (``w:instrText``) and the fallback copy of drawings (``mc:Fallback``);
   ``w:tab`` is a space and ``w:br``/``w:cr`` a line break.
 * Blocks: paragraphs and tables in body order, also inside block-level content controls and custom XML.
-  A table row becomes one line, its cells joined by `` | `` (a merged cell once); nested tables follow
-  their row.
+  A table becomes a header line and one line per row naming its columns (:mod:`coalqa.corpus.tables`:
+  ``w:vMerge`` cells repeated into every row they span, ``w:gridSpan`` cells under the columns they span,
+  the number of a ``表5.1.2 …`` caption just above it on each row); nested tables follow their table.
 * Numbering (``numbering.xml``, ECMA-376 Part 1 §17.9): a paragraph's ``w:numPr`` (or its style's) picks a
   list and level; the level's ``w:lvlText`` (``第%1条``, ``%1.%2``) is filled with the counters of the
   list's levels in their ``w:numFmt`` (decimal, chineseCounting 一…十一, chineseLegalSimplified 壹,
@@ -23,6 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from coalqa.corpus.tables import Cell, TableLines, caption_label, table_lines
 
 W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
@@ -250,8 +253,8 @@ def run_text(el) -> str:
     return "".join(out)
 
 
-def docx_lines(path: Path) -> tuple[list[str], str, dict[str, int], str]:
-    """Lines of a .docx in document order; returns ``(lines, title, heading texts -> level, raw text)``.
+def docx_lines(path: Path) -> tuple[list[str], str, dict[str, int], str, list[TableLines]]:
+    """Lines of a .docx in document order; returns ``(lines, title, heading texts -> level, raw text, tables)``.
 
     ``title`` is the core-properties title (else the first ``Title``-styled paragraph); headings are
     paragraphs styled ``Heading N``/``标题 N``. ``raw text`` is every displayed ``w:t`` of the body, one
@@ -263,6 +266,7 @@ def docx_lines(path: Path) -> tuple[list[str], str, dict[str, int], str]:
     numbering = Numbering.from_document(d)
     styles = {s.style_id: s.name for s in d.styles if getattr(s, "style_id", None)}
     lines: list[str] = []
+    tables: list[TableLines] = []
     headings: dict[str, int] = {}
     title = (d.core_properties.title or "").strip()
 
@@ -289,22 +293,13 @@ def docx_lines(path: Path) -> tuple[list[str], str, dict[str, int], str]:
                 yield from cell_paragraphs(child)
 
     def table(tbl) -> None:
-        for tr in tbl.iter(_w("tr")):
-            if _owner_table(tr) is not tbl:
-                continue
-            cells: list[str] = []
-            inner: list = []
-            for tc in tr.iter(_w("tc")):
-                if _owner_table(tc) is not tbl:
-                    continue
-                t = " ".join(" ".join(run_text(p) for p in cell_paragraphs(tc)).split())
-                if t and (not cells or cells[-1] != t):  # a merged cell once
-                    cells.append(t)
-                inner.extend(t2 for t2 in tc.iter(_w("tbl")) if _owner_table(t2.getparent()) is tbl)
-            if cells:
-                lines.append(" | ".join(cells))
-            for t2 in inner:
-                table(t2)
+        grid, marked, inner = _grid(tbl, cell_paragraphs)
+        caption = lines[-1] if lines and caption_label(lines[-1]) else ""
+        t = table_lines(grid, caption_label(caption) if caption else None, caption, marked)
+        tables.append(t)
+        lines.extend(t.lines)
+        for t2 in inner:
+            table(t2)
 
     def blocks(parent) -> None:
         for child in parent:
@@ -316,7 +311,47 @@ def docx_lines(path: Path) -> tuple[list[str], str, dict[str, int], str]:
                 blocks(child)
 
     blocks(d.element.body)
-    return lines, title, headings, shown_text(d.element.body)
+    return lines, title, headings, shown_text(d.element.body), tables
+
+
+def _grid(tbl, cell_paragraphs) -> tuple[list[list[Cell]], int, list]:
+    """``(grid, header rows marked w:tblHeader, nested tables)`` of ``w:tbl`` element ``tbl``: one
+    :class:`~coalqa.corpus.tables.Cell` per row and grid column; a ``w:gridSpan`` cell fills the columns it
+    spans (one origin), a ``w:vMerge`` continuation takes the text and origin of the cell above it."""
+    grid: list[list[Cell]] = []
+    inner: list = []
+    marked, counting = 0, True
+    for tr in tbl.iter(_w("tr")):
+        if _owner_table(tr) is not tbl:
+            continue
+        r = len(grid)
+        trpr = tr.find(_w("trPr"))
+        header = trpr is not None and trpr.find(_w("tblHeader")) is not None and \
+            (_val(trpr, "tblHeader", "true") or "true") not in ("0", "false")
+        marked, counting = (marked + 1, True) if header and counting else (marked, False)
+        row: list[Cell] = []
+        before = int(_val(trpr, "gridBefore", "0") or 0) if trpr is not None else 0
+        row.extend(Cell("", (r, k)) for k in range(before))
+        for tc in tr.iter(_w("tc")):
+            if _owner_table(tc) is not tbl:
+                continue
+            tcpr = tc.find(_w("tcPr"))
+            span = int(_val(tcpr, "gridSpan", "1") or 1) if tcpr is not None else 1
+            vmerge = tcpr.find(_w("vMerge")) if tcpr is not None else None
+            text = " ".join(" ".join(run_text(p) for p in cell_paragraphs(tc)).split())
+            c = len(row)
+            if vmerge is not None and vmerge.get(_w("val"), "continue") == "continue" and r and c < len(grid[-1]):
+                above = grid[-1][c]
+                cell = Cell(above.text, above.origin)
+            else:
+                cell = Cell(text, (r, c))
+            row.extend(Cell(cell.text, cell.origin) for _ in range(max(span, 1)))
+            inner.extend(t2 for t2 in tc.iter(_w("tbl")) if _owner_table(t2.getparent()) is tbl)
+        grid.append(row)
+    width = max((len(row) for row in grid), default=0)
+    for r, row in enumerate(grid):
+        row.extend(Cell("", (r, k)) for k in range(len(row), width))
+    return grid, marked, inner
 
 
 def shown_text(body) -> str:

@@ -115,7 +115,8 @@ def finish(index, grounding: Grounding, result: dict, config: AskConfig) -> dict
     return result | {
         "grounded": bool(cited),
         "abstained": False,
-        "citations": [{k: c[k] for k in ("chunk_id", "source", "title", "locator", "score")} for c in cited],
+        "citations": [{k: c[k] for k in ("chunk_id", "source", "title", "locator", "score")}
+                      | ({"ocr": True} if c.get("ocr") else {}) for c in cited],  # ocr: the clause was read by OCR
         "evidence": evidence(index, grounding.question, cited, config.evidence_sentences),
         "unsupported_numbers": [str(q) for q in unsupported],
     }

@@ -85,7 +85,7 @@ def read_index_chunks(chunk_files: Sequence[str | Path]) -> list[dict]:
                 raise CoalqaError(f"{path}: chunk id {c.id!r} also occurs in {seen[c.id]}; index each chunk file once")
             seen[c.id] = str(path)
             chunks.append({"id": c.id, "source": c.source, "title": c.title, "locator": c.locator or c.heading,
-                           "text": c.text, "heading": c.heading})
+                           "text": c.text, "heading": c.heading, **({"ocr": True} if c.ocr else {})})
     if not chunks:
         raise CoalqaError(f"no chunks in {', '.join(map(str, chunk_files))}")
     return chunks
@@ -245,7 +245,8 @@ class Index:
         for rank, (i, score) in enumerate(picked, 1):
             c = self.chunks[i]
             hit = {"rank": rank, "chunk_id": c["id"], "source": c["source"], "title": c["title"], "locator": c["locator"],
-                   "text": c["text"], "score": round(score, 6), "bm25": round(float(bm25[i]), 4)}
+                   "text": c["text"], "score": round(score, 6), "bm25": round(float(bm25[i]), 4),
+                   **({"ocr": True} if c.get("ocr") else {})}
             if dense is not None:
                 hit["dense"] = round(float(dense[i]), 4)
             hits.append(hit)
