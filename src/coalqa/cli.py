@@ -38,6 +38,7 @@ def _root() -> None:
 from coalqa.corpus.command import corpus  # noqa: E402
 from coalqa.generate.command import generate  # noqa: E402
 from coalqa.retrieval.command import index, retrieve  # noqa: E402
+from coalqa.review.command import review_app  # noqa: E402
 from coalqa.train.command import train  # noqa: E402
 from coalqa.ask.command import ask  # noqa: E402
 from coalqa.eval.command import eval_command  # noqa: E402
@@ -50,6 +51,7 @@ app.command("corpus")(corpus)
 app.command("generate")(generate)
 app.command("index")(index)
 app.command("retrieve")(retrieve)
+app.add_typer(review_app, name="review")
 app.command("train")(train)
 app.command("ask")(ask)
 app.command("eval")(eval_command)
