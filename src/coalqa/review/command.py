@@ -85,7 +85,7 @@ def load_set(qa: Path | None, chunks: Path | None, feedback: Path | None = None,
     chunks = _chunks_for(qa, chunks)
     log_path = log_path_for(qa) if qa is not None else feedback / "review.jsonl"
     log = ReviewLog.open(log_path)
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     started = time.perf_counter()
     items = None
     if feedback is not None:
@@ -144,7 +144,7 @@ def open_app(
         raise CoalqaError(f"cannot listen on {host}:{port}: {e.strerror} (another program on that port? try --port 0)") from e
     bound = sock.getsockname()[1]
     shown = host if ":" not in host else f"[{host}]"
-    Console(stderr=True, highlight=False).print(
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
         f"reviewer {reviewer} · review page http://{shown}:{bound}/{'?token=' + token if token else ''}"
         f"{' (token required on every route)' if token else ''} · Ctrl-C to stop: every saved decision is already on disk",
         markup=False)
@@ -173,8 +173,10 @@ def status(
     if by_doc:
         for doc, c in sorted(counts["docs"].items()):
             table.add_row(doc, *(str(c[s]) for s in STATUSES), str(sum(c.values())))
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     console.print(table)
+    console.print(" · ".join(f"{s} {counts['status'][s]}" for s in STATUSES) + f" · total {counts['total']}",
+                  markup=False)
     reviewers = rs.log.reviewers()
     console.print(f"log {rs.log.path}: {len(rs.log.records)} decision lines; reviewers: {', '.join(reviewers) or 'none'}"
                   + (f"; {len(rs.log.set_aside)} chunk(s) set aside for eval ({counts['set_aside_pairs']} pairs)"
@@ -200,7 +202,7 @@ def export(
     from coalqa.review.export import export_eval, export_training
 
     rs = load_set(qa, chunks, feedback)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     if as_eval:
         n = export_eval(rs, output, docs=doc or [], chunk_ids=chunk or [], reviewer=reviewer or getpass.getuser())
         console.print(f"{n} reference(s) → {output}; their {len(rs.log.set_aside)} chunk(s) are set aside in "
@@ -212,5 +214,5 @@ def export(
     counts = export_training(rs, output)
     console.print(f"{counts['approved'] + counts['edited']} reviewed pairs → {output} ({counts['approved']} approved, "
                   f"{counts['edited']} edited); left out: {counts['left']} not approved (pending, rejected or stale)"
-                  + (f", {counts['set_aside']} of chunks set aside for evaluation" if counts["set_aside"] else ""),
+                  + (f", {counts['set_aside']} pairs of chunks set aside for evaluation" if counts["set_aside"] else ""),
                   markup=False)
