@@ -20,7 +20,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from conftest import SMALL_CHUNKS, train_adapter, write_chunks_file
+from conftest import SMALL_CHUNKS, write_chunks_file
 from serve_process import free_port
 
 from coalqa.cli import app as cli
@@ -349,21 +349,31 @@ def test_kill_9_of_the_server_loses_no_acknowledged_decision(tmp_path: Path) -> 
         proc.wait()
 
 
+def _train(data: Path, base: Path, runs: Path) -> Path:
+    """``coalqa train --data DATA`` (the CLI, unchanged) with a tiny float32 setup; the run folder."""
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--model_name_or_path", str(base),
+                                      "--output_dir", str(runs), "--use_4bit", "false", "--bnb_4bit_compute_dtype",
+                                      "float32", "--max_steps", "1", "--val_ratio", "0", "--max_length", "96",
+                                      "--lora_rank", "8", "--lora_alpha", "16", "--save_steps", "1000"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = runs.iterdir()
+    return run_dir
+
+
 @pytest.mark.slow
 def test_export_trains_and_the_run_card_records_the_review(tmp_path: Path, tiny_qwen2_dir: Path) -> None:
     qa, chunks = make_set(tmp_path)
     rs = open_set(qa, chunks)
     for p in rs.pairs[:6]:
         decide(rs, p.id, "approve", 0, "张工")
-    decide(rs, rs.pairs[6].id, "edit", 0, "李工", question=rs.pairs[6].question, answer="不应小于正常供风量的40%。")
+    decide(rs, rs.pairs[6].id, "edit", 0, "李工", question=rs.pairs[6].question, answer="反风后，供给风量不应小于正常供风量的40%。")
     out = tmp_path / "reviewed.json"
     export_training(rs, out)
-    rows = json.loads(out.read_text(encoding="utf-8"))
-    run_dir = train_adapter(tmp_path / "train", tiny_qwen2_dir, rows, max_steps=2)
+    run_dir = _train(out, tiny_qwen2_dir, tmp_path / "runs")
     card = (run_dir / "run_card.md").read_text(encoding="utf-8")
     from coalqa.jsonio import file_sha256
 
-    assert "Review: 7 of 7 pairs reviewed (6 approved, 1 edited) by 张工, 李工" in card
+    assert "Review: 7 of 7 pairs reviewed (6 approved, 1 edited) by 张工, 李工" in card, card
     assert file_sha256(log_path_for(qa)) in card
     prov = json.loads((run_dir / "provenance.json").read_text(encoding="utf-8"))
     assert prov["review"]["pairs"] == 7
@@ -375,11 +385,5 @@ def test_training_the_raw_qa_file_with_a_review_log_says_how_many_are_unreviewed
     qa, chunks = make_set(tmp_path)
     rs = open_set(qa, chunks)
     decide(rs, rs.pairs[0].id, "approve", 0, "张工")
-    runs = tmp_path / "runs"
-    result = CliRunner().invoke(cli, ["train", "--data", str(qa), "--model_name_or_path", str(tiny_qwen2_dir),
-                                      "--output_dir", str(runs), "--use_4bit", "false", "--bnb_4bit_compute_dtype",
-                                      "float32", "--max_steps", "1", "--val_ratio", "0", "--max_length", "96",
-                                      "--lora_rank", "8", "--lora_alpha", "16"])
-    assert result.exit_code == 0, result.output
-    (run_dir,) = runs.iterdir()
+    run_dir = _train(qa, tiny_qwen2_dir, tmp_path / "runs")
     assert f"{len(PAIRS) - 1} of {len(PAIRS)} pairs unreviewed" in (run_dir / "run_card.md").read_text(encoding="utf-8")
