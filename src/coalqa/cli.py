@@ -43,6 +43,7 @@ from coalqa.eval.command import eval_command
 from coalqa.export.command import export
 from coalqa.generate.command import generate
 from coalqa.retrieval.command import index, retrieve
+from coalqa.review.command import review_app
 from coalqa.serve.command import serve
 from coalqa.train.command import train
 
@@ -50,6 +51,7 @@ app.command("corpus")(corpus)
 app.command("generate")(generate)
 app.command("index")(index)
 app.command("retrieve")(retrieve)
+app.add_typer(review_app, name="review")
 app.command("train")(train)
 app.command("ask")(ask)
 app.command("eval")(eval_command)

@@ -404,3 +404,29 @@ def unit_table_markdown() -> str:
         scale = "" if factor == 1 and base == unit else f" = {_plain(factor)} {base}"
         rows.append(f"| {unit} | {'、'.join(aliases)} | {base}{scale} |")
     return "\n".join(rows)
+
+
+def quantity_spans(text: str) -> list[tuple[int, int, tuple[Quantity, ...]]]:
+    """Where ``text`` states each quantity: ``[(start, end, quantities), ...]``, indices into ``text`` itself.
+
+    The same quantities as :func:`find_quantities` (a range ``1～2m`` is one span holding two), found on the
+    normalised text and mapped back character by character, so a page can highlight them in the original
+    (``"风速４ｍ／ｓ"`` → ``[(2, 6, (4m/s,))]``).
+    """
+    norm_parts, starts = [], []
+    for i, ch in enumerate(text):
+        n = normalize_text(ch)
+        norm_parts.append(n)
+        starts.extend([i] * len(n))
+    starts.append(len(text))
+    norm = "".join(norm_parts)
+    out = []
+    for start, end, qs in _iter_quantities(norm):
+        while end > start and norm[end - 1].isspace():
+            end -= 1
+        while start < end and norm[start].isspace():
+            start += 1
+        a = starts[start]
+        b = starts[end - 1] + 1 if end > start else a
+        out.append((a, b, tuple(qs)))
+    return out

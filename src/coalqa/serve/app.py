@@ -13,7 +13,6 @@ capped (400, OpenAI's error object). CORS is off unless origins are configured, 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -38,9 +37,10 @@ from coalqa.serve.protocol import (
     usage_chunk,
 )
 
+from coalqa.web import PAGE_CSP, bearer_ok
+from coalqa.web import read_body as read_limited
+
 log = logging.getLogger("coalqa.serve")
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
-            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def create_app(engine, config, *, api_key: str | None = None, grounder=None):
@@ -85,24 +85,13 @@ def create_app(engine, config, *, api_key: str | None = None, grounder=None):
         return error_response(ApiError(400, f"invalid request: {e.errors()[0].get('msg')}"))
 
     async def authorized(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+        if not bearer_ok(request.headers.get("authorization"), api_key):
             raise ApiError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
                            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
     async def read_body(request: Request) -> bytes:
-        limit = config.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise ApiError(400, f"request body is {declared} bytes, at most {limit} allowed", code="request_too_large")
-        body = bytearray()
-        async for part in request.stream():
-            body += part
-            if len(body) > limit:
-                raise ApiError(400, f"request body is over {limit} bytes", code="request_too_large")
-        return bytes(body)
+        return await read_limited(request, config.max_body_bytes,
+                                  lambda message: ApiError(400, message, code="request_too_large"))
 
     @app.get("/health")
     async def health():

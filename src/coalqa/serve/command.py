@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import signal
@@ -25,15 +24,9 @@ from rich.markup import escape
 from coalqa.config import config_options, load_config
 from coalqa.errors import CoalqaError, StopRequested
 from coalqa.serve.config import ServeConfig
+from coalqa.web import is_loopback
 
 ENV_API_KEY = "COALQA_API_KEY"
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 @config_options(ServeConfig, bool_style="flag", exclude=("show_think",))
@@ -67,7 +60,7 @@ def serve(
     if not proxy and peft_model is None and cfg.model_name_or_path is None:
         raise CoalqaError("give --peft_model DIR (the output folder of `coalqa train`), --model_name_or_path with "
                           "--no-adapter, or --backend_url/--backend_model")
-    if not _loopback(cfg.host) and api_key is None:
+    if not is_loopback(cfg.host) and api_key is None:
         err.print(f"[yellow]warning:[/] listening on {escape(cfg.host)} without an API key: anyone who can reach "
                   f"this machine can use the model (set {ENV_API_KEY})")
 

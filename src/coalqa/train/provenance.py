@@ -5,7 +5,9 @@
     {"data": {"path", "sha256"},                 the QA file, absolute path and SHA-256
      "chunks_file": {"path", "sha256"} | null,   the chunks.jsonl the QA file was generated from (read from the
                                                   QA file's ``*.summary.json``, written by ``coalqa generate``)
-     "chunks": [{"sha", "source", "locator"}]}   every chunk the training pairs were made from (``chunk_sha``)
+     "chunks": [{"sha", "source", "locator"}],   every chunk the training pairs were made from (``chunk_sha``)
+     "review": {...} | null}                      reviewed pairs, reviewers and review log hashes of a file written by
+                                                  ``coalqa review export`` (:func:`coalqa.review.export.review_provenance`)
 
 ``coalqa ask`` calls :func:`stale_chunks` to warn when the chunks file has since been rebuilt with some of
 those chunks changed or removed (a regulation update the adapter has not learnt).
@@ -19,6 +21,7 @@ from typing import Any
 
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import file_sha256
+from coalqa.review.export import review_provenance
 
 PROVENANCE = "provenance.json"
 
@@ -43,6 +46,7 @@ def data_provenance(data_path: str | Path, rows: list[dict[str, Any]]) -> dict[s
         "data": {"path": str(data_path.resolve()), "sha256": file_sha256(data_path)},
         "chunks_file": chunks_file,
         "chunks": [{"sha": sha, **where} for sha, where in chunks.items()],
+        "review": review_provenance(rows),
     }
 
 

@@ -40,6 +40,7 @@ from coalqa.paths import check_outputs
 from coalqa.template import PromptFormat
 from coalqa.train.config import TrainConfig
 from coalqa.train.data import TokenisedData, read_qa_file, tokenise
+from coalqa.review.export import training_note
 from coalqa.train.provenance import PROVENANCE, data_provenance
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,9 @@ def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     # joins the process group under torchrun / accelerate launch (gloo on CPU, NCCL on GPUs)
     state = PartialState(cpu=not torch.cuda.is_available())
     rows = read_qa_file(config.data)
+    unreviewed = training_note(config.data, rows)  # a review log beside the data with pairs not approved
+    if unreviewed and state.is_main_process:
+        log.warning(unreviewed)
     if config.max_samples:
         rows = rows[: config.max_samples]
     check_model_location(config.model_name_or_path)
@@ -169,6 +173,7 @@ def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     resolved = config.model_copy(update={"gradient_checkpointing": gc, "packing": packing, **context_update})
     trainer = _build_trainer(resolved, model, tokenizer, data, run_dir, bf16=dtype.name == "bfloat16",
                              callbacks=callbacks or [])
+    notes += [unreviewed] if unreviewed else []
     return TrainResult(run_dir, trainer, data, resolved, dtype, checkpoint, notes=notes, started=started,
                        provenance=data_provenance(config.data, rows))
 
@@ -421,6 +426,15 @@ def _chunks_line(provenance: dict) -> str:
             f"listed in `{PROVENANCE}` (`coalqa ask` warns when they change)")
 
 
+def _review_line(provenance: dict) -> str:
+    review = provenance.get("review")
+    if not review:
+        return "- Review: none recorded (pairs not exported by `coalqa review export`)"
+    logs = "; ".join(f"`{x['path']}` (sha256 `{x['sha256']}`)" for x in review["logs"])
+    return (f"- Review: {review['pairs']} of {review['of']} pairs reviewed ({review['approved']} approved, "
+            f"{review['edited']} edited) by {', '.join(review['reviewers'])}; review log {logs}")
+
+
 def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, history: list[dict], seconds: float,
                     interrupted: bool, notes: list[str], dtype: DtypeChoice, provenance: dict | None = None) -> None:
     last = lambda key: next((e[key] for e in reversed(history) if key in e), None)
@@ -434,6 +448,7 @@ def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, his
         f"compute {dtype.name} on {dtype.device}: {dtype.reason})"),
         f"- Data: `{config.data}` (sha256 `{file_sha256(config.data)}`)",
         _chunks_line(provenance or {}),
+        _review_line(provenance or {}),
         (f"- QA pairs: {data.rows} read; {len(data.train)} train, {len(data.eval)} eval ({data.split_note}); "
         f"{data.truncated} cut to max_length {config.max_length}; {data.skipped_too_long} skipped"),
         f"- Prompt format: template `{config.template}`, think `{config.think}`",

@@ -1,0 +1,218 @@
+"""``coalqa review``: the review app, and its status and export commands.
+
+::
+
+    coalqa review QAdata_all.json --chunks chunks.jsonl          # http://127.0.0.1:8765/
+    coalqa review status QAdata_all.json --chunks chunks.jsonl   # counts, no browser
+    coalqa review export QAdata_all.json --chunks chunks.jsonl -o reviewed.json
+    coalqa review export QAdata_all.json --chunks chunks.jsonl --as_eval --doc 2-煤矿建设安全规程.txt -o my_eval.jsonl
+    COALQA_REVIEW_TOKEN=… coalqa review QAdata_all.json --host 0.0.0.0 --reviewer 张工
+
+``--chunks`` may be left out when ``coalqa generate`` wrote the QA file (its ``*.summary.json`` names the chunks file).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperGroup
+
+from coalqa.errors import CoalqaError
+from coalqa.web import is_loopback
+
+ENV_TOKEN = "COALQA_REVIEW_TOKEN"
+
+
+class _OpenByDefault(TyperGroup):
+    """``coalqa review QA.json …`` runs ``open``; ``status``/``export`` are subcommands."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["open", *args]
+        return super().parse_args(ctx, args)
+
+
+review_app = typer.Typer(cls=_OpenByDefault, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                         help="Review QA pairs beside their clauses before training. `coalqa review QA.json --chunks CHUNKS.jsonl` "
+                         "starts the web app (options: --host --port --token --reviewer --feedback DIR; see `coalqa "
+                         "review open --help`); `status` and `export` work without a browser.")
+
+QA_ARG = typer.Argument(help="QA file (`coalqa generate` output) to review; optional with --feedback",
+                        show_default=False)
+CHUNKS_OPT = typer.Option("--chunks", help="chunks.jsonl the pairs were made from (a re-chunked one marks changed "
+                          "clauses stale); default: the one named in the QA file's *.summary.json", show_default=False)
+FEEDBACK_OPT = typer.Option("--feedback", help="folder of `coalqa serve --feedback_dir`: review the answers users "
+                            "marked, beside their cited clauses", show_default=False)
+
+
+def _chunks_for(qa: Path | None, chunks: Path | None) -> Path:
+    if chunks is not None:
+        return chunks
+    if qa is not None:
+        stem = qa.with_suffix("") if qa.suffix == ".json" else qa
+        summary = Path(f"{stem}.summary.json")
+        if summary.is_file():
+            try:
+                path = (json.loads(summary.read_text(encoding="utf-8")).get("chunks_file") or {}).get("path")
+            except (OSError, ValueError, AttributeError):
+                path = None
+            if path and Path(path).is_file():
+                return Path(path)
+    raise CoalqaError("give --chunks CHUNKS.jsonl (the chunks file the QA pairs were generated from)")
+
+
+def load_set(qa: Path | None, chunks: Path | None, feedback: Path | None = None, quiet: bool = False):
+    """The :class:`~coalqa.review.pairs.ReviewSet` of the command-line arguments (log beside the QA file, or in the
+    feedback folder when there is no QA file)."""
+    from coalqa.review.feedback import feedback_pairs
+    from coalqa.review.log import ReviewLog, log_path_for
+    from coalqa.review.pairs import ReviewSet
+
+    if qa is None and feedback is None:
+        raise CoalqaError("give the QA file to review (or --feedback DIR)")
+    if qa is not None and not qa.is_file():
+        raise CoalqaError(f"QA file not found: {qa}")
+    chunks = _chunks_for(qa, chunks)
+    log_path = log_path_for(qa) if qa is not None else feedback / "review.jsonl"
+    log = ReviewLog.open(log_path)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    started = time.perf_counter()
+    items = None
+    if feedback is not None:
+        from coalqa.review.pairs import read_chunk_table
+
+        items = feedback_pairs(feedback, read_chunk_table(chunks))
+    rs = ReviewSet(qa, chunks, log, feedback=items)
+    if not quiet:
+        err.print(f"{len(rs.pairs)} pairs, {len(rs.chunks)} chunks, {len(log.records)} decisions in {log_path} "
+                  f"(loaded in {time.perf_counter() - started:.1f} s)", style="dim", markup=False)
+        for line, size in log.torn + ([log.torn_tail] if log.torn_tail else []):
+            err.print(f"[yellow]note:[/] {escape(str(log_path))} line {line}: an unfinished line ({size} bytes) left by "
+                      "a crash in mid-write; it was never acknowledged and is skipped")
+    return rs
+
+
+@review_app.command("open")
+def open_app(
+    qa: Annotated[Path | None, QA_ARG] = None,
+    chunks: Annotated[Path | None, CHUNKS_OPT] = None,
+    feedback: Annotated[Path | None, FEEDBACK_OPT] = None,
+    host: Annotated[str, typer.Option("--host", help="address to listen on; other than 127.0.0.1 needs --token "
+                                      "and --reviewer")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port (0: any free one)")] = 8765,
+    token: Annotated[str | None, typer.Option("--token", help=f"require this token on every route (default: "
+                                              f"${ENV_TOKEN}; prefer the variable: a flag shows in the process list)",
+                                              show_default=False)] = None,
+    reviewer: Annotated[str | None, typer.Option("--reviewer", help="your name, recorded with every decision "
+                                                 "(default: the login name; required off 127.0.0.1)",
+                                                 show_default=False)] = None,
+    max_body_bytes: Annotated[int, typer.Option("--max_body_bytes", help="largest request body")] = 65536,
+) -> None:
+    """Start the review web app (split pane: pair | clause; keyboard first)."""
+    token = token or os.environ.get(ENV_TOKEN) or None
+    if not is_loopback(host):
+        if token is None:
+            raise CoalqaError(f"--host {host} makes the review app reachable from other machines: set a token "
+                              f"(${ENV_TOKEN}, e.g. `export {ENV_TOKEN}=$(python -c 'import secrets; "
+                              "print(secrets.token_urlsafe())')`) and give --reviewer NAME")
+        if not reviewer:
+            raise CoalqaError(f"--host {host}: give --reviewer NAME (who signs off the decisions made here)")
+    reviewer = reviewer or getpass.getuser()
+    rs = load_set(qa, chunks, feedback)
+    import uvicorn
+
+    from coalqa.review.app import create_app
+
+    app = create_app(rs, reviewer=reviewer, token=token, max_body_bytes=max_body_bytes)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise CoalqaError(f"cannot listen on {host}:{port}: {e.strerror} (another program on that port? try --port 0)") from e
+    bound = sock.getsockname()[1]
+    shown = host if ":" not in host else f"[{host}]"
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"reviewer {reviewer} · review page http://{shown}:{bound}/{'?token=' + token if token else ''}"
+        f"{' (token required on every route)' if token else ''} · Ctrl-C to stop: every saved decision is already on disk",
+        markup=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
+
+
+@review_app.command("status")
+def status(
+    qa: Annotated[Path | None, QA_ARG] = None,
+    chunks: Annotated[Path | None, CHUNKS_OPT] = None,
+    feedback: Annotated[Path | None, FEEDBACK_OPT] = None,
+    by_doc: Annotated[bool, typer.Option("--by_doc", help="also a row per document")] = False,
+) -> None:
+    """Print how many pairs are pending, approved, edited, rejected and stale (no browser)."""
+    from coalqa.review.pairs import STATUSES
+
+    rs = load_set(qa, chunks, feedback)
+    counts = rs.counts()
+    table = Table(title=f"review of {qa or feedback}", title_justify="left")
+    table.add_column("", overflow="fold")
+    for s in STATUSES:
+        table.add_column(s, justify="right")
+    table.add_column("total", justify="right")
+    table.add_row("all", *(str(counts["status"][s]) for s in STATUSES), str(counts["total"]))
+    if by_doc:
+        for doc, c in sorted(counts["docs"].items()):
+            table.add_row(doc, *(str(c[s]) for s in STATUSES), str(sum(c.values())))
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(table)
+    console.print(" · ".join(f"{s} {counts['status'][s]}" for s in STATUSES) + f" · total {counts['total']}",
+                  markup=False)
+    reviewers = rs.log.reviewers()
+    console.print(f"log {rs.log.path}: {len(rs.log.records)} decision lines; reviewers: {', '.join(reviewers) or 'none'}"
+                  + (f"; {len(rs.log.set_aside)} chunk(s) set aside for eval ({counts['set_aside_pairs']} pairs)"
+                     if rs.log.set_aside else ""), markup=False)
+
+
+@review_app.command("export")
+def export(
+    qa: Annotated[Path | None, QA_ARG] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="file to write: reviewed pairs (JSON list, for "
+                                         "`coalqa train --data`), or with --as_eval an eval set (JSON lines)")] = Path("reviewed.json"),
+    chunks: Annotated[Path | None, CHUNKS_OPT] = None,
+    feedback: Annotated[Path | None, FEEDBACK_OPT] = None,
+    as_eval: Annotated[bool, typer.Option("--as_eval", help="write the approved pairs of --doc/--chunk as a "
+                                          "`coalqa eval` reference set and keep those chunks out of training exports")] = False,
+    doc: Annotated[list[str] | None, typer.Option("--doc", help="with --as_eval: a document (source file name) to "
+                                                  "set aside; repeatable")] = None,
+    chunk: Annotated[list[str] | None, typer.Option("--chunk", help="with --as_eval: a chunk id to set aside; "
+                                                    "repeatable")] = None,
+    reviewer: Annotated[str | None, typer.Option("--reviewer", help="recorded with --as_eval's set-aside lines")] = None,
+) -> None:
+    """Write the approved and edited pairs (edits applied, with review provenance), or an eval set (--as_eval)."""
+    from coalqa.review.export import export_eval, export_training
+
+    rs = load_set(qa, chunks, feedback)
+    console = Console(highlight=False, soft_wrap=True)
+    if as_eval:
+        n = export_eval(rs, output, docs=doc or [], chunk_ids=chunk or [], reviewer=reviewer or getpass.getuser())
+        console.print(f"{n} reference(s) → {output}; their {len(rs.log.set_aside)} chunk(s) are set aside in "
+                      f"{rs.log.path}: training exports leave their pairs out. Score a model on them: coalqa eval "
+                      f"--references {output} …", markup=False)
+        return
+    if doc or chunk:
+        raise CoalqaError("--doc/--chunk choose what --as_eval sets aside; add --as_eval")
+    counts = export_training(rs, output)
+    console.print(f"{counts['approved'] + counts['edited']} reviewed pairs → {output} ({counts['approved']} approved, "
+                  f"{counts['edited']} edited); left out: {counts['left']} not approved (pending, rejected or stale)"
+                  + (f", {counts['set_aside']} pairs of chunks set aside for evaluation" if counts["set_aside"] else ""),
+                  markup=False)

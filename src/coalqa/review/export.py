@@ -1,0 +1,181 @@
+"""What a review produces: the reviewed training file, an evaluation reference set, and notes for ``coalqa train``.
+
+* :func:`export_training`: approved and edited pairs (edits applied), minus every pair of a chunk set aside for
+  evaluation, each with its ``review`` provenance (pair id, decision, reviewer, time, the log's SHA-256, the original
+  text of an edited pair); a ``<out>.summary.json`` beside it names the chunks file (so ``coalqa train`` records it)
+  and the counts.
+* :func:`export_eval`: approved/edited pairs of chosen documents or chunks as a ``coalqa eval`` reference set (JSON
+  Lines: ``id``, ``question``, ``reference_answer``, ``key_facts`` — the answer's quantities that its clause states,
+  as written in the answer —, ``source_doc``, ``source_locator``, ``source_span`` — the clause sentence that supports
+  it best); those chunks are recorded in the review log as set aside, so training exports leave them out.
+* :func:`review_provenance` / :func:`training_note`: what ``coalqa train`` writes into its run card.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from coalqa.errors import CoalqaError
+from coalqa.jsonio import file_sha256, write_json_atomic, write_text_atomic
+from coalqa.numbers import find_quantities, quantity_spans, same_quantity
+from coalqa.review.log import APP, ReviewLog, log_path_for, now_iso
+from coalqa.review.pairs import ReviewSet, support_sentences
+
+
+def _log_sha(rs: ReviewSet) -> str | None:
+    return file_sha256(rs.log.path) if rs.log.path.is_file() else None
+
+
+def reviewed_rows(rs: ReviewSet) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The approved/edited pairs as training rows, and counts ``{"approved", "edited", "set_aside", "left"}``."""
+    rows, counts = [], {"approved": 0, "edited": 0, "set_aside": 0, "left": 0}
+    log_sha = _log_sha(rs)
+    for p in rs.pairs:
+        status, rec = rs.state(p)
+        if status not in ("approved", "edited"):
+            counts["left"] += 1
+            continue
+        if p.chunk_id in rs.log.set_aside:
+            counts["set_aside"] += 1
+            continue
+        counts[status] += 1
+        question, answer = rs.current_text(p, rec)
+        chunk = rs.chunks.get(p.chunk_id) or {}
+        review = {"pair_id": p.id, "decision": status, "reviewer": rec.get("reviewer"), "time": rec.get("time"),
+                  "log": str(rs.log.path), "log_sha256": log_sha, "origin": p.origin}
+        if status == "edited":
+            review["original"] = {"input": p.question, "output": p.answer}
+        rows.append({"input": question, "output": answer, "chunk_id": p.chunk_id or None,
+                     "chunk_sha": chunk.get("sha"), "source": p.doc, "locator": p.locator, "review": review})
+    return rows, counts
+
+
+def export_training(rs: ReviewSet, out: Path) -> dict[str, int]:
+    """Write the reviewed training file ``out`` (a JSON list, ``coalqa train --data`` reads it) and its summary.
+
+    Returns the counts of :func:`reviewed_rows`. Raises CoalqaError when no pair is approved yet.
+    """
+    rows, counts = reviewed_rows(rs)
+    if not rows:
+        raise CoalqaError(f"no approved or edited pairs to export yet ({counts['set_aside']} set aside for eval): "
+                          f"review them first with `coalqa review {rs.qa_path} --chunks {rs.chunks_path}`")
+    write_json_atomic(out, rows)
+    stem = out.with_suffix("") if out.suffix == ".json" else out
+    write_json_atomic(Path(f"{stem}.summary.json"), {
+        "chunks_file": {"path": str(Path(rs.chunks_path).resolve()), "sha256": file_sha256(rs.chunks_path)},
+        "review": {"qa_file": str(rs.qa_path), "log": str(rs.log.path), "log_sha256": _log_sha(rs), **counts,
+                   "reviewers": rs.log.reviewers(), "app": APP, "time": now_iso()},
+    })
+    return counts
+
+
+def key_facts(answer: str, clause: str) -> list[str]:
+    """The quantities of ``answer`` that ``clause`` states, as written in the answer, in order, each once."""
+    pool = find_quantities(clause)
+    out: list[str] = []
+    for s, e, qs in quantity_spans(answer):
+        text = answer[s:e]
+        if text not in out and all(any(same_quantity(q, p) for p in pool) for q in qs):
+            out.append(text)
+    return out
+
+
+def export_eval(rs: ReviewSet, out: Path, *, docs: list[str], chunk_ids: list[str], reviewer: str) -> int:
+    """Write the approved/edited pairs of the chunks chosen (by document name or chunk id) as an eval reference set
+    (JSON Lines) and record those chunks as set aside in the review log; returns the number of references.
+
+    Raises:
+        CoalqaError: nothing chosen, a document or chunk id not in the set, or no approved pair among them.
+    """
+    if not docs and not chunk_ids:
+        raise CoalqaError("--as_eval needs --doc NAME or --chunk ID (which clauses to keep out of training)")
+    known_docs = {p.doc for p in rs.pairs}
+    for d in docs:
+        if d not in known_docs:
+            raise CoalqaError(f"--doc {d!r}: no pair comes from that document; documents: {', '.join(sorted(known_docs))}")
+    for c in chunk_ids:
+        if c not in rs.chunks:
+            raise CoalqaError(f"--chunk {c!r} is not in {rs.chunks_path}")
+    chosen = {c for c in chunk_ids} | {p.chunk_id for p in rs.pairs if p.doc in docs and p.chunk_id}
+    refs = []
+    for p in rs.pairs:
+        status, rec = rs.state(p)
+        if p.chunk_id not in chosen or status not in ("approved", "edited"):
+            continue
+        chunk = rs.chunks[p.chunk_id]
+        question, answer = rs.current_text(p, rec)
+        support = sorted(support_sentences(answer, chunk["text"]), key=lambda s: -s[2])
+        span = chunk["text"][support[0][0]:support[0][1]] if support else chunk["text"][:200]
+        refs.append({"id": f"review-{p.id}", "question": question, "reference_answer": answer,
+                     "key_facts": key_facts(answer, chunk["text"]), "source_doc": chunk["source"],
+                     "source_locator": chunk["locator"], "source_span": span, "chunk_id": p.chunk_id,
+                     "review": {"pair_id": p.id, "decision": status, "reviewer": rec.get("reviewer")}})
+    if not refs:
+        raise CoalqaError(f"no approved or edited pairs among the {len(chosen)} chunk(s) chosen")
+    write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in refs))
+    used = {r["chunk_id"] for r in refs}
+    rs.log.append(lambda log: [{"type": "set_aside", "chunk_id": c, "chunk_sha": rs.chunks[c]["sha"],
+                                "output": str(out), "reviewer": reviewer, "time": now_iso(), "app": APP}
+                               for c in sorted(used) if c not in log.set_aside])
+    return len(refs)
+
+
+def review_provenance(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What a training run records about review: ``{"pairs", "approved", "edited", "reviewers", "logs":
+    [{"path", "sha256"}]}`` from the rows' ``review`` fields (written by :func:`export_training`); ``None`` when no row
+    was reviewed."""
+    reviewed = [r["review"] for r in rows if isinstance(r.get("review"), dict)]
+    if not reviewed:
+        return None
+    logs = {(str(r.get("log")), str(r.get("log_sha256"))) for r in reviewed}
+    return {"pairs": len(reviewed), "of": len(rows),
+            "approved": sum(r.get("decision") == "approved" for r in reviewed),
+            "edited": sum(r.get("decision") == "edited" for r in reviewed),
+            "reviewers": sorted({str(r.get("reviewer")) for r in reviewed}),
+            "logs": [{"path": p, "sha256": s} for p, s in sorted(logs)]}
+
+
+def training_note(data_path: str | Path, rows: list[dict[str, Any]]) -> str | None:
+    """A warning when ``data_path`` has a review log beside it and some of its pairs are unreviewed, rejected or
+    stale; ``None`` when there is no log or every pair is approved.
+
+    Staleness is judged against the chunks file named in the QA file's ``*.summary.json`` (``coalqa generate``
+    writes it), else against each row's own ``chunk_sha``.
+    """
+    from coalqa.review.pairs import pair_id
+
+    log_path = log_path_for(data_path)
+    if not log_path.is_file():
+        return None
+    log = ReviewLog.open(log_path)
+    current: dict[str, str] = {}
+    data_path = Path(data_path)
+    stem = data_path.with_suffix("") if data_path.suffix == ".json" else data_path
+    summary = Path(f"{stem}.summary.json")
+    try:
+        chunks_file = json.loads(summary.read_text(encoding="utf-8")).get("chunks_file") if summary.is_file() else None
+        if chunks_file and Path(chunks_file["path"]).is_file():
+            from coalqa.corpus import read_chunks
+
+            current = {c.id: c.sha for c in read_chunks(chunks_file["path"])}
+    except (OSError, ValueError, KeyError, TypeError, CoalqaError):
+        current = {}
+    counts = {"unreviewed": 0, "rejected": 0, "stale": 0}
+    for row in rows:
+        cid = str(row.get("chunk_id") or "")
+        rec = log.latest(pair_id(cid, row["input"], row["output"]))
+        if rec is None or rec.get("decision") == "skip":
+            counts["unreviewed"] += 1
+        elif cid and rec.get("chunk_sha") != current.get(cid, row.get("chunk_sha")):
+            counts["stale"] += 1
+        elif rec.get("decision") == "reject":
+            counts["rejected"] += 1
+    if not any(counts.values()):
+        return None
+    return (f"{data_path} has a review log ({log_path}): {counts['unreviewed']} of {len(rows)} pairs unreviewed, "
+            f"{counts['stale']} stale (their clause changed since review), {counts['rejected']} rejected — and all "
+            f"are trained on here; train on the reviewed pairs instead: coalqa review export {data_path} --chunks "
+            f"CHUNKS.jsonl -o reviewed.json")
+

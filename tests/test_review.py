@@ -1,0 +1,389 @@
+"""``coalqa review`` without a browser: the review log's durability and versions, staleness, exports, the app's
+routes and tokens (in-process ASGI client), a real server killed with SIGKILL, and export → ``coalqa train``.
+
+The set: the six regulation clauses of ``conftest.SMALL_CHUNKS`` with QA pairs written for them, one of which states a
+number its clause lacks (12h for the 11h lamp rule) and one holding HTML that must stay text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from conftest import SMALL_CHUNKS, write_chunks_file
+from serve_process import free_port
+
+from coalqa.cli import app as cli
+from coalqa.errors import CoalqaError
+from coalqa.review import ReviewLog, ReviewSet, log_path_for, pair_id
+from coalqa.review.actions import bulk, decide, undo
+from coalqa.review.export import export_eval, export_training, training_note
+from coalqa.review.log import Conflict
+
+TOKEN = "review-token-5d1e"
+XSS = "<script>window.__xss=1</script><img src=x onerror=\"window.__xss=2\">"
+
+PAIRS = [
+    {"input": "矿灯最低应当能连续正常使用多长时间？", "output": "发出的矿灯，最低应当能连续正常使用11h。", "chunk_id": "c-lamp"},
+    {"input": "矿灯可以连续使用多久？", "output": "矿灯最低应当能连续正常使用12h。", "chunk_id": "c-lamp"},  # 12h: not in the clause
+    {"input": "高瓦斯矿井采掘工作面每班至少检查几次甲烷浓度？", "output": "高瓦斯矿井，每班至少3次。", "chunk_id": "c-gas"},
+    {"input": "低瓦斯矿井每班至少检查几次？", "output": "低瓦斯矿井，每班至少2次。", "chunk_id": "c-gas"},
+    {"input": "采区避难硐室的额定防护时间是多少？", "output": "额定防护时间不低于96h。", "chunk_id": "c-refuge"},
+    {"input": "主要通风机反风设施必须在多长时间内改变风流方向？", "output": "必须能在10min内改变巷道中的风流方向。", "chunk_id": "c-fan"},
+    {"input": "反风后主要通风机的供给风量不应小于多少？", "output": "不应小于正常供风量的40%。", "chunk_id": "c-fan"},
+    {"input": "放炮喷雾装置应安装在距工作面多远处？", "output": "应安装在距工作面10m～15m处。", "chunk_id": "c-dust"},
+    {"input": "放炮后应连续喷雾多长时间？", "output": "放炮后连续喷雾5min以上。", "chunk_id": "c-dust"},
+    {"input": "煤矿负责人接到事故报告后应当在多长时间内上报？" + XSS, "output": "应当于1小时内报告。" + XSS, "chunk_id": "c-report"},
+    {"input": "事故现场有关人员应当首先向谁报告？", "output": "应当立即报告煤矿负责人。", "chunk_id": "c-report"},
+    {"input": "每盏矿灯必须怎样管理？", "output": "每盏矿灯必须编号，经常使用矿灯的人员必须专灯专用。", "chunk_id": "c-lamp"},
+]
+
+
+def _by_id() -> dict[str, dict]:
+    return {c["id"]: c for c in SMALL_CHUNKS}
+
+
+def make_set(tmp_path: Path, pairs: list[dict] | None = None, chunks: list[dict] | None = None) -> tuple[Path, Path]:
+    """A QA file (as `coalqa generate` writes: source, locator, chunk_sha of each pair) and its chunks file."""
+    from coalqa.review.pairs import read_chunk_table
+
+    chunks_path = write_chunks_file(tmp_path / "chunks.jsonl", chunks)
+    table = read_chunk_table(chunks_path)
+    rows = [p | {"chunk_sha": table[p["chunk_id"]]["sha"], "source": table[p["chunk_id"]]["source"],
+                 "locator": table[p["chunk_id"]]["locator"]} for p in (PAIRS if pairs is None else pairs)]
+    qa = tmp_path / "QAdata_all.json"
+    qa.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    return qa, chunks_path
+
+
+def open_set(qa: Path, chunks: Path) -> ReviewSet:
+    return ReviewSet(qa, chunks, ReviewLog.open(log_path_for(qa)))
+
+
+def test_pair_ids_are_stable_and_flags_use_the_generate_checks(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    assert [p.id for p in rs.pairs] == [pair_id(p["chunk_id"], p["input"], p["output"]) for p in PAIRS]
+    assert [p.id for p in open_set(qa, chunks).pairs] == [p.id for p in rs.pairs]
+    flagged = {p.id: p.flags for p in rs.pairs}
+    assert flagged[rs.pairs[1].id] == {"number"} and rs.pairs[1].unsupported == ["12h"]
+    # the HTML pair states "2" (in its markup) and has more Latin letters than Chinese: both checks catch it
+    assert flagged[rs.pairs[9].id] == {"number", "language"}
+    assert all(not f for i, f in enumerate(flagged.values()) if i not in (1, 9))
+    assert [p.id for p, _ in rs.view(sort="risky")][:2] == [rs.pairs[9].id, rs.pairs[1].id]
+    detail = rs.detail(rs.pairs[1])
+    (start, end, supported), = detail["answer_numbers"]
+    assert detail["answer"][start:end] == "12h" and supported is False
+    assert any(ok for _, _, ok in rs.detail(rs.pairs[0])["answer_numbers"])  # 11h is in the clause
+    lamp = detail["chunk"]["text"]
+    assert any("11h" in lamp[s:e] for s, e in rs.detail(rs.pairs[0])["support"])
+
+
+def test_latest_decision_wins_undo_pops_and_the_qa_file_is_never_touched(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    before = qa.read_bytes()
+    rs = open_set(qa, chunks)
+    p = rs.pairs[0]
+    decide(rs, p.id, "approve", 0, "张工")
+    decide(rs, p.id, "reject", 1, "李工", reason="数值错误")
+    assert rs.state(p)[0] == "rejected"
+    undo(rs, "李工")
+    assert rs.state(p)[0] == "approved"
+    again = open_set(qa, chunks)
+    assert again.state(again.by_id[p.id])[0] == "approved" and again.log.version(p.id) == 3
+    assert qa.read_bytes() == before
+    mode = log_path_for(qa).stat().st_mode & 0o777
+    from coalqa.jsonio import new_file_mode
+
+    assert mode == new_file_mode() and not mode & 0o002
+
+
+def test_two_conflicting_saves_one_refusal_no_lost_decision(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    first, second = open_set(qa, chunks), open_set(qa, chunks)  # two servers on one log
+    pid = first.pairs[2].id
+    decide(first, pid, "approve", 0, "张工")
+    with pytest.raises(Conflict) as refused:
+        decide(second, pid, "reject", 0, "李工", reason="数值错误")
+    assert refused.value.current["reviewer"] == "张工" and refused.value.version == 1
+    decide(second, pid, "reject", 1, "李工", reason="数值错误")  # after seeing it: saved on top
+    lines = [json.loads(x) for x in log_path_for(qa).read_text(encoding="utf-8").splitlines()]
+    assert [(r["decision"], r["reviewer"]) for r in lines if r["type"] == "decision"] == [("approve", "张工"), ("reject", "李工")]
+
+
+def test_torn_last_line_is_tolerated_reported_and_closed(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    decide(rs, rs.pairs[0].id, "approve", 0, "张工")
+    log = log_path_for(qa)
+    with log.open("ab") as f:
+        f.write(b'{"type":"decision","pair_id":"' + rs.pairs[1].id.encode() + b'","decis')  # a crash in mid-write
+    again = open_set(qa, chunks)
+    assert again.log.torn_tail is not None and again.state(again.pairs[1])[0] == "pending"
+    result = CliRunner().invoke(cli, ["review", "status", str(qa), "--chunks", str(chunks)])
+    assert result.exit_code == 0 and "unfinished line" in result.output and "approved" in result.output
+    decide(again, again.pairs[2].id, "approve", 0, "张工")
+    third = open_set(qa, chunks)
+    assert third.log.torn == [(3, len(b'{"type":"decision","pair_id":"') + 16 + len(b'","decis'))]
+    assert [third.state(p)[0] for p in third.pairs[:3]] == ["approved", "pending", "approved"]
+    with log.open("ab") as f:
+        f.write(b"not json\n{}\n")  # damage in the middle is an error, not silently skipped
+    with pytest.raises(CoalqaError, match="line 7 is not a JSON object"):
+        ReviewLog.open(log)
+
+
+def test_changed_or_removed_clause_makes_its_pairs_stale(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    for p in rs.pairs[:3]:
+        decide(rs, p.id, "approve", 0, "张工")
+    changed = [dict(c) for c in SMALL_CHUNKS]
+    changed[0]["text"] = changed[0]["text"].replace("11h", "12h")  # the lamp rule is amended
+    changed = [c for c in changed if c["id"] != "c-gas"]  # and the gas article removed
+    rechunked = write_chunks_file(tmp_path / "rechunked.jsonl", changed)
+    later = ReviewSet(qa, rechunked, ReviewLog.open(log_path_for(qa)))
+    assert [later.state(p)[0] for p in later.pairs[:4]] == ["stale", "stale", "stale", "pending"]
+    detail = later.detail(later.pairs[0])
+    assert "11h" in detail["stale"]["old_text"] and "12h" in detail["stale"]["new_text"]
+    assert later.detail(later.pairs[2])["stale"]["new_text"] is None
+    assert "stale" in detail["flags"]
+    result = CliRunner().invoke(cli, ["review", "status", str(qa), "--chunks", str(rechunked)])
+    assert result.exit_code == 0, result.output
+    assert "pending 9 · approved 0 · edited 0 · rejected 0 · stale 3 · total 12" in result.output
+    counts = later.counts()["status"]
+    assert counts["stale"] == 3 and counts["approved"] == 0
+    decide(later, later.pairs[0].id, "approve", 1, "张工")  # re-reviewed against the new text
+    assert later.state(later.pairs[0])[0] == "approved"
+
+
+def test_export_applies_edits_keeps_provenance_and_leaves_out_the_rest(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    p = rs.pairs
+    decide(rs, p[0].id, "approve", 0, "张工")
+    decide(rs, p[1].id, "edit", 0, "张工", question=p[1].question, answer="矿灯最低应当能连续正常使用11h。")
+    decide(rs, p[2].id, "reject", 0, "李工", reason="问题误读条款")
+    decide(rs, p[3].id, "skip", 0, "李工")
+    out = tmp_path / "reviewed.json"
+    counts = export_training(rs, out)
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert counts == {"approved": 1, "edited": 1, "set_aside": 0, "left": len(PAIRS) - 2}
+    assert [r["output"] for r in rows] == [PAIRS[0]["output"], "矿灯最低应当能连续正常使用11h。"]
+    assert rows[1]["review"]["original"]["output"] == PAIRS[1]["output"]
+    from coalqa.jsonio import file_sha256
+
+    assert {r["review"]["log_sha256"] for r in rows} == {file_sha256(log_path_for(qa))}
+    summary = json.loads((tmp_path / "reviewed.summary.json").read_text(encoding="utf-8"))
+    assert summary["chunks_file"]["path"] == str(chunks.resolve()) and summary["review"]["reviewers"] == ["张工", "李工"]
+    note = training_note(qa, [{"input": r["input"], "output": r["output"], "chunk_id": r["chunk_id"],
+                               "chunk_sha": r["chunk_sha"]} for r in json.loads(qa.read_text(encoding="utf-8"))])
+    assert note and f"{len(PAIRS) - 3} of {len(PAIRS)} pairs unreviewed" in note and "1 rejected" in note
+
+
+def test_as_eval_sets_chunks_aside_and_passes_coalqa_eval(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    bulk(rs, [p for p, _ in rs.view()], "approve", "张工", len(PAIRS))
+    refs = tmp_path / "my_eval.jsonl"
+    result = CliRunner().invoke(cli, ["review", "export", str(qa), "--chunks", str(chunks), "--as_eval",
+                                      "--doc", "9-煤矿的井工开采通风技术条件.txt", "--chunk", "c-dust", "-o", str(refs)])
+    assert result.exit_code == 0, result.output
+    items = [json.loads(x) for x in refs.read_text(encoding="utf-8").splitlines()]
+    assert [i["source_locator"] for i in items] == ["5.3.2", "5.3.2", "4.7.2.4", "4.7.2.4"]
+    assert items[0]["key_facts"] == ["10min"] and items[2]["key_facts"] == ["10m", "15m"]
+    assert "10min内改变巷道中的风流方向" in items[0]["source_span"]
+    # the reference answers, scored as predictions, find every key fact
+    preds = tmp_path / "preds.json"
+    preds.write_text(json.dumps([{"id": i["id"], "question": i["question"], "answer": i["reference_answer"]}
+                                 for i in items], ensure_ascii=False), encoding="utf-8")
+    scored = CliRunner().invoke(cli, ["eval", "--references", str(refs), "--predictions", str(preds),
+                                      "-o", str(tmp_path / "report")])
+    assert scored.exit_code == 0, scored.output
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert [i["key_fact_recall"] for i in report["items"]] == [1.0] * 4
+    assert [i["facts_found"] for i in report["items"]] == [i["key_facts"] for i in items]
+    # training export leaves those chunks out and says so
+    out = tmp_path / "reviewed.json"
+    result = CliRunner().invoke(cli, ["review", "export", str(qa), "--chunks", str(chunks), "-o", str(out)])
+    assert result.exit_code == 0 and "4 pairs of chunks set aside for evaluation" in result.output, result.output
+    assert {r["chunk_id"] for r in json.loads(out.read_text(encoding="utf-8"))}.isdisjoint({"c-fan", "c-dust"})
+
+
+def test_cli_refuses_other_hosts_without_token_and_reviewer(tmp_path: Path, monkeypatch) -> None:
+    qa, chunks = make_set(tmp_path)
+    monkeypatch.delenv("COALQA_REVIEW_TOKEN", raising=False)
+    from coalqa.cli import main
+
+    for extra, needed in (([], "token"), (["--token", TOKEN], "--reviewer")):
+        proc = subprocess.run([sys.executable, "-m", "coalqa.cli", "review", str(qa), "--chunks", str(chunks),
+                               "--host", "0.0.0.0", "--port", "0", *extra], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and needed in proc.stderr, proc.stderr
+    assert main  # the entry point that turns CoalqaError into exit 2
+
+
+def _client(rs: ReviewSet, token: str | None):
+    from fastapi.testclient import TestClient
+
+    from coalqa.review.app import create_app
+
+    return TestClient(create_app(rs, reviewer="张工", token=token, max_body_bytes=4096))
+
+
+def test_every_route_refuses_a_missing_token(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    client = _client(rs, TOKEN)
+    routes = [r for r in client.app.routes if hasattr(r, "methods")]
+    assert {r.path for r in routes} >= {"/", "/static/{name}", "/api/state", "/api/items", "/api/pairs",
+                                        "/api/decide", "/api/bulk", "/api/undo"}
+    pid = rs.pairs[0].id
+    for r in routes:
+        path = r.path.replace("{name}", "review.js")
+        for method in r.methods - {"HEAD"}:
+            body = {"pair_id": pid, "decision": "approve", "base_version": 0} if method == "POST" else None
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                resp = client.request(method, path, json=body, headers=headers)
+                assert resp.status_code == 401, (method, path, headers, resp.text)
+    assert not log_path_for(qa).exists()  # nothing was decided
+    ok = client.get("/api/state", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200 and ok.json()["total"] == len(PAIRS)
+    page = client.get(f"/?token={TOKEN}", follow_redirects=False)  # the printed URL sets an HttpOnly cookie
+    assert page.status_code == 303 and "httponly" in page.headers["set-cookie"].lower()
+    assert "samesite=strict" in page.headers["set-cookie"].lower()
+    html = client.get("/")
+    assert html.status_code == 200 and "script-src 'self'" in html.headers["content-security-policy"]
+    assert "'unsafe-inline'" not in html.headers["content-security-policy"]
+
+
+def test_http_conflicts_limits_and_bulk_confirmation(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    client = _client(rs, None)
+    pid = rs.pairs[4].id
+    first = client.post("/api/decide", json={"pair_id": pid, "decision": "approve", "base_version": 0})
+    second = client.post("/api/decide", json={"pair_id": pid, "decision": "reject", "reason": "其他", "base_version": 0})
+    assert first.status_code == 200 and second.status_code == 409
+    assert second.json()["current"]["decision"] == "approve" and second.json()["version"] == 1
+    assert client.post("/api/decide", content="x" * 5000, headers={"Content-Type": "application/json"}).status_code == 413
+    assert client.post("/api/decide", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert client.post("/api/decide", json={"pair_id": pid, "decision": "reject", "base_version": 1}).status_code == 400
+    view = {"doc": "2-煤矿建设安全规程.txt"}
+    n = sum(1 for p, s in rs.view(**view) if s != "approved")
+    stale = client.post("/api/bulk", json={**view, "decision": "approve", "count": n + 1})
+    assert stale.status_code == 409 and "view changed" in stale.json()["error"]["message"]
+    done = client.post("/api/bulk", json={**view, "decision": "approve", "count": n})
+    assert done.status_code == 200 and done.json()["saved"] == n
+    assert client.post("/api/undo", json={}).json()["undone"] == n
+    assert client.get("/api/state").json()["status"]["approved"] == 1
+
+
+def _server(qa: Path, chunks: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "coalqa.cli", "review", str(qa), "--chunks", str(chunks),
+                             "--port", str(port), "--reviewer", "张工", *extra],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text(errors="replace")
+        try:
+            if httpx.get(url + "/api/state", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(log.read_text(errors="replace"))
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_server_loses_no_acknowledged_decision(tmp_path: Path) -> None:
+    """Decisions stream in from two threads; the server is killed with SIGKILL in the middle; every decision that was
+    answered 200 is in the log afterwards (and the log reads cleanly)."""
+    qa, chunks = make_set(tmp_path, pairs=[{"input": f"第{i}个问题：矿灯使用多长时间？", "output": f"11h，第{i}次。",
+                                             "chunk_id": "c-lamp"} for i in range(400)])
+    proc, url = _server(qa, chunks, tmp_path / "server.log")
+    ids = [p.id for p in open_set(qa, chunks).pairs]
+    acked: list[str] = []
+    lock = threading.Lock()
+
+    def work(part: list[str]) -> None:
+        with httpx.Client(base_url=url, timeout=10) as c:
+            for pid in part:
+                try:
+                    r = c.post("/api/decide", json={"pair_id": pid, "decision": "approve", "base_version": 0})
+                except httpx.HTTPError:
+                    return  # the server is gone
+                if r.status_code == 200:
+                    with lock:
+                        acked.append(pid)
+
+    threads = [threading.Thread(target=work, args=(ids[k::2],)) for k in range(2)]
+    for t in threads:
+        t.start()
+    while len(acked) < 40:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for t in threads:
+        t.join()
+    assert 40 <= len(acked) < len(ids)
+    rs = open_set(qa, chunks)
+    decided = {p.id for p in rs.pairs if rs.state(p)[0] == "approved"}
+    assert set(acked) <= decided
+    # a restarted server sees them all and goes on
+    proc, url = _server(qa, chunks, tmp_path / "server2.log")
+    try:
+        assert httpx.get(url + "/api/state").json()["status"]["approved"] == len(decided)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _train(data: Path, base: Path, runs: Path) -> Path:
+    """``coalqa train --data DATA`` (the CLI, unchanged) with a tiny float32 setup; the run folder."""
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--model_name_or_path", str(base),
+                                      "--output_dir", str(runs), "--use_4bit", "false", "--bnb_4bit_compute_dtype",
+                                      "float32", "--max_steps", "1", "--val_ratio", "0", "--max_length", "96",
+                                      "--lora_rank", "8", "--lora_alpha", "16", "--save_steps", "1000"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = runs.iterdir()
+    return run_dir
+
+
+@pytest.mark.slow
+def test_export_trains_and_the_run_card_records_the_review(tmp_path: Path, tiny_qwen2_dir: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    for p in rs.pairs[:6]:
+        decide(rs, p.id, "approve", 0, "张工")
+    decide(rs, rs.pairs[6].id, "edit", 0, "李工", question=rs.pairs[6].question, answer="反风后，供给风量不应小于正常供风量的40%。")
+    out = tmp_path / "reviewed.json"
+    export_training(rs, out)
+    run_dir = _train(out, tiny_qwen2_dir, tmp_path / "runs")
+    card = (run_dir / "run_card.md").read_text(encoding="utf-8")
+    from coalqa.jsonio import file_sha256
+
+    assert "Review: 7 of 7 pairs reviewed (6 approved, 1 edited) by 张工, 李工" in card, card
+    assert file_sha256(log_path_for(qa)) in card
+    prov = json.loads((run_dir / "provenance.json").read_text(encoding="utf-8"))
+    assert prov["review"]["pairs"] == 7
+
+
+@pytest.mark.slow
+def test_training_the_raw_qa_file_with_a_review_log_says_how_many_are_unreviewed(tmp_path: Path,
+                                                                                  tiny_qwen2_dir: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    decide(rs, rs.pairs[0].id, "approve", 0, "张工")
+    run_dir = _train(qa, tiny_qwen2_dir, tmp_path / "runs")
+    assert f"{len(PAIRS) - 1} of {len(PAIRS)} pairs unreviewed" in (run_dir / "run_card.md").read_text(encoding="utf-8")

@@ -1,0 +1,145 @@
+"""The review page in real headless Chromium against a real ``coalqa review`` server (with a token): keyboard review of
+ten pairs (one edited, one rejected with a reason), a confirmed bulk approval of a filtered view, one undo, a reload
+that shows every decision; the unsupported-number highlight; HTML in a pair shown as text. Saves screenshots."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serve_process import free_port
+from test_review import PAIRS, TOKEN, make_set
+
+from coalqa.review import log_path_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.fixture()
+def server(tmp_path):
+    qa, chunks = make_set(tmp_path)
+    port = free_port()
+    log = tmp_path / "review.log"
+    proc = subprocess.Popen([sys.executable, "-m", "coalqa.cli", "review", str(qa), "--chunks", str(chunks), "--port",
+                             str(port), "--reviewer", "张工"], stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "COALQA_REVIEW_TOKEN": TOKEN})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            assert proc.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            try:
+                if httpx.get(url + "/api/state", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        yield url, qa
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_keyboard_review_bulk_undo_reload_in_headless_chromium(server, tmp_path) -> None:
+    if not shutil.which(CHROMIUM):
+        pytest.fail("chromium is missing: run `bash scripts/test-system-packages.sh` (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    url, qa = server
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url + "/")  # no token yet: refused
+            assert "token" in page.content()
+            errors.clear()  # that refusal is logged as a failed load
+            page.goto(f"{url}/?token={TOKEN}")  # the printed URL: sets the cookie, redirects to /
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.url == url + "/"
+
+            def at(n: int) -> None:
+                expect(page.locator("#position")).to_contain_text(f"第 {n} /")
+
+            def saved(n: int) -> None:  # "saved" shows only after the server answered, i.e. after fsync
+                expect(page.locator("#saved")).to_have_text(re.compile(rf"^已保存：.*（第 {n - 1} 条）$"))
+                at(n)
+
+            at(1)
+            page.keyboard.press("a")
+            saved(2)
+            # pair 2 states 12h where its clause says 11h: red in the answer, and the 11h of the clause highlighted
+            bad = page.locator("#answer mark.num.bad")
+            assert bad.count() == 1 and bad.inner_text() == "12h"
+            assert "11h" in page.locator("#clause-text mark.num").all_inner_texts()
+            assert page.locator("#flags .flag.number").count() == 1
+            page.screenshot(path=str(tmp_path / "review_page.png"))
+            page.keyboard.press("e")
+            page.fill("#edit-answer", "矿灯最低应当能连续正常使用11h。")
+            page.keyboard.press("Control+Enter")
+            saved(3)
+            page.keyboard.press("r")
+            page.keyboard.press("3")  # 问题误读条款
+            page.locator("#reject-text").fill("问的是低瓦斯矿井")
+            page.keyboard.press("Enter")
+            saved(4)
+            for n in range(4, 10):
+                page.keyboard.press("a")
+                saved(n + 1)
+            # pair 10 holds <script> and <img onerror>: shown as text, never run
+            assert "<script>window.__xss=1</script>" in page.locator("#question").inner_text()
+            assert "<img src=x onerror=" in page.locator("#answer").inner_text()
+            assert page.locator("#split script, #split img").count() == 0
+            assert page.evaluate("window.__xss") is None
+            page.keyboard.press("a")
+            saved(11)
+            page.keyboard.press("k")
+            at(10)
+            assert page.locator("#status").inner_text() == "已通过"
+
+            page.select_option("#f-status", "pending")  # a filtered view: the two pairs left
+            expect(page.locator("#position")).to_contain_text("/ 2 条")
+            page.click("#bulk-approve")
+            assert "2 条" in page.locator("#confirm-text").inner_text()
+            page.click("#confirm-ok")
+            expect(page.locator("#saved")).to_contain_text("批量通过 2 条")
+            page.locator("body").press("u")  # undo once: takes back the bulk approval
+            expect(page.locator("#saved")).to_contain_text("已撤销 2")
+
+            page.reload()
+            page.wait_for_selector("body[data-ready='1']")
+            counts = page.locator("#counts").inner_text()
+            for text in ("待审 2", "已通过 8", "已修改 1", "已驳回 1"):
+                assert text in counts, counts
+            page.select_option("#f-status", "edited")
+            expect(page.locator("#position")).to_contain_text("/ 1 条")
+            assert page.locator("#answer").inner_text() == "矿灯最低应当能连续正常使用11h。"
+            assert page.locator("#answer mark.num.bad").count() == 0
+            assert PAIRS[1]["output"] in page.locator("#original").inner_text()
+            page.select_option("#f-status", "rejected")
+            expect(page.locator("#meta")).to_contain_text("问题误读条款：问的是低瓦斯矿井")
+            page.screenshot(path=str(tmp_path / "review_page_rejected.png"))
+        finally:
+            browser.close()
+    assert not errors, errors
+    lines = [json.loads(x) for x in log_path_for(qa).read_text(encoding="utf-8").splitlines()]
+    decisions = [(r["decision"], r.get("reason")) for r in lines if r["type"] == "decision"]
+    assert decisions[:10] == [("approve", None), ("edit", None), ("reject", "问题误读条款：问的是低瓦斯矿井")] + \
+        [("approve", None)] * 7
+    assert [d for d, _ in decisions[10:]] == ["approve", "approve", "undo", "undo"]
+    assert all(r["reviewer"] == "张工" for r in lines if r["type"] == "decision")
+    print(f"screenshots: {tmp_path / 'review_page.png'}")
