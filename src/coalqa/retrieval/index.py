@@ -1,4 +1,5 @@
-"""A persistent retrieval index over chunks: BM25 (bm25s) on jieba tokens, optionally fused with dense embeddings.
+"""A persistent retrieval index over chunks: BM25 (bm25s) on jieba tokens over whole chunks and over sentence windows,
+questions expanded with regulation wording, optionally fused with dense embeddings.
 
 ``build_index(chunk_files, out_dir)`` writes the index folder; ``load_index(out_dir)`` reads it back, refusing a
 stale one; ``Index.search(question, k)`` ranks the chunks. The folder::
@@ -8,16 +9,26 @@ stale one; ``Index.search(question, k)`` ranks the chunks. The folder::
                         BM25 parameters, user-dictionary size, embedding model, fingerprint of the chunks
         chunks.jsonl    the indexed chunks as written (id, source, title, locator, text): what citations show
         userdict.txt    jieba user dictionary of the corpus' own terms (:func:`coalqa.retrieval.text.corpus_terms`)
-        bm25/           the bm25s index (sparse score matrix + vocabulary)
+        bm25/           the bm25s index of whole chunks (sparse score matrix + vocabulary)
+        windows/        (sentence_window > 0) the bm25s index of every run of ``sentence_window`` consecutive sentences
+                        of each chunk, with the chunk's title, locator and heading
+        window_chunks.npy  (sentence_window > 0) the chunk (row of chunks.jsonl) of each window, int32, ascending
+        expansions.txt  (unless --expansions none) the query-expansion table used (:mod:`coalqa.retrieval.expansion`)
         embeddings.npy  (dense/hybrid only) L2-normalised chunk embeddings, float32, shape (chunks, dim)
 
 The folder is built beside ``INDEX_DIR`` under a temporary name and moved into place at the end, so an
 interrupted build leaves either the old index or none, never half of one.
 
-Scores: BM25 as in Lucene (Robertson et al.; bm25s ``method="lucene"``, k1 1.5, b 0.75). Documents sharing no
-token with the question score 0 and are never returned (bm25s itself would rank them, and raise for ``k``
-larger than the corpus). With embeddings the two rankings are fused by reciprocal-rank fusion
-(Cormack, Clarke & Büttcher, SIGIR 2009: ``Σ 1 / (60 + rank)``), and every hit keeps both raw scores.
+Scores: BM25 as in Lucene (Robertson et al.; bm25s ``method="lucene"``, k1 1.5, b 0.75). The question's tokens
+(:func:`coalqa.retrieval.text.tokenize`, less :data:`~coalqa.retrieval.text.QUESTION_WORDS`) count 1 each; the
+regulation terms its everyday words expand to (:func:`coalqa.retrieval.expansion.expand`) count ``expansion_weight``.
+Two rankings come from these weighted BM25 scores: the whole chunks, and the chunks by their best sentence window
+(a chunk of 1,500 characters holds many clauses; a question is answered by one or two sentences of one of them).
+They are fused by reciprocal-rank fusion (Cormack, Clarke & Büttcher, SIGIR 2009: ``Σ 1 / (60 + rank)`` over each
+ranking's top 100); with embeddings the dense ranking is fused the same way. Chunks sharing no token (and no
+expansion term) with the question score 0 and are never returned by the lexical rankings (bm25s itself would rank
+them, and raise for ``k`` larger than the corpus). Every hit keeps ``bm25``, the plain BM25 score of the question's
+own words on the whole chunk (what ``min_score`` of grounded answering is measured in), beside the ranking score.
 """
 
 from __future__ import annotations
@@ -34,7 +45,9 @@ from typing import Any
 
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import file_sha256, new_file_mode
+from coalqa.retrieval.expansion import BUILTIN, DEFAULT_WEIGHT, expand, read_expansions
 from coalqa.retrieval.text import (
+    QUESTION_WORDS,
     TOKENIZER_VERSION,
     corpus_terms,
     make_tokenizer,
@@ -43,23 +56,36 @@ from coalqa.retrieval.text import (
     write_user_dict,
 )
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: sentence windows + query expansion (format 1 indexes are refused with the rebuild command)
 MANIFEST = "index.json"
 CHUNK_FIELDS = ("id", "source", "title", "locator", "text")
 RRF_K = 60  # Cormack et al. 2009
 BM25_PARAMS = {"method": "lucene", "k1": 1.5, "b": 0.75}
+FUSION_DEPTH = 100  # each ranking's top 100 enter the fusion
+DEFAULT_SENTENCE_WINDOW = 2  # README 2b: windows of 1 / 2 / 3 sentences, dev recall@1 0.633 / 0.833 / 0.767 fused
 
 
-def _doc_text(chunk: dict) -> str:
-    """What is indexed for a chunk: its title, locator, heading and text (title words match questions naming a regulation)."""
-    return " ".join(str(chunk.get(k) or "") for k in ("title", "locator", "heading", "text"))
+def _head_text(chunk: dict) -> str:
+    """What every window of a chunk carries besides its sentences: title, locator and heading."""
+    return " ".join(str(chunk.get(k) or "") for k in ("title", "locator", "heading"))
 
 
 def rebuild_command(manifest: dict, out_dir: str | Path) -> str:
     """The ``coalqa index`` command that rebuilds ``out_dir`` from its recorded chunk files."""
     files = " ".join(f["path"] for f in manifest.get("chunk_files", []))
-    dense = f" --embedding_model {manifest['embedding']['model']}" if manifest.get("embedding") else ""
-    return f"coalqa index {files} -o {out_dir}{dense}"
+    flags = f" --embedding_model {manifest['embedding']['model']}" if manifest.get("embedding") else ""
+    if "sentence_window" in manifest and manifest["sentence_window"] != DEFAULT_SENTENCE_WINDOW:
+        flags += f" --sentence_window {manifest['sentence_window']}"
+    if "expansions" in manifest:
+        exp = manifest["expansions"]
+        if exp is None:
+            flags += " --expansions none"
+        else:
+            if exp["source"] != "builtin":
+                flags += f" --expansions {exp['source']}"
+            if exp["weight"] != DEFAULT_WEIGHT:
+                flags += f" --expansion_weight {exp['weight']}"
+    return f"coalqa index {files} -o {out_dir}{flags}"
 
 
 def read_index_chunks(chunk_files: Sequence[str | Path]) -> list[dict]:
@@ -102,21 +128,37 @@ def chunks_fingerprint(chunks: Sequence[dict]) -> str:
 
 
 def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embedding_model: str | None = None,
-                progress: bool = False) -> dict:
+                sentence_window: int = DEFAULT_SENTENCE_WINDOW, expansions: str | Path | None = "builtin",
+                expansion_weight: float = DEFAULT_WEIGHT, progress: bool = False) -> dict:
     """Index the chunks of ``chunk_files`` into the folder ``out_dir`` (layout in the module docstring).
 
     Args:
         embedding_model: also embed every chunk for hybrid retrieval (:func:`coalqa.retrieval.dense.load_embedder`).
+        sentence_window: also rank chunks by their best run of this many consecutive sentences, fused with the
+            whole-chunk ranking; 0: whole chunks only.
+        expansions: query-expansion table: ``"builtin"`` (:data:`coalqa.retrieval.expansion.BUILTIN`), a file
+            of the same format, or ``None``/``"none"`` for no expansion.
+        expansion_weight: weight of an expansion term against a word of the question (0–1).
 
     Returns:
         the manifest written to ``out_dir/index.json``.
 
     Raises:
         CoalqaError: bad chunk files (see :func:`read_index_chunks`), ``out_dir`` is a file or a non-empty folder
-            that is not an index, or the embedding model cannot be loaded.
+            that is not an index, the embedding model cannot be loaded, a bad expansion table (file and line named),
+            ``sentence_window`` < 0 or ``expansion_weight`` outside 0–1.
     """
     import bm25s
     import numpy as np
+
+    if not isinstance(sentence_window, int) or sentence_window < 0:
+        raise CoalqaError(f"sentence_window must be 0 (off) or a number of sentences (got {sentence_window!r})")
+    if not 0 <= expansion_weight <= 1:
+        raise CoalqaError(f"expansion_weight must be between 0 and 1 (got {expansion_weight!r})")
+    if expansions is not None and str(expansions).lower() == "none":
+        expansions = None
+    table_file = None if expansions is None else BUILTIN if str(expansions) == "builtin" else Path(expansions)
+    table = read_expansions(table_file) if table_file is not None else None  # bad table: refused before any work
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not (out_dir / MANIFEST).is_file() and (out_dir.is_file() or any(out_dir.iterdir())):
@@ -137,9 +179,28 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         terms = corpus_terms(chunks)
         write_user_dict(terms, tmp / "userdict.txt")
         tokenizer = make_tokenizer(tmp / "userdict.txt")
+        # each sentence is tokenised once; a chunk is its head + all its sentences, a window its head + a run of them
+        heads = [tokenize(_head_text(c), tokenizer) for c in chunks]
+        sentences = [[tokenize(s, tokenizer) for s in split_sentences(c["text"])] for c in chunks]
         retriever = bm25s.BM25(**BM25_PARAMS)
-        retriever.index([tokenize(_doc_text(c), tokenizer) for c in chunks], show_progress=progress)
+        retriever.index([h + [t for s in ss for t in s] for h, ss in zip(heads, sentences)], show_progress=progress)
         retriever.save(str(tmp / "bm25"), show_progress=False)
+        if sentence_window:
+            windows, owners = [], []
+            for i, (h, ss) in enumerate(zip(heads, sentences)):
+                for start in range(max(1, len(ss) - sentence_window + 1)):
+                    windows.append(h + [t for s in ss[start:start + sentence_window] for t in s])
+                    owners.append(i)
+            window_index = bm25s.BM25(**BM25_PARAMS)
+            window_index.index(windows, show_progress=progress)
+            window_index.save(str(tmp / "windows"), show_progress=False)
+            np.save(tmp / "window_chunks.npy", np.asarray(owners, dtype="int32"))
+        expansion = None
+        if table is not None:
+            shutil.copyfile(table_file, tmp / "expansions.txt")
+            expansion = {"source": "builtin" if table_file == BUILTIN else str(table_file.resolve()),
+                         "sha256": file_sha256(tmp / "expansions.txt"), "entries": len(table),
+                         "weight": float(expansion_weight)}
         with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as f:
             for c in chunks:
                 f.write(json.dumps({k: c[k] for k in CHUNK_FIELDS}, ensure_ascii=False) + "\n")
@@ -156,6 +217,9 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
             "chunks": len(chunks),
             "fingerprint": chunks_fingerprint(chunks),
             "bm25": BM25_PARAMS,
+            "sentence_window": sentence_window,
+            "fusion": {"method": "rrf", "k": RRF_K, "depth": FUSION_DEPTH},
+            "expansions": expansion,
             "user_dict_terms": len(terms),
             "embedding": embedding,
             "build_seconds": round(time.perf_counter() - started, 2),
@@ -174,10 +238,27 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
     return manifest
 
 
+def _scores(retriever, weights: dict[str, float], n: int):
+    """Weighted BM25 score of each of the ``n`` documents of a bm25s ``retriever``: ``Σ weight × BM25(token)`` over
+    ``weights`` (token → weight; tokens the index lacks add nothing); numpy float32, shape (n,)."""
+    import numpy as np
+
+    out = np.zeros(n, dtype="float32")
+    by_weight: dict[float, list[int]] = {}
+    for token, w in weights.items():
+        j = retriever.vocab_dict.get(token)
+        if j is not None and w > 0:
+            by_weight.setdefault(w, []).append(j)
+    for w, ids in by_weight.items():
+        out += w * np.asarray(retriever.get_scores_from_ids(ids), dtype="float32")
+    return out
+
+
 @dataclass
 class Index:
-    """A loaded index (see :func:`load_index`): the chunks, the BM25 retriever, the tokenizer and, for hybrid
-    retrieval, the chunk embeddings with the embedder that made them."""
+    """A loaded index (see :func:`load_index`): the chunks, the BM25 retriever, the tokenizer, the sentence-window
+    retriever with the chunk of each window, the query-expansion table and, for hybrid retrieval, the chunk
+    embeddings with the embedder that made them."""
 
     path: Path
     manifest: dict
@@ -186,10 +267,37 @@ class Index:
     tokenizer: Any
     embeddings: Any = None
     embedder: Any = None
+    windows: Any = None
+    window_chunks: Any = None
+    expansions: dict[str, list[str]] | None = None
     _by_id: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         self._by_id = {c["id"]: i for i, c in enumerate(self.chunks)}
+        if self.window_chunks is not None:  # windows of chunk i are contiguous: max-pool with np.maximum.reduceat
+            self._window_starts = np.searchsorted(self.window_chunks, np.arange(len(self.chunks)))
+            self._window_owners = np.unique(self.window_chunks)
+
+    @property
+    def expansion_weight(self) -> float:
+        """Weight of an expansion term against a word of the question (0 without expansion)."""
+        return float((self.manifest.get("expansions") or {}).get("weight", 0.0))
+
+    def query_weights(self, question: str) -> dict[str, float]:
+        """Token → weight for ``question``: each of its tokens (:func:`tokenize`, less ``QUESTION_WORDS``) 1 per
+        occurrence, each expansion term's token not already there :attr:`expansion_weight`."""
+        weights: dict[str, float] = {}
+        for t in tokenize(question, self.tokenizer):
+            if t not in QUESTION_WORDS:
+                weights[t] = weights.get(t, 0.0) + 1.0
+        if self.expansions and self.expansion_weight > 0:
+            for term in expand(question, self.expansions):
+                for t in tokenize(term, self.tokenizer):
+                    if t not in weights and t not in QUESTION_WORDS:
+                        weights[t] = self.expansion_weight
+        return weights
 
     @property
     def fingerprint(self) -> str:
@@ -202,22 +310,39 @@ class Index:
         return None if i is None else self.chunks[i]
 
     def bm25_scores(self, question: str):
-        """BM25 score of every chunk for ``question`` (numpy float32, shape (chunks,)); all 0 when no token is known."""
+        """BM25 score of every chunk for ``question``'s own tokens, unexpanded and unweighted (numpy float32, shape
+        (chunks,)); all 0 when no token is known. This is the ``bm25`` of a hit and what ``min_score`` compares."""
+        counts: dict[str, float] = {}
+        for t in tokenize(question, self.tokenizer):
+            counts[t] = counts.get(t, 0.0) + 1.0
+        return _scores(self.retriever, counts, len(self.chunks))
+
+    def ranking_scores(self, question: str) -> list:
+        """The lexical rankings' scores for ``question`` (:meth:`query_weights`): ``[chunk scores]`` or, with sentence
+        windows, ``[chunk scores, best-window score of each chunk]``; numpy float32 arrays of shape (chunks,)."""
         import numpy as np
 
-        ids = self.retriever.get_tokens_ids(tokenize(question, self.tokenizer))
-        if not ids:
-            return np.zeros(len(self.chunks), dtype="float32")
-        return np.asarray(self.retriever.get_scores_from_ids(ids), dtype="float32")
+        weights = self.query_weights(question)
+        out = [_scores(self.retriever, weights, len(self.chunks))]
+        if self.windows is not None:
+            per_window = _scores(self.windows, weights, len(self.window_chunks))
+            best = np.zeros(len(self.chunks), dtype="float32")
+            if len(per_window):
+                best[self._window_owners] = np.maximum.reduceat(per_window, self._window_starts[self._window_owners])
+            out.append(best)
+        return out
 
     def search(self, question: str, k: int = 5) -> list[dict]:
         """The ``k`` best chunks for ``question``, best first.
 
         Returns:
             up to ``k`` hits ``{"rank", "chunk_id", "source", "title", "locator", "text", "score", "bm25"}`` (+
-            ``"dense"``, the cosine similarity, with embeddings). ``score`` is the BM25 score (lexical index) or the
-            reciprocal-rank-fusion score (hybrid). Chunks sharing no token with the question (BM25 0) are not
-            returned by the lexical index; in a hybrid index they can come from the dense ranking, with ``bm25`` 0.
+            ``"dense"``, the cosine similarity, with embeddings). ``score`` ranks the hits: the reciprocal-rank-fusion
+            score of the chunk and sentence-window (and dense) rankings, or the weighted BM25 score when there is one
+            ranking (``sentence_window`` 0, no embeddings); ``bm25`` is the plain BM25 score of the question's own
+            words (:meth:`bm25_scores`). Chunks sharing neither a token nor an expansion term with the question are
+            not returned by the lexical rankings; they can come from the dense ranking, with ``bm25`` 0; a chunk
+            found through expansion terms alone has ``bm25`` 0.
 
         Raises:
             CoalqaError: an empty question or ``k`` < 1.
@@ -229,16 +354,18 @@ class Index:
         if not isinstance(k, int) or k < 1:
             raise CoalqaError(f"k must be at least 1 (got {k!r})")
         bm25 = self.bm25_scores(question)
-        lexical = [int(i) for i in np.argsort(-bm25, kind="stable") if bm25[i] > 0]
-        if self.embeddings is None:
-            picked = [(i, float(bm25[i])) for i in lexical[:k]]
-            dense = None
-        else:
+        lexical = self.ranking_scores(question)
+        rankings = [[int(i) for i in np.argsort(-s, kind="stable")[:FUSION_DEPTH] if s[i] > 0] for s in lexical]
+        dense = None
+        if self.embeddings is not None:
             dense = self.embeddings @ self.embedder.query(question)
-            semantic = [int(i) for i in np.argsort(-dense, kind="stable")]
+            rankings.append([int(i) for i in np.argsort(-dense, kind="stable")[:FUSION_DEPTH]])
+        if len(rankings) == 1:  # one lexical ranking: its weighted BM25 score is the score
+            picked = [(i, float(lexical[0][i])) for i in rankings[0][:k]]
+        else:
             fused: dict[int, float] = {}
-            for ranking in (lexical, semantic):
-                for rank, i in enumerate(ranking[:100], 1):
+            for ranking in rankings:
+                for rank, i in enumerate(ranking, 1):
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank)
             picked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         hits = []
@@ -254,9 +381,11 @@ class Index:
 
     def sentence_scores(self, question: str, text: str) -> list[tuple[float, str]]:
         """Each sentence of ``text`` (:func:`split_sentences`, wording kept) with how well it matches ``question``:
-        the summed :meth:`idf` of the distinct question tokens it holds; in text order."""
-        wanted = set(tokenize(question, self.tokenizer))
-        return [(sum(self.idf(t) for t in wanted & set(tokenize(s, self.tokenizer))), s) for s in split_sentences(text)]
+        the summed :meth:`idf` of the distinct question tokens it holds, an expansion term's at its weight
+        (:meth:`query_weights`); in text order."""
+        wanted = {t: min(w, 1.0) for t, w in self.query_weights(question).items()}
+        return [(sum(self.idf(t) * wanted[t] for t in wanted.keys() & set(tokenize(s, self.tokenizer))), s)
+                for s in split_sentences(text)]
 
     def focus(self, question: str, text: str, max_chars: int) -> str:
         """``text`` cut to its sentences best matching ``question`` (:meth:`sentence_scores`), kept in text order,
@@ -329,7 +458,15 @@ def load_index(path: str | Path, *, check_sources: bool = True) -> Index:
     try:
         chunks = [json.loads(line) for line in (path / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
         retriever = bm25s.BM25.load(str(path / "bm25"), show_progress=False, verbosity=0)
-    except (OSError, ValueError) as e:
+        windows = window_chunks = expansions = None
+        if manifest.get("sentence_window"):
+            windows = bm25s.BM25.load(str(path / "windows"), show_progress=False, verbosity=0)
+            window_chunks = np.load(path / "window_chunks.npy")
+        if manifest.get("expansions"):
+            if file_sha256(path / "expansions.txt") != manifest["expansions"]["sha256"]:
+                raise ValueError("expansions.txt differs from the one recorded in index.json")
+            expansions = read_expansions(path / "expansions.txt")
+    except (OSError, ValueError, CoalqaError) as e:
         raise CoalqaError(f"index {path} is damaged ({e}); rebuild it: {rebuild}") from e
     if len(chunks) != manifest["chunks"]:
         raise CoalqaError(f"index {path} is damaged (chunks.jsonl holds {len(chunks)} chunks, the manifest "
@@ -341,4 +478,5 @@ def load_index(path: str | Path, *, check_sources: bool = True) -> Index:
         embeddings = np.load(path / "embeddings.npy")
         embedder = load_embedder(manifest["embedding"]["model"])
     return Index(path=path, manifest=manifest, chunks=chunks, retriever=retriever,
-                 tokenizer=make_tokenizer(path / "userdict.txt"), embeddings=embeddings, embedder=embedder)
+                 tokenizer=make_tokenizer(path / "userdict.txt"), embeddings=embeddings, embedder=embedder,
+                 windows=windows, window_chunks=window_chunks, expansions=expansions)

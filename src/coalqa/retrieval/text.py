@@ -7,7 +7,8 @@
 * **Tokens** — :func:`tokenize`: jieba's search mode (``lcut_for_search``: a long word and its dictionary
   sub-words, so ``采掘工作面`` matches both the term and ``工作面``) over normalised text, dropping whitespace,
   punctuation and a few function and question words (:data:`STOPWORDS`). The index and every query go through
-  this one function with the same tokenizer object, so both sides always split alike.
+  this one function with the same tokenizer object, so both sides always split alike. Questions also lose
+  everyday question words and particles (:data:`QUESTION_WORDS`: 咋, 啥, 呢, 得 …), which the index keeps.
 * **Domain terms** — :func:`corpus_terms` collects the corpus' own terms (document titles, chapter and section
   headings, quoted defined terms such as ``“煤尘爆炸性”``) into a jieba user dictionary saved with the index, so
   that they survive segmentation as whole tokens.
@@ -27,6 +28,11 @@ from coalqa.numbers import normalize_text
 TOKENIZER_VERSION = 1
 STOPWORDS = frozenset(
     ["的", "了", "和", "与", "及", "或", "在", "是", "为", "对", "等", "其", "中", "应", "应当", "必须", "不得", "什么", "多少", "哪些", "怎样", "如何", "要求", "规定", "有", "时", "要", "会", "里", "吗", "呢", "哪", "几", "个"]
+)
+# Everyday question words and particles dropped from questions only (never from the index): a worker's 咋/啥/得/呢
+# match nothing a clause says but, as rare tokens, can lift an unrelated chunk that happens to hold them.
+QUESTION_WORDS = frozenset(
+    "咋 啥 么 吧 啊 呀 嘛 请问 得 能 该 还 就 这 那 些 这些 那些 一 下 上 多 怎么 哪儿".split()
 )
 _PUNCT = re.compile(r"^[\W_]+$")
 _ORDINAL = re.compile(r"第[一二三四五六七八九十百千零〇\d]+[编章节条款项]")
