@@ -244,3 +244,14 @@ def test_prompt_ids_at_training_equal_those_at_answering(built) -> None:
     loaded.model.generate = spy
     answer(loaded, [q for q, _ in QA], AskConfig(temperature=0, max_new_tokens=2, batch_size=2), progress=False)
     assert len(train_prompts) == len(QA) and set(fed) == train_prompts
+
+
+def test_demo_preset_names_a_registered_standin() -> None:
+    from coalqa.demo import split_config
+    from coalqa.train import TrainConfig
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / "demo-qwen2.5-coder-0.5b.yaml"
+    cfg, train = split_config(preset, {})
+    assert cfg.standin in STANDINS and cfg.model_name_or_path is None
+    assert train["use_4bit"] is False  # trained and served on the same full-precision base
+    TrainConfig.model_validate(train | {"model_name_or_path": "x", "data": "x.json"})

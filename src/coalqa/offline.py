@@ -484,6 +484,8 @@ def _gguf_to_folder(folder: Path, name: str, staging: Path, dtype: str = "float3
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from coalqa.jsonio import share_saved_weights
+
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=getattr(torch, dtype))
     model.hf_quantizer = None  # the GGUF "quantizer" would make save_pretrained refuse / write GGUF metadata
@@ -491,6 +493,7 @@ def _gguf_to_folder(folder: Path, name: str, staging: Path, dtype: str = "float3
         del model.config.quantization_config
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    share_saved_weights(staging)
 
 
 def standin_ready(name: str, cache: str | Path | None = None) -> bool:
