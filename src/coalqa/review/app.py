@@ -135,12 +135,12 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
     @app.get("/api/state")
     async def state():
         counts = rs.counts()
-        return {"reviewer": reviewer, "app": APP, "qa_file": str(rs.qa_path or ""), "chunks_file": str(rs.chunks_path),
+        return JSONResponse({"reviewer": reviewer, "app": APP, "qa_file": str(rs.qa_path or ""), "chunks_file": str(rs.chunks_path),
                 "log": str(rs.log.path), **counts, "docs_order": sorted(counts["docs"]), "flags": list(FLAGS),
                 "statuses": list(STATUSES), "reasons": list(REJECT_REASONS),
                 "torn": [{"line": line, "bytes": size} for line, size in rs.log.torn]
                 + ([{"line": rs.log.torn_tail[0], "bytes": rs.log.torn_tail[1]}] if rs.log.torn_tail else []),
-                "set_aside_chunks": len(rs.log.set_aside)}
+                "set_aside_chunks": len(rs.log.set_aside)})
 
     @app.get("/api/items")
     async def items(request: Request):
@@ -149,7 +149,7 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
         rows = []
         for p, s in view:
             rows.append([p.id, s, docs.setdefault(p.doc, len(docs)), p.locator, rs.flags(p, s)])
-        return {"docs": list(docs), "items": rows}
+        return JSONResponse({"docs": list(docs), "items": rows})  # JSONResponse: skips FastAPI's slow re-encoding
 
     @app.get("/api/pairs")
     async def pairs(ids: str = ""):
@@ -157,7 +157,7 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
         missing = [i for i in wanted if i not in rs.by_id]
         if missing:
             raise Refused(404, f"no pair {missing[0]!r}", "not_found")
-        return {"pairs": [rs.detail(rs.by_id[i]) for i in wanted]}
+        return JSONResponse({"pairs": [rs.detail(rs.by_id[i]) for i in wanted]})
 
     @app.post("/api/decide")
     async def decide(request: Request):
@@ -177,7 +177,7 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
             raise Refused(409, f"another decision was saved for this pair meanwhile (by "
                           f"{(e.current or {}).get('reviewer', '?')}); yours was not saved", "conflict",
                           current=e.current, version=e.version) from e
-        return {"saved": True, "record": rec, "pair": rs.detail(rs.by_id[pid])}
+        return JSONResponse({"saved": True, "record": rec, "pair": rs.detail(rs.by_id[pid])})
 
     @app.post("/api/bulk")
     async def bulk(request: Request):

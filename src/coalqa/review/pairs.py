@@ -190,12 +190,12 @@ class ReviewSet:
         return {"approve": "approved", "edit": "edited", "reject": "rejected"}[rec["decision"]], rec
 
     def flags(self, p: Pair, status: str | None = None) -> list[str]:
-        """The pair's flags now (``stale`` and ``eval`` depend on the log)."""
-        out = set(p.flags)
-        if (status or self.state(p)[0]) == "stale":
-            out.add("stale")
-        if p.chunk_id in self.log.set_aside:
-            out.add("eval")
+        """The pair's flags now, in :data:`FLAGS` order (``stale`` and ``eval`` depend on the log)."""
+        stale = (status or self.state(p)[0]) == "stale"
+        aside = p.chunk_id in self.log.set_aside
+        if not (p.flags or stale or aside):
+            return []
+        out = set(p.flags) | ({"stale"} if stale else set()) | ({"eval"} if aside else set())
         return [f for f in FLAGS if f in out]
 
     def current_text(self, p: Pair, rec: dict | None) -> tuple[str, str]:
