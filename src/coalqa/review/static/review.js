@@ -215,6 +215,9 @@ function render(p) {
     const layers = p.support.map(([s, e]) => [s, e, "support"])
       .concat(p.clause_numbers.map(([s, e, hit]) => [s, e, hit ? "num hit" : "num"]));
     renderMarked($("clause-text"), c.text, layers);
+    // a long clause: bring the sentence that supports the answer into view
+    const first = $("clause-text").querySelector(".support, mark.hit");
+    $("clause-pane").scrollTop = first ? Math.max(0, first.offsetTop - 160) : 0;
   } else {
     $("clause-title").textContent = "找不到条款";
     $("clause-source").textContent = `分块文件中没有 ${p.locator || "此问答对的条款"}（chunk_id：${(p.decision && p.decision.chunk_id) || ""}）`;
