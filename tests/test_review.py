@@ -387,3 +387,13 @@ def test_training_the_raw_qa_file_with_a_review_log_says_how_many_are_unreviewed
     decide(rs, rs.pairs[0].id, "approve", 0, "张工")
     run_dir = _train(qa, tiny_qwen2_dir, tmp_path / "runs")
     assert f"{len(PAIRS) - 1} of {len(PAIRS)} pairs unreviewed" in (run_dir / "run_card.md").read_text(encoding="utf-8")
+
+
+def test_ocr_chunks_are_marked(tmp_path: Path) -> None:
+    chunks = [dict(c) for c in SMALL_CHUNKS]
+    chunks[1]["ocr"] = True  # a chunk read from a scanned page (coalqa corpus writes "ocr": true)
+    qa, chunks_path = make_set(tmp_path, chunks=chunks)
+    rs = open_set(qa, chunks_path)
+    gas = [p for p in rs.pairs if p.chunk_id == "c-gas"]
+    assert gas and all("ocr" in rs.flags(p) and rs.detail(p)["chunk"]["ocr"] is True for p in gas)
+    assert not any("ocr" in rs.flags(p) for p in rs.pairs if p.chunk_id != "c-gas")
