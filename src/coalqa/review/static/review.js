@@ -13,8 +13,7 @@ const DECISION_NAMES = { approve: "通过", reject: "驳回", edit: "修改后�
 const STORE = "coalqa-review-view";
 
 let state = null;          // /api/state
-let items = [];            // [[id, status, docIndex, locator, flags]] of the view
-let docs = [];             // document names of the view
+let items = [];            // [[id, status]] of the view, in order
 let pos = 0;               // index in items
 const cache = new Map();   // pair id -> detail
 let mode = "view";         // view | edit | reject
@@ -134,7 +133,6 @@ async function loadItems(keepId) {
   const qs = new URLSearchParams(p).toString();
   const data = await api("/api/items?" + qs);
   items = data.items;
-  docs = data.docs;
   const at = keepId ? items.findIndex((it) => it[0] === keepId) : -1;
   pos = at >= 0 ? at : Math.min(pos, Math.max(items.length - 1, 0));
   saveView();
@@ -258,7 +256,7 @@ function selectReason(r) {
 function updateItem(p) {
   cache.set(p.id, p);
   const it = items.find((x) => x[0] === p.id);
-  if (it) { it[1] = p.status; it[4] = p.flags; }
+  if (it) it[1] = p.status;
 }
 
 async function decide(decision, extra) {
