@@ -27,7 +27,7 @@ from coalqa.cli import app as cli
 from coalqa.errors import CoalqaError
 from coalqa.review import ReviewLog, ReviewSet, log_path_for, pair_id
 from coalqa.review.actions import bulk, decide, undo
-from coalqa.review.export import export_eval, export_training, training_note
+from coalqa.review.export import export_training, training_note
 from coalqa.review.log import Conflict
 
 TOKEN = "review-token-5d1e"

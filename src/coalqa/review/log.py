@@ -30,7 +30,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from coalqa import __version__
 from coalqa.errors import CoalqaError
@@ -91,7 +90,7 @@ class ReviewLog:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def open(cls, path: str | Path) -> "ReviewLog":
+    def open(cls, path: str | Path) -> ReviewLog:
         """Read the log at ``path`` (a missing file is an empty log).
 
         Raises:

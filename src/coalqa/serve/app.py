@@ -37,7 +37,6 @@ from coalqa.serve.protocol import (
     usage,
     usage_chunk,
 )
-
 from coalqa.web import PAGE_CSP, bearer_ok
 from coalqa.web import read_body as read_limited
 
