@@ -181,6 +181,7 @@ function render(p) {
   $("status").className = "badge " + p.status;
   $("flags").textContent = "";
   for (const f of p.flags) {
+    if (f === "stale" && p.status === "stale") continue;  // the status badge says it already
     const b = el("span", "flag " + f, FLAG_NAMES[f] || f);
     if (f === "number" && p.unsupported.length) b.title = "条款中没有：" + p.unsupported.join("、");
     $("flags").append(b);
@@ -224,8 +225,19 @@ function render(p) {
   }
   $("stale").hidden = !p.stale;
   if (p.stale) {
-    $("stale-old").textContent = p.stale.old_text || "（未记录）";
-    $("stale-new").textContent = p.stale.new_text || "（该条款已从分块文件中删除）";
+    const before = p.stale.old_text, after = p.stale.new_text;
+    if (before && after) {  // mark the changed middle: common start and end left plain
+      let a = 0;
+      while (a < before.length && a < after.length && before[a] === after[a]) a++;
+      let z = 0;
+      while (z < before.length - a && z < after.length - a &&
+        before[before.length - 1 - z] === after[after.length - 1 - z]) z++;
+      renderMarked($("stale-old"), before, [[a, before.length - z, "changed"]]);
+      renderMarked($("stale-new"), after, [[a, after.length - z, "changed"]]);
+    } else {
+      $("stale-old").textContent = before || "（未记录）";
+      $("stale-new").textContent = after || "（该条款已从分块文件中删除）";
+    }
   }
   $("history").textContent = "";
   for (const h of p.history.slice().reverse()) {
