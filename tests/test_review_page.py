@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
+@contextmanager
 def start(qa: Path, chunks: Path, log: Path):
     """A real ``coalqa review`` process with a token; yields its URL; stopped by its pid afterwards."""
     port = free_port()
@@ -53,7 +55,7 @@ def start(qa: Path, chunks: Path, log: Path):
 @pytest.fixture()
 def server(tmp_path):
     qa, chunks = make_set(tmp_path)
-    for url in start(qa, chunks, tmp_path / "review.log"):
+    with start(qa, chunks, tmp_path / "review.log") as url:
         yield url, qa
 
 
@@ -163,7 +165,7 @@ def test_stale_pair_shows_old_and_new_clause_side_by_side(tmp_path) -> None:
     amended = [dict(c) for c in SMALL_CHUNKS]
     amended[0]["text"] = amended[0]["text"].replace("11h", "12h")  # the lamp rule changed since the review
     rechunked = write_chunks_file(tmp_path / "rechunked.jsonl", amended)
-    for url in start(qa, rechunked, tmp_path / "review.log"):
+    with start(qa, rechunked, tmp_path / "review.log") as url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
