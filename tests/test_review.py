@@ -397,3 +397,15 @@ def test_ocr_chunks_are_marked(tmp_path: Path) -> None:
     gas = [p for p in rs.pairs if p.chunk_id == "c-gas"]
     assert gas and all("ocr" in rs.flags(p) and rs.detail(p)["chunk"]["ocr"] is True for p in gas)
     assert not any("ocr" in rs.flags(p) for p in rs.pairs if p.chunk_id != "c-gas")
+
+
+def test_a_pair_whose_clause_is_missing_can_be_decided_and_is_not_stale(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    rows = json.loads(qa.read_text(encoding="utf-8"))
+    rows.append({"input": "井下能否使用明火？", "output": "严禁使用明火。", "chunk_id": "c-gone"})
+    qa.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    rs = open_set(qa, chunks)
+    orphan = rs.pairs[-1]
+    assert rs.flags(orphan) == ["no_clause"] and rs.detail(orphan)["chunk"] is None
+    decide(rs, orphan.id, "reject", 0, "张工", reason="与条款无关")
+    assert rs.state(orphan)[0] == "rejected"

@@ -185,8 +185,8 @@ class ReviewSet:
         if rec is None or rec.get("decision") == "skip":
             return "pending", rec
         chunk = self.chunks.get(p.chunk_id)
-        if p.chunk_id and (chunk is None or chunk["sha"] != rec.get("chunk_sha")):
-            return "stale", rec
+        if p.chunk_id and (chunk["sha"] if chunk else None) != rec.get("chunk_sha"):
+            return "stale", rec  # its clause changed or went away since (decided without a clause: stays so)
         return {"approve": "approved", "edit": "edited", "reject": "rejected"}[rec["decision"]], rec
 
     def flags(self, p: Pair, status: str | None = None) -> list[str]:
