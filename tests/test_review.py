@@ -117,6 +117,8 @@ def test_two_conflicting_saves_one_refusal_no_lost_decision(tmp_path: Path) -> N
         decide(second, pid, "reject", 0, "李工", reason="数值错误")
     assert refused.value.current["reviewer"] == "张工" and refused.value.version == 1
     decide(second, pid, "reject", 1, "李工", reason="数值错误")  # after seeing it: saved on top
+    first.log.refresh()  # the first server reads what the second wrote before showing the pair again
+    assert first.state(first.by_id[pid])[0] == "rejected" and first.log.version(pid) == 2
     lines = [json.loads(x) for x in log_path_for(qa).read_text(encoding="utf-8").splitlines()]
     assert [(r["decision"], r["reviewer"]) for r in lines if r["type"] == "decision"] == [("approve", "张工"), ("reject", "李工")]
 

@@ -133,6 +133,7 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
 
     @app.get("/api/state")
     async def state():
+        rs.log.refresh()  # decisions other servers on the same log wrote meanwhile
         counts = rs.counts()
         return JSONResponse({"reviewer": reviewer, "app": APP, "qa_file": str(rs.qa_path or ""), "chunks_file": str(rs.chunks_path),
                 "log": str(rs.log.path), **counts, "docs_order": sorted(counts["docs"]), "flags": list(FLAGS),
@@ -143,12 +144,14 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
 
     @app.get("/api/items")
     async def items(request: Request):
+        rs.log.refresh()
         # only what the page navigates and counts by: 10,000 pairs stay ~250 KB (~40 KB gzipped)
         rows = [[p.id, s] for p, s in view_of(request.query_params)]
         return JSONResponse({"items": rows})  # JSONResponse: skips FastAPI's slow re-encoding
 
     @app.get("/api/pairs")
     async def pairs(ids: str = ""):
+        rs.log.refresh()
         wanted = [i for i in ids.split(",") if i][:50]
         missing = [i for i in wanted if i not in rs.by_id]
         if missing:

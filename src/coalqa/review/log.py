@@ -187,6 +187,18 @@ class ReviewLog:
                 return live
         return []
 
+    def refresh(self) -> None:
+        """Read what other processes (another ``coalqa review`` on the same log, an ``export --as_eval``) appended
+        since; a no-op when the file has not grown. An unfinished last line stays unread until it is finished."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size <= self._offset:
+            return
+        with self._lock, self.path.open("rb") as f:
+            self._read_from(f)
+
     # writing -----------------------------------------------------------------------------------------------------
     def append(self, make) -> list[dict]:
         """Append records durably and apply them; returns them.
