@@ -42,6 +42,8 @@ STATIC = {"review.js": "text/javascript", "review.css": "text/css"}
 
 
 class Refused(Exception):
+    """An HTTP refusal: ``status``, ``message``, ``code`` and extra top-level fields of the JSON error body."""
+
     def __init__(self, status: int, message: str, code: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.extra = status, message, code, extra

@@ -74,7 +74,8 @@ class ReviewLog:
         clauses: ``chunk_sha`` → the ``clause`` record of that text.
         set_aside: ``chunk_id`` → its ``set_aside`` record.
         records: every decision record in file order (``undo`` included).
-        torn: ``(line number, bytes)`` of unfinished lines found (one per crash in mid-write).
+        torn: ``(line number, bytes)`` of unfinished lines found and closed (one per crash in mid-write).
+        torn_tail: ``(line number, bytes)`` of an unfinished last line not yet closed, else ``None``.
     """
 
     path: Path
@@ -84,6 +85,7 @@ class ReviewLog:
     set_aside: dict[str, dict] = field(default_factory=dict)
     records: list[dict] = field(default_factory=list)
     torn: list[tuple[int, int]] = field(default_factory=list)
+    torn_tail: tuple[int, int] | None = None
     _offset: int = 0
     _lines: int = 0
     _known_torn: set[int] = field(default_factory=set)
@@ -135,8 +137,6 @@ class ReviewLog:
                                   "append-only: restore it from a backup or remove that line by hand")
         if tail:
             self.torn_tail = (self._lines + 1, len(tail))
-
-    torn_tail: tuple[int, int] | None = None
 
     def _apply(self, record: dict) -> None:
         kind = record.get("type")
