@@ -27,7 +27,7 @@ from coalqa.cli import app as cli
 from coalqa.errors import CoalqaError
 from coalqa.review import ReviewLog, ReviewSet, log_path_for, pair_id
 from coalqa.review.actions import bulk, decide, undo
-from coalqa.review.export import export_eval, export_training, training_note
+from coalqa.review.export import export_training, training_note
 from coalqa.review.log import Conflict
 
 TOKEN = "review-token-5d1e"
@@ -117,6 +117,8 @@ def test_two_conflicting_saves_one_refusal_no_lost_decision(tmp_path: Path) -> N
         decide(second, pid, "reject", 0, "李工", reason="数值错误")
     assert refused.value.current["reviewer"] == "张工" and refused.value.version == 1
     decide(second, pid, "reject", 1, "李工", reason="数值错误")  # after seeing it: saved on top
+    first.log.refresh()  # the first server reads what the second wrote before showing the pair again
+    assert first.state(first.by_id[pid])[0] == "rejected" and first.log.version(pid) == 2
     lines = [json.loads(x) for x in log_path_for(qa).read_text(encoding="utf-8").splitlines()]
     assert [(r["decision"], r["reviewer"]) for r in lines if r["type"] == "decision"] == [("approve", "张工"), ("reject", "李工")]
 
@@ -387,3 +389,25 @@ def test_training_the_raw_qa_file_with_a_review_log_says_how_many_are_unreviewed
     decide(rs, rs.pairs[0].id, "approve", 0, "张工")
     run_dir = _train(qa, tiny_qwen2_dir, tmp_path / "runs")
     assert f"{len(PAIRS) - 1} of {len(PAIRS)} pairs unreviewed" in (run_dir / "run_card.md").read_text(encoding="utf-8")
+
+
+def test_ocr_chunks_are_marked(tmp_path: Path) -> None:
+    chunks = [dict(c) for c in SMALL_CHUNKS]
+    chunks[1]["ocr"] = True  # a chunk read from a scanned page (coalqa corpus writes "ocr": true)
+    qa, chunks_path = make_set(tmp_path, chunks=chunks)
+    rs = open_set(qa, chunks_path)
+    gas = [p for p in rs.pairs if p.chunk_id == "c-gas"]
+    assert gas and all("ocr" in rs.flags(p) and rs.detail(p)["chunk"]["ocr"] is True for p in gas)
+    assert not any("ocr" in rs.flags(p) for p in rs.pairs if p.chunk_id != "c-gas")
+
+
+def test_a_pair_whose_clause_is_missing_can_be_decided_and_is_not_stale(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    rows = json.loads(qa.read_text(encoding="utf-8"))
+    rows.append({"input": "井下能否使用明火？", "output": "严禁使用明火。", "chunk_id": "c-gone"})
+    qa.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    rs = open_set(qa, chunks)
+    orphan = rs.pairs[-1]
+    assert rs.flags(orphan) == ["no_clause"] and rs.detail(orphan)["chunk"] is None
+    decide(rs, orphan.id, "reject", 0, "张工", reason="与条款无关")
+    assert rs.state(orphan)[0] == "rejected"

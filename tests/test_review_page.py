@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -27,11 +28,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-@pytest.fixture()
-def server(tmp_path):
-    qa, chunks = make_set(tmp_path)
+@contextmanager
+def start(qa: Path, chunks: Path, log: Path):
+    """A real ``coalqa review`` process with a token; yields its URL; stopped by its pid afterwards."""
     port = free_port()
-    log = tmp_path / "review.log"
     proc = subprocess.Popen([sys.executable, "-m", "coalqa.cli", "review", str(qa), "--chunks", str(chunks), "--port",
                              str(port), "--reviewer", "张工"], stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             env={**os.environ, "COALQA_REVIEW_TOKEN": TOKEN})
@@ -46,10 +46,17 @@ def server(tmp_path):
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
-        yield url, qa
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture()
+def server(tmp_path):
+    qa, chunks = make_set(tmp_path)
+    with start(qa, chunks, tmp_path / "review.log") as url:
+        yield url, qa
 
 
 def test_keyboard_review_bulk_undo_reload_in_headless_chromium(server, tmp_path) -> None:
@@ -143,3 +150,38 @@ def test_keyboard_review_bulk_undo_reload_in_headless_chromium(server, tmp_path)
     assert [d for d, _ in decisions[10:]] == ["approve", "approve", "undo", "undo"]
     assert all(r["reviewer"] == "张工" for r in lines if r["type"] == "decision")
     print(f"screenshots: {tmp_path / 'review_page.png'}")
+
+
+def test_stale_pair_shows_old_and_new_clause_side_by_side(tmp_path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from coalqa.review.actions import decide
+    from conftest import SMALL_CHUNKS, write_chunks_file
+    from test_review import open_set
+
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    decide(rs, rs.pairs[0].id, "approve", 0, "张工")
+    amended = [dict(c) for c in SMALL_CHUNKS]
+    amended[0]["text"] = amended[0]["text"].replace("11h", "12h")  # the lamp rule changed since the review
+    rechunked = write_chunks_file(tmp_path / "rechunked.jsonl", amended)
+    with start(qa, rechunked, tmp_path / "review.log") as url:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(f"{url}/?token={TOKEN}")
+                page.wait_for_selector("body[data-ready='1']")
+                page.select_option("#f-status", "stale")
+                expect(page.locator("#position")).to_contain_text("第 1 / 1 条")
+                expect(page.locator("#status")).to_have_text("条款已变更")
+                assert "使用11h" in page.locator("#stale-old").inner_text()
+                assert "使用12h" in page.locator("#stale-new").inner_text()
+                assert page.locator("#stale-old .changed").inner_text() == "1"
+                assert page.locator("#stale-new .changed").inner_text() == "2"
+                page.keyboard.press("Escape")
+                page.locator("body").press("a")  # re-approved against the new text
+                expect(page.locator("#saved")).to_contain_text("已保存")
+                expect(page.locator("#counts")).to_contain_text("条款已变更 0")
+            finally:
+                browser.close()

@@ -406,8 +406,9 @@ def unit_table_markdown() -> str:
     return "\n".join(rows)
 
 
-def quantity_spans(text: str) -> list[tuple[int, int, tuple[Quantity, ...]]]:
-    """Where ``text`` states each quantity: ``[(start, end, quantities), ...]``, indices into ``text`` itself.
+@lru_cache(maxsize=4096)
+def quantity_spans(text: str) -> tuple[tuple[int, int, tuple[Quantity, ...]], ...]:
+    """Where ``text`` states each quantity: ``((start, end, quantities), ...)``, indices into ``text`` itself.
 
     The same quantities as :func:`find_quantities` (a range ``1～2m`` is one span holding two), found on the
     normalised text and mapped back character by character, so a page can highlight them in the original
@@ -429,4 +430,4 @@ def quantity_spans(text: str) -> list[tuple[int, int, tuple[Quantity, ...]]]:
         a = starts[start]
         b = starts[end - 1] + 1 if end > start else a
         out.append((a, b, tuple(qs)))
-    return out
+    return tuple(out)

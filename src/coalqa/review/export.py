@@ -4,7 +4,8 @@
   evaluation, each with its ``review`` provenance (pair id, decision, reviewer, time, the log's SHA-256, the original
   text of an edited pair); a ``<out>.summary.json`` beside it names the chunks file (so ``coalqa train`` records it)
   and the counts.
-* :func:`export_eval`: approved/edited pairs of chosen documents or chunks as a ``coalqa eval`` reference set (JSON
+* :func:`export_eval`: approved/edited pairs of chosen documents or chunks (with feedback only: every confirmed
+  correction) as a ``coalqa eval`` reference set (JSON
   Lines: ``id``, ``question``, ``reference_answer``, ``key_facts`` — the answer's quantities that its clause states,
   as written in the answer —, ``source_doc``, ``source_locator``, ``source_span`` — the clause sentence that supports
   it best); those chunks are recorded in the review log as set aside, so training exports leave them out.
@@ -89,7 +90,7 @@ def export_eval(rs: ReviewSet, out: Path, *, docs: list[str], chunk_ids: list[st
     Raises:
         CoalqaError: nothing chosen, a document or chunk id not in the set, or no approved pair among them.
     """
-    if not docs and not chunk_ids:
+    if not docs and not chunk_ids and rs.qa_path is not None:
         raise CoalqaError("--as_eval needs --doc NAME or --chunk ID (which clauses to keep out of training)")
     known_docs = {p.doc for p in rs.pairs}
     for d in docs:
@@ -99,10 +100,12 @@ def export_eval(rs: ReviewSet, out: Path, *, docs: list[str], chunk_ids: list[st
         if c not in rs.chunks:
             raise CoalqaError(f"--chunk {c!r} is not in {rs.chunks_path}")
     chosen = {c for c in chunk_ids} | {p.chunk_id for p in rs.pairs if p.doc in docs and p.chunk_id}
+    if not docs and not chunk_ids:  # feedback only: the clauses of the confirmed corrections
+        chosen = {p.chunk_id for p in rs.pairs if p.chunk_id in rs.chunks}
     refs = []
     for p in rs.pairs:
         status, rec = rs.state(p)
-        if p.chunk_id not in chosen or status not in ("approved", "edited"):
+        if p.chunk_id not in chosen or p.chunk_id not in rs.chunks or status not in ("approved", "edited"):
             continue
         chunk = rs.chunks[p.chunk_id]
         question, answer = rs.current_text(p, rec)

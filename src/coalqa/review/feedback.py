@@ -4,7 +4,7 @@
 :func:`coalqa.jsonio.append_jsonl_durable`): ``id``, ``time`` (UTC ISO 8601), ``question``, ``answer`` (the model's),
 ``verdict`` (``correct``/``wrong``), ``correction`` (the user's corrected answer, or ``null``), ``citations``
 (``[{chunk_id, title, locator, source}]`` the answer cited), ``model`` (served model name), ``adapter`` (adapter
-folder, or ``null``), ``index`` and ``index_fingerprint`` (the retrieval index, or ``null``), ``client`` (``page``
+folder, or ``null``) and ``adapter_fingerprint`` (SHA-256 of its weights, 16 hex), ``index`` and ``index_fingerprint`` (the retrieval index, or ``null``), ``client`` (``page``
 or ``api``). No API key or other secret is ever stored.
 
 In review each item is a pair (:func:`feedback_pairs`): the question with the corrected answer (the model's answer when
@@ -61,7 +61,7 @@ def save_feedback(folder: Path, item: dict[str, Any], context: dict[str, Any]) -
                             for c in citations],
               "client": "page" if item.get("client") == "page" else "api",
               **{k: (str(context[k]) if context.get(k) is not None else None)
-                 for k in ("model", "adapter", "index", "index_fingerprint")}}
+                 for k in ("model", "adapter", "adapter_fingerprint", "index", "index_fingerprint")}}
     record = {"id": hashlib.sha256(json.dumps(record, ensure_ascii=False).encode()).hexdigest()[:16], **record}
     append_jsonl_durable(Path(folder) / FEEDBACK_FILE, [record])
     return record
@@ -107,5 +107,5 @@ def feedback_pairs(folder: Path, chunks: dict[str, dict]) -> list[Pair]:
                         str(chunk.get("locator") or (cited[0].get("locator") if cited else "") or ""),
                         origin="feedback",
                         extra={k: item.get(k) for k in ("verdict", "answer", "correction", "citations", "time", "model",
-                                                        "adapter", "index_fingerprint")}))
+                                                        "adapter", "adapter_fingerprint", "index_fingerprint")}))
     return out

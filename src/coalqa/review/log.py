@@ -30,7 +30,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from coalqa import __version__
 from coalqa.errors import CoalqaError
@@ -75,7 +74,8 @@ class ReviewLog:
         clauses: ``chunk_sha`` → the ``clause`` record of that text.
         set_aside: ``chunk_id`` → its ``set_aside`` record.
         records: every decision record in file order (``undo`` included).
-        torn: ``(line number, bytes)`` of unfinished lines found (one per crash in mid-write).
+        torn: ``(line number, bytes)`` of unfinished lines found and closed (one per crash in mid-write).
+        torn_tail: ``(line number, bytes)`` of an unfinished last line not yet closed, else ``None``.
     """
 
     path: Path
@@ -85,13 +85,14 @@ class ReviewLog:
     set_aside: dict[str, dict] = field(default_factory=dict)
     records: list[dict] = field(default_factory=list)
     torn: list[tuple[int, int]] = field(default_factory=list)
+    torn_tail: tuple[int, int] | None = None
     _offset: int = 0
     _lines: int = 0
     _known_torn: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def open(cls, path: str | Path) -> "ReviewLog":
+    def open(cls, path: str | Path) -> ReviewLog:
         """Read the log at ``path`` (a missing file is an empty log).
 
         Raises:
@@ -136,8 +137,6 @@ class ReviewLog:
                                   "append-only: restore it from a backup or remove that line by hand")
         if tail:
             self.torn_tail = (self._lines + 1, len(tail))
-
-    torn_tail: tuple[int, int] | None = None
 
     def _apply(self, record: dict) -> None:
         kind = record.get("type")
@@ -187,6 +186,18 @@ class ReviewLog:
             if live:
                 return live
         return []
+
+    def refresh(self) -> None:
+        """Read what other processes (another ``coalqa review`` on the same log, an ``export --as_eval``) appended
+        since; a no-op when the file has not grown. An unfinished last line stays unread until it is finished."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size <= self._offset:
+            return
+        with self._lock, self.path.open("rb") as f:
+            self._read_from(f)
 
     # writing -----------------------------------------------------------------------------------------------------
     def append(self, make) -> list[dict]:

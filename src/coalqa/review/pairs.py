@@ -185,17 +185,17 @@ class ReviewSet:
         if rec is None or rec.get("decision") == "skip":
             return "pending", rec
         chunk = self.chunks.get(p.chunk_id)
-        if p.chunk_id and (chunk is None or chunk["sha"] != rec.get("chunk_sha")):
-            return "stale", rec
+        if p.chunk_id and (chunk["sha"] if chunk else None) != rec.get("chunk_sha"):
+            return "stale", rec  # its clause changed or went away since (decided without a clause: stays so)
         return {"approve": "approved", "edit": "edited", "reject": "rejected"}[rec["decision"]], rec
 
     def flags(self, p: Pair, status: str | None = None) -> list[str]:
-        """The pair's flags now (``stale`` and ``eval`` depend on the log)."""
-        out = set(p.flags)
-        if (status or self.state(p)[0]) == "stale":
-            out.add("stale")
-        if p.chunk_id in self.log.set_aside:
-            out.add("eval")
+        """The pair's flags now, in :data:`FLAGS` order (``stale`` and ``eval`` depend on the log)."""
+        stale = (status or self.state(p)[0]) == "stale"
+        aside = p.chunk_id in self.log.set_aside
+        if not (p.flags or stale or aside):
+            return []
+        out = set(p.flags) | ({"stale"} if stale else set()) | ({"eval"} if aside else set())
         return [f for f in FLAGS if f in out]
 
     def current_text(self, p: Pair, rec: dict | None) -> tuple[str, str]:

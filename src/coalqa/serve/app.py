@@ -13,6 +13,7 @@ capped (400, OpenAI's error object). CORS is off unless origins are configured, 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -36,14 +37,13 @@ from coalqa.serve.protocol import (
     usage,
     usage_chunk,
 )
-
 from coalqa.web import PAGE_CSP, bearer_ok
 from coalqa.web import read_body as read_limited
 
 log = logging.getLogger("coalqa.serve")
 
 
-def create_app(engine, config, *, api_key: str | None = None, grounder=None):
+def create_app(engine, config, *, api_key: str | None = None, grounder=None, feedback_context: dict | None = None):
     """Build the app around an engine (:class:`~coalqa.serve.engine.LocalEngine` or
     :class:`~coalqa.serve.proxy.ProxyEngine`).
 
@@ -51,6 +51,8 @@ def create_app(engine, config, *, api_key: str | None = None, grounder=None):
         config: the :class:`coalqa.serve.ServeConfig` (limits, CORS origins, served model name, sampling defaults).
         api_key: required bearer token for ``/v1`` routes; ``None``: open.
         grounder: a :class:`coalqa.serve.grounding.Grounder` (``--index``), or ``None`` for ungrounded answers.
+        feedback_context: with ``config.feedback_dir``, what each feedback item records about the server (``model``,
+            ``adapter``, ``adapter_fingerprint``, ``index``, ``index_fingerprint``; :mod:`coalqa.review.feedback`).
     """
     static = resources.files("coalqa.serve") / "static"
     started = int(time.time())
@@ -96,7 +98,26 @@ def create_app(engine, config, *, api_key: str | None = None, grounder=None):
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": config.served_model_name, "grounded": grounder is not None,
-                "auth": api_key is not None, **engine.describe()}
+                "auth": api_key is not None, "feedback": config.feedback_dir is not None, **engine.describe()}
+
+    @app.post("/v1/feedback", dependencies=[Depends(authorized)])
+    async def feedback(request: Request):
+        """One "correct / wrong" verdict (+ corrected answer) on an answer, appended durably before the reply."""
+        if config.feedback_dir is None:
+            raise ApiError(404, "this server takes no feedback (start it with --feedback_dir DIR)", code="no_feedback")
+        from coalqa.errors import CoalqaError
+        from coalqa.review.feedback import save_feedback
+
+        try:
+            item = json.loads(await read_body(request))
+            if not isinstance(item, dict):
+                raise CoalqaError("expected a JSON object")
+            saved = await asyncio.to_thread(save_feedback, config.feedback_dir, item, feedback_context or {})
+        except ValueError as e:
+            raise ApiError(400, f"invalid feedback: {e}") from e
+        except CoalqaError as e:
+            raise ApiError(400, str(e)) from e
+        return {"id": saved["id"], "saved": True}
 
     @app.get("/v1/models", dependencies=[Depends(authorized)])
     async def models():

@@ -112,7 +112,11 @@ def serve(
     elif served.train_context:
         err.print(f"[yellow]note:[/] this adapter was trained to answer from retrieved clauses (index "
                   f"{escape(str(served.train_context.get('index')))}); pass --index for grounded answers")
-    app = create_app(engine, cfg, api_key=api_key, grounder=grounder)
+    feedback_context = None
+    if cfg.feedback_dir is not None:
+        feedback_context = _feedback_context(cfg, peft_model if adapter else None, index)
+        what += f"\nfeedback on answers → {cfg.feedback_dir / 'feedback.jsonl'} (review: coalqa review --feedback {cfg.feedback_dir})"
+    app = create_app(engine, cfg, api_key=api_key, grounder=grounder, feedback_context=feedback_context)
     url = f"http://{cfg.host if ':' not in cfg.host else f'[{cfg.host}]'}:{cfg.port}"
     err.print(f"{what}", style="dim", markup=False)
     err.print(f"serving {cfg.served_model_name!r}: page {url}/ · API {url}/v1 · "
@@ -131,6 +135,18 @@ def serve(
     if server.should_exit and not server.started:
         raise CoalqaError(f"could not serve on {cfg.host}:{cfg.port} (see the error above: port in use?)")
     raise StopRequested("SIGTERM")
+
+
+def _feedback_context(cfg: ServeConfig, peft_model: Path | None, index) -> dict:
+    """What every feedback item records about this server: model name, adapter folder and the SHA-256 of its weights,
+    index folder and fingerprint."""
+    from coalqa.jsonio import file_sha256
+
+    weights = peft_model / "adapter_model.safetensors" if peft_model is not None else None
+    return {"model": cfg.served_model_name, "adapter": str(peft_model.resolve()) if peft_model else None,
+            "adapter_fingerprint": file_sha256(weights)[:16] if weights is not None and weights.is_file() else None,
+            "index": str(cfg.index) if cfg.index else None,
+            "index_fingerprint": getattr(index, "fingerprint", None) if index is not None else None}
 
 
 def _adapter_info(peft_model: Path | None, system_prompt: str | None) -> SimpleNamespace:

@@ -7,6 +7,8 @@ setting: it comes from ``--api_key`` or the ``COALQA_API_KEY`` environment varia
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from coalqa.ask.config import AskConfig
@@ -42,6 +44,9 @@ class ServeConfig(AskConfig):
                                       "<think> block (vLLM serving R1-Distill without --reasoning-parser): the text "
                                       "before </think> is reasoning")
     backend_timeout_s: float = Field(600, gt=0, description="proxy mode: seconds to wait for the backend")
+    feedback_dir: Path | None = Field(None, description="folder for answer feedback: the page offers correct / wrong "
+                                      "and a corrected answer on each answer, stored append-only in DIR/feedback.jsonl "
+                                      "(POST /v1/feedback, same API key as /v1); review it with `coalqa review --feedback DIR`")
 
     @field_validator("cors_origins")
     @classmethod

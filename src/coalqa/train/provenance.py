@@ -21,13 +21,14 @@ from typing import Any
 
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import file_sha256
-from coalqa.review.export import review_provenance
 
 PROVENANCE = "provenance.json"
 
 
 def data_provenance(data_path: str | Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The provenance record of a training run on ``rows`` read from ``data_path`` (format in the module docstring)."""
+    from coalqa.review.export import review_provenance
+
     data_path = Path(data_path)
     stem = data_path.with_suffix("") if data_path.suffix == ".json" else data_path
     summary_path = Path(f"{stem}.summary.json")

@@ -13,8 +13,7 @@ const DECISION_NAMES = { approve: "通过", reject: "驳回", edit: "修改后�
 const STORE = "coalqa-review-view";
 
 let state = null;          // /api/state
-let items = [];            // [[id, status, docIndex, locator, flags]] of the view
-let docs = [];             // document names of the view
+let items = [];            // [[id, status]] of the view, in order
 let pos = 0;               // index in items
 const cache = new Map();   // pair id -> detail
 let mode = "view";         // view | edit | reject
@@ -134,7 +133,6 @@ async function loadItems(keepId) {
   const qs = new URLSearchParams(p).toString();
   const data = await api("/api/items?" + qs);
   items = data.items;
-  docs = data.docs;
   const at = keepId ? items.findIndex((it) => it[0] === keepId) : -1;
   pos = at >= 0 ? at : Math.min(pos, Math.max(items.length - 1, 0));
   saveView();
@@ -183,6 +181,7 @@ function render(p) {
   $("status").className = "badge " + p.status;
   $("flags").textContent = "";
   for (const f of p.flags) {
+    if (f === "stale" && p.status === "stale") continue;  // the status badge says it already
     const b = el("span", "flag " + f, FLAG_NAMES[f] || f);
     if (f === "number" && p.unsupported.length) b.title = "条款中没有：" + p.unsupported.join("、");
     $("flags").append(b);
@@ -215,6 +214,9 @@ function render(p) {
     const layers = p.support.map(([s, e]) => [s, e, "support"])
       .concat(p.clause_numbers.map(([s, e, hit]) => [s, e, hit ? "num hit" : "num"]));
     renderMarked($("clause-text"), c.text, layers);
+    // a long clause: bring the sentence that supports the answer into view
+    const first = $("clause-text").querySelector(".support, mark.hit");
+    $("clause-pane").scrollTop = first ? Math.max(0, first.offsetTop - 160) : 0;
   } else {
     $("clause-title").textContent = "找不到条款";
     $("clause-source").textContent = `分块文件中没有 ${p.locator || "此问答对的条款"}（chunk_id：${(p.decision && p.decision.chunk_id) || ""}）`;
@@ -223,8 +225,19 @@ function render(p) {
   }
   $("stale").hidden = !p.stale;
   if (p.stale) {
-    $("stale-old").textContent = p.stale.old_text || "（未记录）";
-    $("stale-new").textContent = p.stale.new_text || "（该条款已从分块文件中删除）";
+    const before = p.stale.old_text, after = p.stale.new_text;
+    if (before && after) {  // mark the changed middle: common start and end left plain
+      let a = 0;
+      while (a < before.length && a < after.length && before[a] === after[a]) a++;
+      let z = 0;
+      while (z < before.length - a && z < after.length - a &&
+        before[before.length - 1 - z] === after[after.length - 1 - z]) z++;
+      renderMarked($("stale-old"), before, [[a, before.length - z, "changed"]]);
+      renderMarked($("stale-new"), after, [[a, after.length - z, "changed"]]);
+    } else {
+      $("stale-old").textContent = before || "（未记录）";
+      $("stale-new").textContent = after || "（该条款已从分块文件中删除）";
+    }
   }
   $("history").textContent = "";
   for (const h of p.history.slice().reverse()) {
@@ -255,7 +268,7 @@ function selectReason(r) {
 function updateItem(p) {
   cache.set(p.id, p);
   const it = items.find((x) => x[0] === p.id);
-  if (it) { it[1] = p.status; it[4] = p.flags; }
+  if (it) it[1] = p.status;
 }
 
 async function decide(decision, extra) {

@@ -8,6 +8,7 @@ const KEY_STORE = "coalqa-api-key";
 const history = [];   // [{role, content}] of finished turns
 let modelId = null;
 let controller = null;
+let feedbackOn = false;  // the server was started with --feedback_dir
 
 function apiKey() { return sessionStorage.getItem(KEY_STORE) || ""; }
 
@@ -168,6 +169,47 @@ function renderGrounding(view, g) {
   }
 }
 
+// "correct / wrong" (+ an optional corrected answer) under a finished answer, sent to /v1/feedback.
+function addFeedback(view, question, answer, grounding) {
+  const box = el("div", "feedback");
+  const ok = el("button", null, "回答正确");
+  const bad = el("button", null, "回答有误");
+  ok.type = bad.type = "button";
+  box.append(el("span", "muted", "这个回答："), ok, bad);
+  const form = el("div", "feedback-form");
+  form.hidden = true;
+  const text = el("textarea");
+  text.rows = 3;
+  text.placeholder = "正确的答案（可选，请依据规程原文）";
+  const send = el("button", null, "提交");
+  send.type = "button";
+  form.append(text, send);
+  box.append(form);
+  const citations = ((grounding && grounding.citations) || []).map((c) => ({
+    chunk_id: c.chunk_id, title: c.title, locator: c.locator, source: c.source,
+  }));
+  async function submit(verdict) {
+    ok.disabled = bad.disabled = send.disabled = true;
+    try {
+      const resp = await fetch("/v1/feedback", {
+        method: "POST", headers: headers(),
+        body: JSON.stringify({ question, answer, verdict, correction: verdict === "wrong" ? text.value.trim() || null : null,
+          citations, client: "page" }),
+      });
+      if (!resp.ok) throw new Error(await describeFailure(resp));
+      box.textContent = "";
+      box.append(el("span", "muted", verdict === "wrong" ? "已记录：回答有误，谢谢指正。" : "已记录：回答正确。"));
+    } catch (e) {
+      ok.disabled = bad.disabled = send.disabled = false;
+      showError("反馈未保存：" + e.message);
+    }
+  }
+  ok.addEventListener("click", () => submit("correct"));
+  bad.addEventListener("click", () => { form.hidden = false; text.focus(); });
+  send.addEventListener("click", () => submit("wrong"));
+  view.bot.append(box);
+}
+
 function newTurn(question) {
   const user = el("div", "msg user");
   user.append(el("div", "who", "问"), el("div", "text", question));
@@ -269,6 +311,7 @@ async function ask(question) {
       view.meta.textContent = `提示 ${state.usage.prompt_tokens} tokens · 生成 ${state.usage.completion_tokens} tokens`;
     }
     history.push({ role: "user", content: question }, { role: "assistant", content: answer });
+    if (feedbackOn) addFeedback(view, question, answer, state.grounding);  // an empty (cut) answer can be corrected too
   } catch (e) {
     view.answer.classList.add("done");
     if (e.name === "AbortError") {
@@ -307,5 +350,7 @@ $("key-bar").addEventListener("submit", (ev) => {
   $("api-key").value = "";
   $("key-bar").hidden = true;
   loadModel();
+fetch("/health").then((r) => r.json()).then((h) => { feedbackOn = Boolean(h.feedback); }).catch(() => {});
 });
 loadModel();
+fetch("/health").then((r) => r.json()).then((h) => { feedbackOn = Boolean(h.feedback); }).catch(() => {});
