@@ -147,3 +147,26 @@ def test_reading_order_two_columns_then_full_width() -> None:
              box("页脚横跨", 60, 540, 700)]
     assert [b.text for b in reading_order(boxes, 600)] == [
         "标题横跨两栏", "左一", "左二", "左三", "左四的后半", "右一", "右二", "右三", "右四", "页脚横跨"]
+
+
+def test_grounded_citation_says_a_clause_came_from_ocr(tmp_path: Path) -> None:
+    from coalqa.ask.config import AskConfig
+    from coalqa.ask.grounding import finish, retrieve_support
+    from coalqa.corpus import Chunk, read_chunks, write_chunks
+    from coalqa.retrieval import build_index, load_index
+
+    chunks = [Chunk("a1", "scan.pdf", "煤矿通风管理规定", "第一条", SCANNED[1], len(SCANNED[1]), ocr=True, ocr_confidence=0.98),
+              Chunk("b1", "law.txt", "排水规定", "第三条", SCANNED[3], len(SCANNED[3]))]
+    path = tmp_path / "chunks.jsonl"
+    write_chunks(chunks, path)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert rows[0]["ocr"] is True and rows[0]["ocr_confidence"] == 0.98 and "ocr" not in rows[1]
+    assert [c.ocr for c in read_chunks(path)] == [True, False]
+    build_index([path], tmp_path / "idx")
+    index = load_index(tmp_path / "idx")
+    config = AskConfig(min_score=0.01)  # two clauses only: BM25 scores are small
+    grounding = retrieve_support(index, "采煤工作面的风速不得低于多少？", config, 2)
+    assert grounding.supporting
+    result = finish(index, grounding, {"answer": "不得低于0.25m/s。"}, config)
+    cited = {c["chunk_id"]: c for c in result["citations"]}
+    assert cited["a1"]["ocr"] is True and "ocr" not in cited.get("b1", {})

@@ -7,7 +7,8 @@ run time). Pages are rendered with pypdfium2 (pdfplumber's own renderer) at :dat
 * **Settings**: the engine's per-line 180° classifier is off (it flipped upright lines, which then came back
   empty) and no line is dropped for a low score (the report flags it instead); pages are taken as upright.
 * **Parallel**: pages are OCR'd in worker processes, one per core up to the number of pages, each with a
-  one-thread engine (on 2 cores measured faster than one engine with 2 threads: see README, bench/ocr.py).
+  one-thread engine (one page on the shared 2-core machine: 17.3 s with one thread vs 24.3 s with two, so the
+  cores go to separate pages rather than to one page's matrix products).
 * **Lines**: the engine returns text lines with a box and a confidence (0-1). Boxes are put in reading order
   (a page with two columns: the left column, then the right one; lines that span both columns separate the
   column blocks), fragments of one printed line are joined left to right, and coordinates are given in PDF

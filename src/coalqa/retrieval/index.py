@@ -37,7 +37,7 @@ from coalqa.retrieval.text import TOKENIZER_VERSION, corpus_terms, make_tokenize
 
 INDEX_FORMAT = 1
 MANIFEST = "index.json"
-CHUNK_FIELDS = ("id", "source", "title", "locator", "text")
+CHUNK_FIELDS = ("id", "source", "title", "locator", "text", "ocr")  # ocr: only on chunks read by OCR
 RRF_K = 60  # Cormack et al. 2009
 BM25_PARAMS = {"method": "lucene", "k1": 1.5, "b": 0.75}
 
@@ -134,7 +134,7 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         retriever.save(str(tmp / "bm25"), show_progress=False)
         with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as f:
             for c in chunks:
-                f.write(json.dumps({k: c[k] for k in CHUNK_FIELDS}, ensure_ascii=False) + "\n")
+                f.write(json.dumps({k: c[k] for k in CHUNK_FIELDS if k in c}, ensure_ascii=False) + "\n")
         embedding = None
         if embedder is not None:
             vectors = embedder.passages([c["title"] + " " + c["text"] for c in chunks])
