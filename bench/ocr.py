@@ -18,7 +18,8 @@ with the truth (whitespace removed):
 * flagged: every truth number not recovered exactly whose place in the OCR text lies on a line the fidelity report
   lists (confidence under the threshold, or holding a suspect number); ``unflagged`` must be 0;
 * seconds per page: wall time of the whole `coalqa corpus` run (engine start included) / pages, with the load
-  average before and after (the machine may be shared).
+  average before and after (the machine may be shared), and CPU seconds per page (user + system of the run and its
+  worker processes): with pages OCR'd in parallel, an idle 2-core machine needs about half of that in wall time.
 
 Usage: .venv/bin/python bench/ocr.py [--pages 6] [--out /tmp/coalqa-bench-ocr]
 """
@@ -30,6 +31,7 @@ import difflib
 import json
 import os
 import random
+import resource
 import re
 import shutil
 import subprocess
@@ -168,10 +170,13 @@ def run_variant(name: str, pages, dpi: int, truth: str, out: Path) -> dict:
     pages[0].save(pdf, "PDF", resolution=dpi, save_all=True, append_images=pages[1:])
     chunks = out / f"{name}.jsonl"
     load_before = os.getloadavg()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(["nice", "-n", "10", str(Path(sys.executable).parent / "coalqa"), "corpus", str(folder),
                            "-o", str(chunks)], capture_output=True, text=True)
     seconds = time.perf_counter() - t
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     load_after = os.getloadavg()
     if proc.returncode != 0:
         raise SystemExit(f"coalqa corpus failed on {name}:\n{proc.stdout}\n{proc.stderr}")
@@ -189,6 +194,7 @@ def run_variant(name: str, pages, dpi: int, truth: str, out: Path) -> dict:
     result = compare(truth, got, spans)
     result.update({
         "variant": name, "pages": len(pages), "seconds": seconds, "seconds_per_page": seconds / len(pages),
+        "cpu_seconds_per_page": cpu / len(pages),
         "load_before": load_before, "load_after": load_after, "min_confidence": ocr["min_confidence"],
         "low_confidence_lines": len(ocr["low_confidence"]), "suspect_numbers": len(ocr["suspect_numbers"]),
         "all_chunks_marked_ocr": all(r.get("ocr") for r in rows),
@@ -215,12 +221,13 @@ def main() -> None:
           f"{CORPUS.name}; OCR through `coalqa corpus` under nice -n 10")
     results = [run_variant("clean-200dpi", clean, 200, truth, args.out), run_variant("scan-150dpi", scan, 150, truth, args.out)]
     print(f"{'variant':<14}{'chars':>8}{'char acc':>10}{'numbers':>9}{'exact':>8}{'not exact':>10}{'unflagged':>10}"
-          f"{'suspect':>8}{'low-conf':>9}{'s/page':>8}  load 1-min before→after")
+          f"{'suspect':>8}{'low-conf':>9}{'s/page':>8}{'cpu s/page':>11}  load 1-min before→after")
     for r in results:
         unflagged = sum(1 for m in r["not_exact"] if not m["flagged"])
         print(f"{r['variant']:<14}{r['chars']:>8,}{r['char_accuracy']:>10.2%}{r['numbers']:>9}"
               f"{r['numbers_exact'] / max(1, r['numbers']):>8.2%}{len(r['not_exact']):>10}{unflagged:>10}"
               f"{r['suspect_numbers']:>8}{r['low_confidence_lines']:>9}{r['seconds_per_page']:>8.1f}"
+              f"{r['cpu_seconds_per_page']:>11.1f}"
               f"  {r['load_before'][0]:.1f}→{r['load_after'][0]:.1f}")
         for m in r["not_exact"][:12]:
             print(f"    {'flagged  ' if m['flagged'] else 'UNFLAGGED'} truth {m['truth']!r} → OCR {m['ocr']!r}")
