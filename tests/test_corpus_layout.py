@@ -11,7 +11,7 @@ import pytest
 from coalqa.corpus import Document, clean_text, read_document, split_into_chunks
 from coalqa.corpus.chunking import rejoin_wrapped_quantities
 from coalqa.corpus.report import document_report
-from coalqa.numbers import number_tokens, starts_with_quantity
+from coalqa.numbers import starts_with_quantity
 
 FONT = "STSong-Light"
 

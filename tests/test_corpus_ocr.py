@@ -147,3 +147,68 @@ def test_reading_order_two_columns_then_full_width() -> None:
              box("页脚横跨", 60, 540, 700)]
     assert [b.text for b in reading_order(boxes, 600)] == [
         "标题横跨两栏", "左一", "左二", "左三", "左四的后半", "右一", "右二", "右三", "右四", "页脚横跨"]
+
+
+def test_grounded_citation_says_a_clause_came_from_ocr(tmp_path: Path) -> None:
+    from coalqa.ask.config import AskConfig
+    from coalqa.ask.grounding import finish, retrieve_support
+    from coalqa.corpus import Chunk, read_chunks, write_chunks
+    from coalqa.retrieval import build_index, load_index
+
+    chunks = [Chunk("a1", "scan.pdf", "煤矿通风管理规定", "第一条", SCANNED[1], len(SCANNED[1]), ocr=True, ocr_confidence=0.98),
+              Chunk("b1", "law.txt", "排水规定", "第三条", SCANNED[3], len(SCANNED[3]))]
+    path = tmp_path / "chunks.jsonl"
+    write_chunks(chunks, path)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert rows[0]["ocr"] is True and rows[0]["ocr_confidence"] == 0.98 and "ocr" not in rows[1]
+    assert [c.ocr for c in read_chunks(path)] == [True, False]
+    build_index([path], tmp_path / "idx")
+    index = load_index(tmp_path / "idx")
+    config = AskConfig(min_score=0.01)  # two clauses only: BM25 scores are small
+    grounding = retrieve_support(index, "采煤工作面的风速不得低于多少？", config, 2)
+    assert grounding.supporting
+    result = finish(index, grounding, {"answer": "不得低于0.25m/s。"}, config)
+    cited = {c["chunk_id"]: c for c in result["citations"]}
+    assert cited["a1"]["ocr"] is True and "ocr" not in cited.get("b1", {})
+
+
+def test_only_the_page_without_text_is_ocrd_and_only_its_chunk_is_marked(tmp_path: Path) -> None:
+    pytest.importorskip("reportlab")
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    from coalqa.corpus import read_document, split_into_chunks
+
+    image = scanned_page(SCANNED[3:])  # 第三条, 第四条 as a scan
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    path = tmp_path / "mixed.pdf"
+    c = canvas.Canvas(str(path), pagesize=(595, 842))
+    c.setFont("STSong-Light", 12)
+    c.drawString(72, 760, SCANNED[1])  # page 1: a text layer
+    c.drawString(72, 740, SCANNED[2])
+    c.showPage()
+    c.drawImage(ImageReader(image), 0, 842 - 288, width=595, height=288)  # page 2: an image only
+    c.save()
+    doc = read_document(path)
+    assert doc.ocr_pages == [2] and doc.text.split("\n") == SCANNED[1:]
+    assert doc.confidence[:2] == [None, None] and all(0.5 < x <= 1 for x in doc.confidence[2:])
+    chunks = split_into_chunks(doc, max_chars=40)
+    assert [(ch.locator, ch.ocr) for ch in chunks] == [("第一条", False), ("第二条", False), ("第三条", True), ("第四条", True)]
+
+
+def test_report_lists_low_confidence_lines_with_their_numbers_and_warns_on_suspect_numbers() -> None:
+    from coalqa.corpus import Document, split_into_chunks
+    from coalqa.corpus.report import document_report
+
+    lines = [(1, "第一条风速不得超过S3m/s。", 0.95), (1, "第二条距离不得小于10m，高度2.2m。", 0.62)]
+    doc = Document(source="scan.pdf", path=Path("scan.pdf"), title="T", text="\n".join(t for _, t, _ in lines),
+                   confidence=[c for _, _, c in lines], ocr_pages=[1], ocr_lines=lines)
+    chunks = split_into_chunks(doc)
+    assert all(ch.ocr and ch.ocr_confidence == 0.62 for ch in chunks)
+    report = document_report(doc, chunks)
+    assert report["ocr"]["low_confidence"] == [
+        {"page": 1, "text": "第二条距离不得小于10m，高度2.2m。", "confidence": 0.62, "numbers": ["10", "2.2"]}]
+    assert report["ocr"]["suspect_numbers"] == [{"page": 1, "number": "S3m", "text": "第一条风速不得超过S3m/s。"}]
+    assert any("suspect number(s) in OCR'd text" in w and "S3m (page 1)" in w for w in report["warnings"])

@@ -4,8 +4,11 @@ Engine: ``rapidocr-onnxruntime`` (PyPI; 1.4.4 ships PaddleOCR's PP-OCRv4 detecti
 the direction classifier as ONNX files inside the wheel, run by onnxruntime on the CPU: nothing is downloaded at
 run time). Pages are rendered with pypdfium2 (pdfplumber's own renderer) at :data:`DPI`, in grey.
 
+* **Settings**: the engine's per-line 180° classifier is off (it flipped upright lines, which then came back
+  empty) and no line is dropped for a low score (the report flags it instead); pages are taken as upright.
 * **Parallel**: pages are OCR'd in worker processes, one per core up to the number of pages, each with a
-  one-thread engine (on 2 cores measured faster than one engine with 2 threads: see README, bench/ocr.py).
+  one-thread engine (one page on the shared 2-core machine: 17.3 s with one thread vs 24.3 s with two, so the
+  cores go to separate pages rather than to one page's matrix products).
 * **Lines**: the engine returns text lines with a box and a confidence (0-1). Boxes are put in reading order
   (a page with two columns: the left column, then the right one; lines that span both columns separate the
   column blocks), fragments of one printed line are joined left to right, and coordinates are given in PDF
@@ -65,8 +68,11 @@ def _engine(threads: int = 1):
                 "or rerun with --ocr never to skip pages without text"
             ) from e
         # max_side_len: keep a 200-dpi A4 page (2339 px high) at full resolution for detection
-        # det_use_dilation off: with it, closely spaced lines ran together and a whole line went undetected
-        _ENGINE = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1, max_side_len=4000, det_use_dilation=False)
+        # use_cls off: the 180° line classifier flipped upright lines (a 200-dpi line starting "6.1.4" came back
+        # empty and was dropped); text_score 0: keep every recognised line, a doubtful one is flagged by its
+        # confidence in the fidelity report instead of silently dropped (the engine's default drops under 0.5)
+        _ENGINE = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1, max_side_len=4000, use_cls=False,
+                           text_score=0.0)
     return _ENGINE
 
 

@@ -57,6 +57,7 @@ class Document:
             (``None``: from a text layer); ``[]`` when nothing was OCR'd.
         ocr_pages: 1-based numbers of the pages OCR'd; ``ocr_lines``: ``(page, text, confidence)`` of every
             line the OCR engine returned (the fidelity report lists the doubtful ones).
+        unread_pages: 1-based numbers of PDF pages without a text layer left unread (``ocr="never"``).
     """
 
     source: str
@@ -71,6 +72,7 @@ class Document:
     confidence: list[float | None] = field(default_factory=list)
     ocr_pages: list[int] = field(default_factory=list)
     ocr_lines: list[tuple[int, str, float]] = field(default_factory=list)
+    unread_pages: list[int] = field(default_factory=list)
 
     @property
     def ocr(self) -> bool:
@@ -245,6 +247,7 @@ def read_document(
     confidence: list[float | None] = []
     ocr_pages: list[int] = []
     ocr_lines: list[tuple[int, str, float]] = []
+    unread: list[int] = []
     if kind in ("docx", "doc"):
         try:
             lines, given_title, headings, source, tables = (
@@ -262,13 +265,11 @@ def read_document(
         except PdfError as e:
             raise ReadError(str(e)) from e
         lines, given_title, source, removed, tables = read.lines, read.title, read.raw, read.removed, read.tables
-        ocr_pages, ocr_lines = read.ocr_pages, read.ocr_lines
+        ocr_pages, ocr_lines, unread = read.ocr_pages, read.ocr_lines, read.unread
         confidence = read.confidence if ocr_pages else []
         raw = "\n".join(lines)
         if removed:
             warnings.append(f"left out {len(removed)} page header/footer/page-number line(s)")
-        if read.unread:
-            warnings.append(f"page(s) {_pages(read.unread)} have no text layer and were not OCR'd (--ocr never)")
         if kind == "pdf" and suffix != ".pdf":
             warnings.append(f"named {suffix or 'without extension'} but is a PDF; read as PDF")
     elif kind == "zip":
@@ -303,11 +304,8 @@ def read_document(
         confidence=confidence,
         ocr_pages=ocr_pages,
         ocr_lines=ocr_lines,
+        unread_pages=unread,
     )
-
-
-def _pages(numbers: list[int]) -> str:
-    return ", ".join(map(str, numbers[:10])) + (" …" if len(numbers) > 10 else "")
 
 
 def _image_text(path: Path, ocr: str, progress) -> PdfText:

@@ -27,7 +27,6 @@ not warned about); ``coalqa corpus --strict`` turns them into an error.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -72,6 +71,9 @@ def document_report(doc: Document, chunks: list[Chunk]) -> dict[str, Any]:
     if chunks and front == len(chunks) and len(doc.text) >= 200:
         warnings.append(f"no article, clause or heading found: all {front} chunk(s) located {FRONT}")
     warnings += [f"suspicious extraction: {s}" for s in suspicious]
+    if doc.unread_pages:
+        pages = ", ".join(map(str, doc.unread_pages[:SHOW_MISSING])) + (" …" if len(doc.unread_pages) > SHOW_MISSING else "")
+        warnings.append(f"page(s) {pages} have no text layer and were not read (--ocr never)")
     ocr = _ocr_report(doc) if doc.ocr else None
     if ocr and ocr["suspect_numbers"]:
         shown = ", ".join(f"{s['number']} (page {s['page']})" for s in ocr["suspect_numbers"][:SHOW_MISSING])

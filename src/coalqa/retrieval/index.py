@@ -58,7 +58,7 @@ from coalqa.retrieval.text import (
 
 INDEX_FORMAT = 2  # 2: sentence windows + query expansion (format 1 indexes are refused with the rebuild command)
 MANIFEST = "index.json"
-CHUNK_FIELDS = ("id", "source", "title", "locator", "text")
+CHUNK_FIELDS = ("id", "source", "title", "locator", "text", "ocr")  # ocr: only on chunks read by OCR
 RRF_K = 60  # Cormack et al. 2009
 BM25_PARAMS = {"method": "lucene", "k1": 1.5, "b": 0.75}
 FUSION_DEPTH = 100  # each ranking's top 100 enter the fusion
@@ -203,7 +203,7 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
                          "weight": float(expansion_weight)}
         with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as f:
             for c in chunks:
-                f.write(json.dumps({k: c[k] for k in CHUNK_FIELDS}, ensure_ascii=False) + "\n")
+                f.write(json.dumps({k: c[k] for k in CHUNK_FIELDS if k in c}, ensure_ascii=False) + "\n")
         embedding = None
         if embedder is not None:
             vectors = embedder.passages([c["title"] + " " + c["text"] for c in chunks])
