@@ -54,7 +54,7 @@ CHUNK_FIELDS = ("id", "source", "title", "locator", "text")
 RRF_K = 60  # Cormack et al. 2009
 BM25_PARAMS = {"method": "lucene", "k1": 1.5, "b": 0.75}
 FUSION_DEPTH = 100  # each ranking's top 100 enter the fusion
-DEFAULT_SENTENCE_WINDOW = 2  # README 2b: windows of 1 / 2 / 3 sentences, dev recall@1 0.633 / 0.833 / 0.767 fused
+DEFAULT_SENTENCE_WINDOW = 2  # README 2b: fused windows of 1 / 2 / 3 sentences (no expansion): dev recall@1 0.633 / 0.833 / 0.767
 
 
 def _head_text(chunk: dict) -> str:
@@ -285,7 +285,7 @@ class Index:
             if t not in QUESTION_WORDS:
                 weights[t] = weights.get(t, 0.0) + 1.0
         if self.expansions and self.expansion_weight > 0:
-            for term in expand(question, self.expansions):
+            for term in expand(question, self.expansions, self.tokenizer):
                 for t in tokenize(term, self.tokenizer):
                     if t not in weights and t not in QUESTION_WORDS:
                         weights[t] = self.expansion_weight
