@@ -6,6 +6,7 @@ Usage::
     python bench/retrieval.py --sentence_window 0 --expansions none   # without either method
     python bench/retrieval.py --ablate                         # the default, then without each method, one table
     python bench/retrieval.py --references other.jsonl --misses
+    python bench/retrieval.py --max_chars 300 --evidence 1 --min_score 3 --ablate   # the demo's index and grounding
 
 Chunks ``../shared/corpus/coal-safety`` (as ``coalqa corpus`` with ``--max_chars``), builds the index with the given
 settings (timed: user dictionary, tokenisation, BM25 of chunks and sentence windows; plus embeddings with
@@ -14,6 +15,10 @@ scores recall@1/3/5/10 and MRR twice (:mod:`coalqa.eval.grounding`): **strict** 
 ``source_doc``, holding ``source_span``); **support** — any chunk stating the same rule (the corpus repeats rules
 across regulations). ``--misses`` lists the questions whose source chunk is not first, with their top hit. Goals
 (issue 20): strict recall@1 ≥ 0.90 and recall@5 = 1.0 on dev, ≥ 0.75 and ≥ 0.90 on dev2; p50 ≤ 2 ms; build ≤ 10 s.
+``--evidence K`` also scores what a grounded answer quotes: the top ``K`` clauses reaching ``--min_score``
+(:func:`coalqa.ask.grounding.retrieve_support`), their ``--evidence_sentences`` best sentences
+(:func:`coalqa.ask.grounding.evidence`), and the share of each reference's key facts those hold (an abstention
+quotes nothing: 0) — the ceiling of a grounded answer's key-fact recall, no model needed.
 The machine is shared: the load average is printed beside the timings.
 """
 
@@ -38,7 +43,24 @@ from coalqa.retrieval.config import IndexConfig  # noqa: E402
 DEFAULTS = IndexConfig()
 
 
-def run(chunks_file: Path, work: Path, ref_sets: dict[str, list[dict]], settings: dict, repeat: int) -> dict:
+def evidence_recall(index, refs: list[dict], k: int, min_score: float, sentences: int) -> float:
+    """Mean key-fact recall of the evidence a grounded answer would quote (module docstring, ``--evidence``)."""
+    from coalqa.ask.config import AskConfig
+    from coalqa.ask.grounding import evidence, retrieve_support
+    from coalqa.eval.metrics import key_fact_recall
+
+    cfg = AskConfig(min_score=min_score, evidence_sentences=sentences)
+    scores = []
+    for ref in refs:
+        if ref.get("key_facts"):
+            g = retrieve_support(index, ref["question"], cfg, k)
+            quoted = evidence(index, ref["question"], g.supporting, sentences)
+            scores.append(key_fact_recall("\n".join(e["text"] for e in quoted), ref["key_facts"]) or 0.0)
+    return sum(scores) / len(scores) if scores else float("nan")
+
+
+def run(chunks_file: Path, work: Path, ref_sets: dict[str, list[dict]], settings: dict, repeat: int,
+        evidence_k: int = 0, min_score: float = 5.0, sentences: int = 2) -> dict:
     """Build an index of ``chunks_file`` with ``settings`` (``build_index`` keywords) and score it on ``ref_sets``."""
     t0 = time.perf_counter()
     build_index([chunks_file], work / "index", **settings)
@@ -55,6 +77,8 @@ def run(chunks_file: Path, work: Path, ref_sets: dict[str, list[dict]], settings
         items = ranked_references(index, refs, 10)
         scores[name] = {"strict": retrieval_summary({i["id"]: i["rank"] for i in items}),
                         "support": retrieval_summary({i["id"]: i["support_rank"] for i in items}), "items": items}
+        if evidence_k:
+            scores[name]["evidence"] = evidence_recall(index, refs, evidence_k, min_score, sentences)
     times_ms = sorted(t * 1000 for t in times) or [0.0]
     return {"build": build, "p50": statistics.median(times_ms), "p95": times_ms[int(0.95 * (len(times_ms) - 1))],
             "queries": len(times), "scores": scores}
@@ -73,6 +97,9 @@ def main() -> None:
     ap.add_argument("--expansion_weight", type=float, default=DEFAULTS.expansion_weight)
     ap.add_argument("--ablate", action="store_true", help="also run without each method (one table)")
     ap.add_argument("--misses", action="store_true", help="list the questions whose source chunk is not first")
+    ap.add_argument("--evidence", type=int, default=0, metavar="K", help="also score the quoted evidence of K clauses")
+    ap.add_argument("--min_score", type=float, default=5.0, help="with --evidence: BM25 a clause needs (demo: 3)")
+    ap.add_argument("--evidence_sentences", type=int, default=2)
     args = ap.parse_args()
 
     refs = args.references or [REPO.parent / "shared" / "eval" / f"{n}.jsonl" for n in ("dev", "dev2")]
@@ -92,7 +119,8 @@ def main() -> None:
     print(f"settings: {settings}")
     with tempfile.TemporaryDirectory() as tmp:
         write_chunks(chunks, Path(tmp) / "chunks.jsonl")
-        results = {name: run(Path(tmp) / "chunks.jsonl", Path(tmp), ref_sets, s, args.repeat) for name, s in runs.items()}
+        results = {name: run(Path(tmp) / "chunks.jsonl", Path(tmp), ref_sets, s, args.repeat, args.evidence,
+                             args.min_score, args.evidence_sentences) for name, s in runs.items()}
     load = os.getloadavg()
     print(f"\nload average while measuring (shared 2-core machine): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
     head = "| run | set | hit | recall@1 | recall@3 | recall@5 | recall@10 | MRR |"
@@ -106,6 +134,11 @@ def main() -> None:
     print("\n| run | index build (s) | query p50 (ms) | query p95 (ms) | queries |\n|---|---:|---:|---:|---:|")
     for name, r in results.items():
         print(f"| {name} | {r['build']:.2f} | {r['p50']:.3f} | {r['p95']:.3f} | {r['queries']} |")
+    if args.evidence:
+        print(f"\nevidence key-fact recall ({args.evidence} clause(s) reaching BM25 {args.min_score:g}, "
+              f"{args.evidence_sentences} sentences quoted):")
+        for name, r in results.items():
+            print(f"  {name}: " + ", ".join(f"{n} {sc['evidence']:.3f}" for n, sc in r["scores"].items()))
     print("goals: build ≤ 10 s, p50 ≤ 2 ms; strict recall@1 ≥ 0.90 / recall@5 = 1.0 (dev), ≥ 0.75 / ≥ 0.90 (dev2)")
     if args.misses:
         first = next(iter(results.values()))

@@ -273,6 +273,12 @@ class Index:
             self._window_owners = np.unique(self.window_chunks)
 
     @property
+    def settings(self) -> dict:
+        """How this index ranks (format, BM25 parameters, sentence window, fusion, expansion table hash and weight):
+        with :attr:`fingerprint` (which chunks), what a cached result of a search depends on."""
+        return {k: self.manifest.get(k) for k in ("coalqa_index", "bm25", "sentence_window", "fusion", "expansions")}
+
+    @property
     def expansion_weight(self) -> float:
         """Weight of an expansion term against a word of the question (0 without expansion)."""
         return float((self.manifest.get("expansions") or {}).get("weight", 0.0))
