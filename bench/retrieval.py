@@ -15,6 +15,7 @@ scores recall@1/3/5/10 and MRR twice (:mod:`coalqa.eval.grounding`): **strict** 
 ``source_doc``, holding ``source_span``); **support** — any chunk stating the same rule (the corpus repeats rules
 across regulations). ``--misses`` lists the questions whose source chunk is not first, with their top hit. Goals
 (issue 20): strict recall@1 ≥ 0.90 and recall@5 = 1.0 on dev, ≥ 0.75 and ≥ 0.90 on dev2; p50 ≤ 2 ms; build ≤ 10 s.
+``--questions QA.json`` adds the QA file's questions as a third ranking (doc2query, off by default).
 ``--evidence K`` also scores what a grounded answer quotes: the top ``K`` clauses reaching ``--min_score``
 (:func:`coalqa.ask.grounding.retrieve_support`), their ``--evidence_sentences`` best sentences
 (:func:`coalqa.ask.grounding.evidence`), and the share of each reference's key facts those hold (an abstention
@@ -95,6 +96,10 @@ def main() -> None:
     ap.add_argument("--sentence_window", type=int, default=DEFAULTS.sentence_window)
     ap.add_argument("--expansions", default=DEFAULTS.expansions, help="builtin, none or a table file")
     ap.add_argument("--expansion_weight", type=float, default=DEFAULTS.expansion_weight)
+    ap.add_argument("--questions", type=Path, action="append", default=[],
+                    help="QA file(s) whose questions rank their chunks (doc2query); refused if one holds a --references "
+                    "question. The chunk ids must be those of these chunks: `coalqa generate` on the chunks this "
+                    "script writes with the same --max_chars (`coalqa corpus DOCS --max_chars N`)")
     ap.add_argument("--ablate", action="store_true", help="also run without each method (one table)")
     ap.add_argument("--misses", action="store_true", help="list the questions whose source chunk is not first")
     ap.add_argument("--evidence", type=int, default=0, metavar="K", help="also score the quoted evidence of K clauses")
@@ -107,7 +112,8 @@ def main() -> None:
     documents, _ = load_documents([args.docs])
     chunks = [c for d in documents for c in split_into_chunks(d, args.max_chars)]
     settings = {"embedding_model": args.embedding_model, "sentence_window": args.sentence_window,
-                "expansions": args.expansions, "expansion_weight": args.expansion_weight}
+                "expansions": args.expansions, "expansion_weight": args.expansion_weight,
+                "questions": args.questions, "references": refs if args.questions else []}
     runs = {"as given": settings}
     if args.ablate:
         runs = {"default (windows + expansion)": settings,

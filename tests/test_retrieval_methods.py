@@ -178,3 +178,56 @@ def test_eval_retrieval_only_reports_strict_and_support_and_lists_misses(tmp_pat
     assert "| strict | 1 | 0.000 |" in md and "| support | 1 | 1.000 |" in md
     miss = "| r-lamp | – | 1 | 2-煤矿建设安全规程.txt 第四百七十一条 | 3-《煤矿建设安全规范》.txt 6.10.5.3 |"
     assert miss in md and miss in result.output  # the miss with its top hit, in the report and on the console
+
+
+def _qa_file(path: Path, rows: list[dict]) -> Path:
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+QA_ROWS = [
+    {"input": "煤层气井场上能不能用对讲机？", "output": "不能。", "chunk_id": "c-phone"},
+    {"input": "煤层气井场上能不能用对讲机？", "output": "不能。", "chunk_id": "c-phone"},  # a repeat: indexed once
+    {"input": "矿灯要编号吗？", "output": "要。", "chunk_id": "c-elsewhere"},  # a chunk this index lacks
+    {"input": "事故多久内上报？", "output": "1小时内。"},  # no chunk_id
+]
+
+
+def test_indexed_questions_rank_their_chunk_and_never_change_its_text(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + EVERYDAY_CHUNKS)
+    qa = _qa_file(tmp_path / "qa.json", QA_ROWS)
+    question = "井场上用对讲机行吗？"  # 对讲机 is in no clause, only in a question asked of c-phone
+    build_index([chunks], tmp_path / "plain", expansions="none")
+    manifest = build_index([chunks], tmp_path / "asked", expansions="none", questions=[qa])
+    assert [h["chunk_id"] for h in load_index(tmp_path / "plain").search(question, 3)] != ["c-phone"]
+    hits = load_index(tmp_path / "asked").search(question, 3)
+    assert hits[0]["chunk_id"] == "c-phone" and hits[0]["text"] == EVERYDAY_CHUNKS[0]["text"]
+    assert _stored_texts(tmp_path / "asked") == _stored_texts(tmp_path / "plain")  # questions never join the text
+    q = manifest["questions"]
+    assert (q["pairs"], q["indexed"], q["duplicates"], q["other_chunks"], q["no_chunk_id"]) == (4, 1, 1, 1, 1)
+    stored = (tmp_path / "asked" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in stored] == [{"chunk_id": "c-phone", "question": "煤层气井场上能不能用对讲机？"}]
+    qa.write_text(qa.read_text(encoding="utf-8").replace("对讲机", "手电"), encoding="utf-8")
+    with pytest.raises(CoalqaError, match=r"stale: its QA file .*qa\.json \(--questions\) is gone or changed.*--questions"):
+        load_index(tmp_path / "asked")
+
+
+def test_an_evaluation_question_in_a_qa_file_is_refused_with_file_and_row(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + EVERYDAY_CHUNKS)
+    refs = tmp_path / "eval.jsonl"
+    refs.write_text(json.dumps(REF, ensure_ascii=False) + "\n", encoding="utf-8")
+    leaked = [QA_ROWS[0], {"input": " 矿灯最少要能连续用多长时间? ", "output": "11h", "chunk_id": "c-lamp"}]  # spaces, ASCII ?
+    qa = _qa_file(tmp_path / "qa.json", leaked)
+    with pytest.raises(CoalqaError, match=r"qa\.json: row 2 asks evaluation question r-lamp of .*eval\.jsonl"):
+        build_index([chunks], tmp_path / "idx", questions=[qa], references=[refs])
+    assert not (tmp_path / "idx").exists()
+    result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "idx"), "--questions", str(qa),
+                                 "--references", str(refs)])
+    assert result.exit_code != 0 and "row 2 asks evaluation question r-lamp" in str(result.exception)
+    assert not (tmp_path / "idx").exists()
+    clean = _qa_file(tmp_path / "clean.json", QA_ROWS)
+    result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "idx"), "--questions", str(clean),
+                                 "--references", str(refs)])
+    assert result.exit_code == 0 and "1 questions of 4 QA pairs" in result.output, result.output
+    with pytest.raises(CoalqaError, match="--references lists the evaluation sets"):
+        build_index([chunks], tmp_path / "idx2", references=[refs])
