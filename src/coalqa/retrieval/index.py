@@ -393,17 +393,17 @@ class Index:
             raise CoalqaError(f"k must be at least 1 (got {k!r})")
         bm25 = self.bm25_scores(question)
         lexical = self.ranking_scores(question)
-        rankings = [[int(i) for i in np.argsort(-s, kind="stable")[:FUSION_DEPTH] if s[i] > 0] for s in lexical]
+        rankings = [[int(i) for i in np.argsort(-s, kind="stable") if s[i] > 0] for s in lexical]
         dense = None
         if self.embeddings is not None:
             dense = self.embeddings @ self.embedder.query(question)
-            rankings.append([int(i) for i in np.argsort(-dense, kind="stable")[:FUSION_DEPTH]])
+            rankings.append([int(i) for i in np.argsort(-dense, kind="stable")])
         if len(rankings) == 1:  # one lexical ranking: its weighted BM25 score is the score
             picked = [(i, float(lexical[0][i])) for i in rankings[0][:k]]
         else:
             fused: dict[int, float] = {}
             for ranking in rankings:
-                for rank, i in enumerate(ranking, 1):
+                for rank, i in enumerate(ranking[:FUSION_DEPTH], 1):
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank)
             picked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         hits = []
