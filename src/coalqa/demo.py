@@ -510,10 +510,12 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     index_dir = None
     if cfg.grounded or cfg.train_context_k:
         from coalqa.retrieval import build_index
+        from coalqa.retrieval.index import INDEX_FORMAT
 
         t = time.monotonic()
         index_dir = cfg.work_dir / f"index-{chunks_path.stem}"
-        reused = (index_dir / "index.json").is_file()
+        reused = (index_dir / "index.json").is_file() and json.loads(  # an older format is rebuilt with today's methods
+            (index_dir / "index.json").read_text(encoding="utf-8")).get("coalqa_index") == INDEX_FORMAT
         if not reused:
             build_index([chunks_path], index_dir)
         console.print(f"indexed the {len(chunks)} chunks for retrieval: {index_dir}", highlight=False)
@@ -559,7 +561,8 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
 
         t = banner(7, "answer grounded: retrieved clauses in the prompt, with citations (base and fine-tuned)")
         index = load_index(index_dir)
-        g_key = {"index": index.fingerprint, "context_k": cfg.context_k, "min_score": cfg.min_score,
+        g_key = {"index": index.fingerprint, "retrieval": index.settings,  # how it ranks: windows, expansion table
+                 "context_k": cfg.context_k, "min_score": cfg.min_score,
                  "clause_chars": cfg.clause_chars, "context": fmt.context_template + fmt.clause_template}
         g_base, reused_b = step_answer(cfg, "base", references, trained_ids, base, None, fmt,
                                        _sha("eval-v1", g_key, base_key), console, load_in_4bit=train_cfg.use_4bit, index=index)

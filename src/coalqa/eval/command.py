@@ -112,8 +112,9 @@ def eval_command(
         if predictions is not None or peft_model is not None or no_adapter:
             raise CoalqaError("--retrieval_only runs no model: leave out --predictions, --peft_model and --no-adapter")
         json_path, md_path, summary = write_retrieval_report(refs, index, output, references_file=str(references))
-        console.print(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()),
-                      highlight=False)
+        # the Markdown report holds the strict and support figures and the misses with their top hit
+        console.print(md_path.read_text(encoding="utf-8").split("\n", 2)[2].strip(), highlight=False, markup=False,
+                      soft_wrap=True)
         console.print(f"wrote {json_path} and {md_path}", highlight=False)
         return
     meta: dict[str, Any] = {"references": str(references)}

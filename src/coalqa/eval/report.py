@@ -137,6 +137,10 @@ def report_markdown(report: dict[str, Any]) -> str:
     if retrieval:
         lines += ["", f"Retrieval ({retrieval['n']} references with a source span, index `{report.get('index')}`): "
                   + ", ".join(f"{k} {_fmt(v)}" for k, v in retrieval.items() if k != "n") + "."]
+        support = report.get("retrieval_support")
+        if support:
+            lines += ["", "Retrieval, support hits (a chunk of any document stating the same rule): "
+                      + ", ".join(f"{k} {_fmt(v)}" for k, v in support.items() if k != "n") + "."]
     if "citation_accuracy" in report["overall"]:
         o = report["overall"]
         lines += ["", (f"Grounding: citation accuracy {_fmt(o['citation_accuracy'])}, answers with numbers no cited clause "

@@ -124,16 +124,18 @@ def evaluate(
     meta = dict(meta or {})
     matched = match_predictions(references, predictions, source)
     items = score_items(references, matched, config.tokenization)
-    from coalqa.eval.grounding import grounding_fields, retrieval_ranks, retrieval_summary
+    from coalqa.eval.grounding import grounding_fields, ranked_references, retrieval_summary
 
     for item, pred in zip(items, matched):
         if "citations" in pred:
             item |= grounding_fields(item, pred, index)
     if index is not None:
-        ranks = retrieval_ranks(index, references)
+        ranked = {r["id"]: r for r in ranked_references(index, references)}
         for item in items:
-            item["retrieval_rank"] = ranks.get(item["id"])
-        meta |= {"index": str(index.path), "retrieval": retrieval_summary(ranks)}
+            item["retrieval_rank"] = ranked[item["id"]]["rank"] if item["id"] in ranked else None
+            item["retrieval_support_rank"] = ranked[item["id"]]["support_rank"] if item["id"] in ranked else None
+        meta |= {"index": str(index.path), "retrieval": retrieval_summary({i: r["rank"] for i, r in ranked.items()}),
+                 "retrieval_support": retrieval_summary({i: r["support_rank"] for i, r in ranked.items()})}
     if config.judge:
         from coalqa.eval.judge import judge_items
 

@@ -20,11 +20,14 @@ from coalqa.retrieval.config import IndexConfig, RetrieveConfig
 def index(
     chunks: Annotated[list[Path], typer.Argument(help="chunks.jsonl file(s) from `coalqa corpus`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Index folder to write (replaced if it is an index).")] = Path("index"),
+    questions: Annotated[list[Path] | None, typer.Option("--questions", help="QA file(s) (`coalqa generate` output): their questions, by chunk_id, rank their chunks too (doc2query; off by default, see README 2b).")] = None,
+    references: Annotated[list[Path] | None, typer.Option("--references", help="Evaluation set(s): refuse a --questions file holding one of their questions.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file with IndexConfig settings.")] = None,
     *,
     overrides: dict[str, Any],
 ) -> None:
-    """Build a retrieval index (BM25 over jieba tokens, optional dense embeddings) from chunk files.
+    """Build a retrieval index (BM25 over jieba tokens of whole chunks and of sentence windows, questions expanded
+    with regulation wording, optional dense embeddings) from chunk files.
 
     The folder records the chunks and a hash of each chunk file; an index whose chunk files changed is refused
     later, with the command that rebuilds it.
@@ -32,13 +35,25 @@ def index(
     from coalqa.retrieval.index import build_index
 
     cfg = load_config(IndexConfig, config, overrides)
-    check_outputs("index", inputs={"CHUNKS": chunks, "--config": config, "--embedding_model": cfg.embedding_model},
+    table = None if cfg.expansions.lower() in ("builtin", "none") else Path(cfg.expansions)
+    check_outputs("index", inputs={"CHUNKS": chunks, "--config": config, "--embedding_model": cfg.embedding_model,
+                                   "--expansions": table, "--questions": questions or [], "--references": references or []},
                   output_dirs={"the index folder (--output)": output})
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    manifest = build_index(chunks, output, embedding_model=cfg.embedding_model)
+    manifest = build_index(chunks, output, embedding_model=cfg.embedding_model, sentence_window=cfg.sentence_window,
+                           expansions=cfg.expansions, expansion_weight=cfg.expansion_weight,
+                           questions=questions or (), references=references or ())
     dense = f", dense {manifest['embedding']['model']} ({manifest['embedding']['dim']} dims)" if manifest["embedding"] else ""
+    windows = f", {manifest['sentence_window']}-sentence windows" if manifest["sentence_window"] else ""
+    exp = manifest["expansions"]
+    expansion = f", {exp['entries']} query expansions at weight {exp['weight']:g}" if exp else ""
+    if manifest["questions"]:
+        q = manifest["questions"]
+        expansion += (f", {q['indexed']} questions of {q['pairs']} QA pairs ({q['duplicates']} repeats, "
+                      f"{q['other_chunks']} of other chunks, {q['no_chunk_id']} without chunk_id left out)")
     console.print(f"indexed {manifest['chunks']} chunks from {len(chunks)} file(s) in {manifest['build_seconds']:.1f} s "
-                  f"(BM25, {manifest['user_dict_terms']} corpus terms in the jieba dictionary{dense}) → {output}")
+                  f"(BM25{windows}{expansion}, {manifest['user_dict_terms']} corpus terms in the jieba dictionary"
+                  f"{dense}) → {output}")
 
 
 PREVIEW_CHARS = 160  # characters of each hit shown by `coalqa retrieve` (--json prints the whole text)
@@ -72,7 +87,7 @@ def retrieve(
     if not hits:
         out.print("(no clause shares a word with the question)")
     for h in hits:
-        extra = f" · bm25 {h['bm25']:.2f} · dense {h['dense']:.3f}" if "dense" in h else ""
+        extra = f" · bm25 {h['bm25']:.2f}" + (f" · dense {h['dense']:.3f}" if "dense" in h else "")
         text = " ".join(h["text"].split())
         best = " ".join(index.focus(question, h["text"], PREVIEW_CHARS).split())  # sentences kept in text order
         cut = best if len(best) <= PREVIEW_CHARS else best[:PREVIEW_CHARS] + "…"

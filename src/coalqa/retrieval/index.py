@@ -11,9 +11,12 @@ stale one; ``Index.search(question, k)`` ranks the chunks. The folder::
         userdict.txt    jieba user dictionary of the corpus' own terms (:func:`coalqa.retrieval.text.corpus_terms`)
         bm25/           the bm25s index of whole chunks (sparse score matrix + vocabulary)
         windows/        (sentence_window > 0) the bm25s index of every run of ``sentence_window`` consecutive sentences
-                        of each chunk, with the chunk's title, locator and heading
+                        of each chunk (the sentences alone: the chunk ranking already matches title and heading)
         window_chunks.npy  (sentence_window > 0) the chunk (row of chunks.jsonl) of each window, int32, ascending
         expansions.txt  (unless --expansions none) the query-expansion table used (:mod:`coalqa.retrieval.expansion`)
+        questions/      (--questions QA.json) the bm25s index of the questions asked of each chunk
+                        (:mod:`coalqa.retrieval.questions`), with questions.jsonl (chunk id, question) and
+                        question_chunks.npy (the chunk of each question, int32, ascending)
         embeddings.npy  (dense/hybrid only) L2-normalised chunk embeddings, float32, shape (chunks, dim)
 
 The folder is built beside ``INDEX_DIR`` under a temporary name and moved into place at the end, so an
@@ -62,11 +65,11 @@ CHUNK_FIELDS = ("id", "source", "title", "locator", "text", "ocr")  # ocr: only 
 RRF_K = 60  # Cormack et al. 2009
 BM25_PARAMS = {"method": "lucene", "k1": 1.5, "b": 0.75}
 FUSION_DEPTH = 100  # each ranking's top 100 enter the fusion
-DEFAULT_SENTENCE_WINDOW = 2  # README 2b: windows of 1 / 2 / 3 sentences, dev recall@1 0.633 / 0.833 / 0.767 fused
+DEFAULT_SENTENCE_WINDOW = 2  # README 2b: windows of 1 / 2 / 3 sentences, recall@1 dev 0.767 / 0.833 / 0.800, dev2 0.700 / 0.750 / 0.725
 
 
 def _head_text(chunk: dict) -> str:
-    """What every window of a chunk carries besides its sentences: title, locator and heading."""
+    """What the whole-chunk index matches besides the text: title, locator and heading."""
     return " ".join(str(chunk.get(k) or "") for k in ("title", "locator", "heading"))
 
 
@@ -76,6 +79,10 @@ def rebuild_command(manifest: dict, out_dir: str | Path) -> str:
     flags = f" --embedding_model {manifest['embedding']['model']}" if manifest.get("embedding") else ""
     if "sentence_window" in manifest and manifest["sentence_window"] != DEFAULT_SENTENCE_WINDOW:
         flags += f" --sentence_window {manifest['sentence_window']}"
+    for q in (manifest.get("questions") or {}).get("files", []):
+        flags += f" --questions {q['path']}"
+    for r in (manifest.get("questions") or {}).get("references", []):
+        flags += f" --references {r}"
     if "expansions" in manifest:
         exp = manifest["expansions"]
         if exp is None:
@@ -129,7 +136,8 @@ def chunks_fingerprint(chunks: Sequence[dict]) -> str:
 
 def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embedding_model: str | None = None,
                 sentence_window: int = DEFAULT_SENTENCE_WINDOW, expansions: str | Path | None = "builtin",
-                expansion_weight: float = DEFAULT_WEIGHT, progress: bool = False) -> dict:
+                expansion_weight: float = DEFAULT_WEIGHT, questions: Sequence[str | Path] = (),
+                references: Sequence[str | Path] = (), progress: bool = False) -> dict:
     """Index the chunks of ``chunk_files`` into the folder ``out_dir`` (layout in the module docstring).
 
     Args:
@@ -139,6 +147,8 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         expansions: query-expansion table: ``"builtin"`` (:data:`coalqa.retrieval.expansion.BUILTIN`), a file
             of the same format, or ``None``/``"none"`` for no expansion.
         expansion_weight: weight of an expansion term against a word of the question (0–1).
+        questions: QA files whose questions rank their chunks too (:mod:`coalqa.retrieval.questions`; off: none).
+        references: evaluation sets whose questions ``questions`` must not hold (refused, file and row named).
 
     Returns:
         the manifest written to ``out_dir/index.json``.
@@ -167,6 +177,14 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
     files = [Path(f) for f in chunk_files]
     hashes = [file_sha256(f) if f.is_file() else None for f in files]
     chunks = read_index_chunks(files)
+    asked, question_stats = None, None
+    if references and not questions:
+        raise CoalqaError("--references lists the evaluation sets whose questions --questions QA files must not hold; "
+                          "give --questions QA.json too, or leave --references out")
+    if questions:
+        from coalqa.retrieval.questions import read_index_questions
+
+        asked, question_stats = read_index_questions(questions, [c["id"] for c in chunks], references)
     embedder = None
     if embedding_model:
         from coalqa.retrieval.dense import load_embedder
@@ -179,7 +197,7 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         terms = corpus_terms(chunks)
         write_user_dict(terms, tmp / "userdict.txt")
         tokenizer = make_tokenizer(tmp / "userdict.txt")
-        # each sentence is tokenised once; a chunk is its head + all its sentences, a window its head + a run of them
+        # each sentence is tokenised once; a chunk is its head + all its sentences, a window a run of its sentences
         heads = [tokenize(_head_text(c), tokenizer) for c in chunks]
         sentences = [[tokenize(s, tokenizer) for s in split_sentences(c["text"])] for c in chunks]
         retriever = bm25s.BM25(**BM25_PARAMS)
@@ -187,14 +205,26 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         retriever.save(str(tmp / "bm25"), show_progress=False)
         if sentence_window:
             windows, owners = [], []
-            for i, (h, ss) in enumerate(zip(heads, sentences)):
+            for i, ss in enumerate(sentences):
                 for start in range(max(1, len(ss) - sentence_window + 1)):
-                    windows.append(h + [t for s in ss[start:start + sentence_window] for t in s])
+                    windows.append([t for s in ss[start:start + sentence_window] for t in s])
                     owners.append(i)
             window_index = bm25s.BM25(**BM25_PARAMS)
             window_index.index(windows, show_progress=progress)
             window_index.save(str(tmp / "windows"), show_progress=False)
             np.save(tmp / "window_chunks.npy", np.asarray(owners, dtype="int32"))
+        question_record = None
+        if asked is not None:
+            rows = [(i, q) for i, qs in enumerate(asked) for q in qs]
+            question_index = bm25s.BM25(**BM25_PARAMS)
+            question_index.index([tokenize(q, tokenizer) for _, q in rows], show_progress=progress)
+            question_index.save(str(tmp / "questions"), show_progress=False)
+            np.save(tmp / "question_chunks.npy", np.asarray([i for i, _ in rows], dtype="int32"))
+            with (tmp / "questions.jsonl").open("w", encoding="utf-8") as f:
+                for i, q in rows:
+                    f.write(json.dumps({"chunk_id": chunks[i]["id"], "question": q}, ensure_ascii=False) + "\n")
+            question_record = {"files": [{"path": str(Path(q).resolve()), "sha256": file_sha256(q)} for q in questions],
+                               "references": [str(Path(r).resolve()) for r in references], **question_stats}
         expansion = None
         if table is not None:
             shutil.copyfile(table_file, tmp / "expansions.txt")
@@ -220,6 +250,7 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
             "sentence_window": sentence_window,
             "fusion": {"method": "rrf", "k": RRF_K, "depth": FUSION_DEPTH},
             "expansions": expansion,
+            "questions": question_record,
             "user_dict_terms": len(terms),
             "embedding": embedding,
             "build_seconds": round(time.perf_counter() - started, 2),
@@ -269,6 +300,8 @@ class Index:
     embedder: Any = None
     windows: Any = None
     window_chunks: Any = None
+    questions: Any = None
+    question_chunks: Any = None
     expansions: dict[str, list[str]] | None = None
     _by_id: dict[str, int] = field(default_factory=dict)
 
@@ -276,9 +309,18 @@ class Index:
         import numpy as np
 
         self._by_id = {c["id"]: i for i, c in enumerate(self.chunks)}
-        if self.window_chunks is not None:  # windows of chunk i are contiguous: max-pool with np.maximum.reduceat
-            self._window_starts = np.searchsorted(self.window_chunks, np.arange(len(self.chunks)))
-            self._window_owners = np.unique(self.window_chunks)
+        self._pools = {}  # windows/questions of chunk i are contiguous: max-pool with np.maximum.reduceat
+        for name, owners in (("windows", self.window_chunks), ("questions", self.question_chunks)):
+            if owners is not None:
+                present = np.unique(owners)
+                self._pools[name] = (present, np.searchsorted(owners, present))
+
+    @property
+    def settings(self) -> dict:
+        """How this index ranks (format, BM25 parameters, sentence window, fusion, expansion table hash and weight,
+        indexed question files): with :attr:`fingerprint` (which chunks), what a cached result of a search depends on."""
+        return {k: self.manifest.get(k)
+                for k in ("coalqa_index", "bm25", "sentence_window", "fusion", "expansions", "questions")}
 
     @property
     def expansion_weight(self) -> float:
@@ -293,7 +335,7 @@ class Index:
             if t not in QUESTION_WORDS:
                 weights[t] = weights.get(t, 0.0) + 1.0
         if self.expansions and self.expansion_weight > 0:
-            for term in expand(question, self.expansions):
+            for term in expand(question, self.expansions, self.tokenizer):
                 for t in tokenize(term, self.tokenizer):
                     if t not in weights and t not in QUESTION_WORDS:
                         weights[t] = self.expansion_weight
@@ -318,18 +360,22 @@ class Index:
         return _scores(self.retriever, counts, len(self.chunks))
 
     def ranking_scores(self, question: str) -> list:
-        """The lexical rankings' scores for ``question`` (:meth:`query_weights`): ``[chunk scores]`` or, with sentence
-        windows, ``[chunk scores, best-window score of each chunk]``; numpy float32 arrays of shape (chunks,)."""
+        """The lexical rankings' scores for ``question`` (:meth:`query_weights`): the chunk scores, then (if indexed)
+        each chunk's best sentence-window score and its best indexed-question score; numpy float32 arrays of shape
+        (chunks,)."""
         import numpy as np
 
         weights = self.query_weights(question)
         out = [_scores(self.retriever, weights, len(self.chunks))]
-        if self.windows is not None:
-            per_window = _scores(self.windows, weights, len(self.window_chunks))
-            best = np.zeros(len(self.chunks), dtype="float32")
-            if len(per_window):
-                best[self._window_owners] = np.maximum.reduceat(per_window, self._window_starts[self._window_owners])
-            out.append(best)
+        for name, retriever, owners in (("windows", self.windows, self.window_chunks),
+                                        ("questions", self.questions, self.question_chunks)):
+            if retriever is not None:
+                per_doc = _scores(retriever, weights, len(owners))
+                best = np.zeros(len(self.chunks), dtype="float32")
+                present, starts = self._pools[name]
+                if len(per_doc):
+                    best[present] = np.maximum.reduceat(per_doc, starts)
+                out.append(best)
         return out
 
     def search(self, question: str, k: int = 5) -> list[dict]:
@@ -355,17 +401,17 @@ class Index:
             raise CoalqaError(f"k must be at least 1 (got {k!r})")
         bm25 = self.bm25_scores(question)
         lexical = self.ranking_scores(question)
-        rankings = [[int(i) for i in np.argsort(-s, kind="stable")[:FUSION_DEPTH] if s[i] > 0] for s in lexical]
+        rankings = [[int(i) for i in np.argsort(-s, kind="stable") if s[i] > 0] for s in lexical]
         dense = None
         if self.embeddings is not None:
             dense = self.embeddings @ self.embedder.query(question)
-            rankings.append([int(i) for i in np.argsort(-dense, kind="stable")[:FUSION_DEPTH]])
+            rankings.append([int(i) for i in np.argsort(-dense, kind="stable")])
         if len(rankings) == 1:  # one lexical ranking: its weighted BM25 score is the score
             picked = [(i, float(lexical[0][i])) for i in rankings[0][:k]]
         else:
             fused: dict[int, float] = {}
             for ranking in rankings:
-                for rank, i in enumerate(ranking, 1):
+                for rank, i in enumerate(ranking[:FUSION_DEPTH], 1):
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank)
             picked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         hits = []
@@ -447,6 +493,10 @@ def load_index(path: str | Path, *, check_sources: bool = True) -> Index:
         raise CoalqaError(f"index {path} was built by another coalqa version (format {manifest.get('coalqa_index')}, "
                           f"tokenizer {manifest.get('tokenizer_version')}); rebuild it: {rebuild}")
     if check_sources:
+        for f in (manifest.get("questions") or {}).get("files", []):
+            if not Path(f["path"]).is_file() or file_sha256(f["path"]) != f["sha256"]:
+                raise CoalqaError(f"index {path} is stale: its QA file {f['path']} (--questions) is gone or changed since "
+                                  f"it was indexed; rebuild it: {rebuild}")
         for f in manifest["chunk_files"]:
             source = Path(f["path"])
             if not source.is_file():
@@ -462,6 +512,10 @@ def load_index(path: str | Path, *, check_sources: bool = True) -> Index:
         if manifest.get("sentence_window"):
             windows = bm25s.BM25.load(str(path / "windows"), show_progress=False, verbosity=0)
             window_chunks = np.load(path / "window_chunks.npy")
+        questions = question_chunks = None
+        if manifest.get("questions"):
+            questions = bm25s.BM25.load(str(path / "questions"), show_progress=False, verbosity=0)
+            question_chunks = np.load(path / "question_chunks.npy")
         if manifest.get("expansions"):
             if file_sha256(path / "expansions.txt") != manifest["expansions"]["sha256"]:
                 raise ValueError("expansions.txt differs from the one recorded in index.json")
@@ -479,4 +533,5 @@ def load_index(path: str | Path, *, check_sources: bool = True) -> Index:
         embedder = load_embedder(manifest["embedding"]["model"])
     return Index(path=path, manifest=manifest, chunks=chunks, retriever=retriever,
                  tokenizer=make_tokenizer(path / "userdict.txt"), embeddings=embeddings, embedder=embedder,
-                 windows=windows, window_chunks=window_chunks, expansions=expansions)
+                 windows=windows, window_chunks=window_chunks, expansions=expansions, questions=questions,
+                 question_chunks=question_chunks)

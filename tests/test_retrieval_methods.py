@@ -1,0 +1,233 @@
+"""The retrieval methods of issue 20 on small fixtures of our own: sentence-window fusion and query expansion change
+the ranking and never the text shown, cited or quoted; the index records them and refuses a stale or tampered one;
+the support hit of the retrieval evaluation counts the same rule in another document and not an unrelated chunk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from coalqa.cli import app
+from coalqa.errors import CoalqaError
+from coalqa.eval.grounding import is_source, ranked_references, supports
+from coalqa.retrieval import build_index, load_index
+from coalqa.retrieval.expansion import BUILTIN, expand, read_expansions
+from coalqa.retrieval.text import make_tokenizer
+from conftest import SMALL_CHUNKS, write_chunks_file
+
+runner = CliRunner()
+
+FILLER = "".join(f"4.{n} 抽采泵站应当设置备用泵，抽采管路应当定期检查并记录。" for n in range(1, 7))
+WINDOW_CHUNKS = [  # c-many says the question's words often, spread over four articles; c-speed once, in one sentence
+    {"id": "c-many", "source": "a.txt", "title": "采煤工作面管理规定", "locator": "第一条–第四条", "heading": "",
+     "text": "第一条 采煤工作面应当加强通风管理，回风巷应当保持畅通。第二条 采煤工作面的支护应当经常检查，发现问题及时处理。"
+             "第三条 采煤工作面的风量应当满足需要。第四条 采煤工作面温度应当监测，瓦斯浓度应当检查。"},
+    {"id": "c-speed", "source": "b.txt", "title": "瓦斯抽采基本指标", "locator": "4.1–4.7", "heading": "",
+     "text": FILLER + "4.7 采煤工作面风速不得超过4m/s，回风流中瓦斯浓度不得超过1%。"},
+    {"id": "c-vent", "source": "c.txt", "title": "矿井通风规定", "locator": "3.2", "heading": "",
+     "text": FILLER + "3.2 采煤工作面回风风速应当每班测定，瓦斯浓度应当随时检查。"},
+]
+EVERYDAY_CHUNKS = [  # c-phone says 移动电话; c-shift shares the worker's own words 下井, 能不能
+    {"id": "c-phone", "source": "40-煤层气地面开采防火防爆安全规程.txt", "title": "煤层气地面开采防火防爆安全规程",
+     "locator": "4.1.11", "heading": "4 一般规定",
+     "text": "4.1.11 作业区域内禁止烟火，禁止使用一切可能产生电火花的设备（包括移动电话等），禁止使用闪光灯。"},
+    {"id": "c-shift", "source": "37-煤矿井下作业人员管理系统使用与管理规范.txt", "title": "煤矿井下作业人员管理系统使用与管理规范",
+     "locator": "5.2", "heading": "5 管理",
+     "text": "5.2 下井的时候，人员应当在井口刷卡登记；下井人员能不能按时升井，由调度室查询系统确认。"},
+]
+
+
+def _stored_texts(index_dir: Path) -> list[str]:
+    return [json.loads(line)["text"] for line in (index_dir / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_sentence_windows_rank_the_chunk_whose_one_sentence_answers(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + WINDOW_CHUNKS)
+    question = "采煤工作面风速和回风瓦斯浓度最高不得超过多少？"
+    build_index([chunks], tmp_path / "whole", sentence_window=0, expansions="none")
+    build_index([chunks], tmp_path / "win", expansions="none")
+    whole, win = load_index(tmp_path / "whole"), load_index(tmp_path / "win")
+    assert whole.search(question, 1)[0]["chunk_id"] == "c-many"  # most question words, scattered over four articles
+    hits = win.search(question, 3)
+    assert hits[0]["chunk_id"] == "c-speed"  # the one sentence holding them all
+    # the ranking changed, the text did not: hits and stored chunks are the chunk files' text, byte for byte
+    originals = {c["id"]: c["text"] for c in SMALL_CHUNKS + WINDOW_CHUNKS}
+    assert all(h["text"] == originals[h["chunk_id"]] for h in hits)
+    assert _stored_texts(tmp_path / "win") == _stored_texts(tmp_path / "whole") == list(originals.values())
+    # bm25 stays the plain score of the question's words on the whole chunk, whatever ranks the hits
+    assert {h["chunk_id"]: h["bm25"] for h in hits} == {h["chunk_id"]: h["bm25"] for h in whole.search(question, 3)}
+    manifest = json.loads((tmp_path / "win" / "index.json").read_text(encoding="utf-8"))
+    assert manifest["sentence_window"] == 2 and manifest["fusion"] == {"method": "rrf", "k": 60, "depth": 100}
+    assert (tmp_path / "win" / "windows").is_dir() and not (tmp_path / "whole" / "windows").exists()
+
+
+def test_expansion_finds_the_clause_in_regulation_words_and_never_changes_its_text(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + EVERYDAY_CHUNKS)
+    question = "在井场干活能不能掏手机打电话？"
+    build_index([chunks], tmp_path / "plain", expansions="none")
+    build_index([chunks], tmp_path / "expanded")
+    plain, expanded = load_index(tmp_path / "plain"), load_index(tmp_path / "expanded")
+    assert plain.search(question, 1)[0]["chunk_id"] == "c-shift"  # shares 能不能 with the question
+    hit = expanded.search(question, 1)[0]
+    assert hit["chunk_id"] == "c-phone"  # 手机 → 移动电话, 能不能 → 禁止
+    assert hit["text"] == EVERYDAY_CHUNKS[0]["text"] and _stored_texts(tmp_path / "expanded") == _stored_texts(tmp_path / "plain")
+    weights = expanded.query_weights(question)
+    assert weights["手机"] == 1.0 and weights["移动电话"] == pytest.approx(0.75) and "咋" not in weights
+    # the quoted evidence follows the expanded question too, and is a sentence of the clause as written
+    best = expanded.focus(question, hit["text"], 40)
+    assert "移动电话" in best and best in hit["text"]
+    manifest = json.loads((tmp_path / "expanded" / "index.json").read_text(encoding="utf-8"))
+    assert manifest["expansions"]["source"] == "builtin" and manifest["expansions"]["weight"] == 0.75
+    assert (tmp_path / "expanded" / "expansions.txt").read_bytes() == BUILTIN.read_bytes()
+    assert json.loads((tmp_path / "plain" / "index.json").read_text(encoding="utf-8"))["expansions"] is None
+
+
+def test_expand_matches_one_character_phrases_only_as_words():
+    table = read_expansions(BUILTIN)
+    tk = make_tokenizer(None)
+    assert "携带" in expand("下井能不能带手机？", table, tk)  # 带 cut out as a word of its own
+    assert "携带" not in expand("带式输送机的托辊多久换？", table, tk)  # 带 inside 带式
+    assert "冲洗" not in expand("冲击地压矿井放炮要离多远？", table, tk)  # 冲 inside 冲击
+    assert {"距离", "爆破"} <= set(expand("冲击地压矿井放炮要离多远？", table, tk))
+    assert expand("采区避难硐室", table, tk) == []
+
+
+def test_bad_expansion_table_is_refused_with_file_and_line(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl")
+    bad = tmp_path / "mine.txt"
+    bad.write_text("# comment\n手机\t移动电话\n带 携带\n", encoding="utf-8")
+    with pytest.raises(CoalqaError, match=r"mine\.txt:3: expected 'phrase<TAB>term"):
+        build_index([chunks], tmp_path / "idx", expansions=bad)
+    assert not (tmp_path / "idx").exists()
+    with pytest.raises(CoalqaError, match="expansion table .*missing.txt: cannot read it"):
+        build_index([chunks], tmp_path / "idx", expansions=tmp_path / "missing.txt")
+
+
+def test_old_tampered_or_changed_indexes_are_refused_with_the_rebuild_command(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl")
+    table = tmp_path / "words.txt"
+    table.write_text("手机\t移动电话\n", encoding="utf-8")
+    build_index([chunks], tmp_path / "idx", sentence_window=3, expansions=table, expansion_weight=0.5)
+    manifest_file = tmp_path / "idx" / "index.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    assert manifest["expansions"]["entries"] == 1 and manifest["sentence_window"] == 3
+    (tmp_path / "idx" / "expansions.txt").write_text("手机\t别的\n", encoding="utf-8")
+    with pytest.raises(CoalqaError, match=r"damaged \(expansions.txt differs.*--sentence_window 3 --expansions .*words\.txt "
+                                          r"--expansion_weight 0\.5"):
+        load_index(tmp_path / "idx")
+    manifest_file.write_text(json.dumps(manifest | {"coalqa_index": 1}), encoding="utf-8")
+    with pytest.raises(CoalqaError, match=r"built by another coalqa version \(format 1.*rebuild it: coalqa index"):
+        load_index(tmp_path / "idx")
+    build_index([chunks], tmp_path / "idx")
+    chunks.write_text(chunks.read_text(encoding="utf-8").replace("11h", "12h"), encoding="utf-8")
+    with pytest.raises(CoalqaError, match="stale: .*chunks.jsonl changed"):
+        load_index(tmp_path / "idx")
+
+
+def test_cli_index_flags_reach_the_manifest(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + EVERYDAY_CHUNKS)
+    result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "idx")])
+    assert result.exit_code == 0, result.output
+    assert "2-sentence windows" in result.output and "query expansions at weight 0.75" in result.output
+    result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "idx0"), "--sentence_window", "0",
+                                 "--expansions", "none"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "idx0" / "index.json").read_text(encoding="utf-8"))
+    assert manifest["sentence_window"] == 0 and manifest["expansions"] is None
+    result = runner.invoke(app, ["retrieve", "--index", str(tmp_path / "idx"), "井场里能不能掏手机？", "-k", "1", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)[0]["chunk_id"] == "c-phone"
+
+
+SAME_RULE = {"id": "c-same", "source": "3-《煤矿建设安全规范》.txt", "title": "煤矿建设安全规范", "locator": "6.10.5.3",
+             "heading": "", "text": "6.10.5.3 c) 发出的矿灯最低应能连续正常使用 11 小时；d) 使用矿灯的人员严禁拆开矿灯。"}
+UNRELATED = {"id": "c-other", "source": "61-煤矿建设项目安全设施设计审查和竣工验收规范.txt", "title": "竣工验收规范",
+             "locator": "5.1", "heading": "", "text": "5.1 主要排水泵应能在 11h 内排出矿井 24h 的正常涌水量。"}
+REF = {"id": "r-lamp", "question": "矿灯最少要能连续用多长时间？", "key_facts": ["11h"],
+       "reference_answer": "发出的矿灯最低应当能连续正常使用11h。", "source_doc": "2-煤矿建设安全规程.txt",
+       "source_locator": "第四百七十一条", "source_span": "发出的矿灯，最低应当能连续正常使用11h。"}
+
+
+def test_support_hit_counts_the_same_rule_in_another_document_and_not_an_unrelated_chunk(tmp_path):
+    source = SMALL_CHUNKS[0]
+    assert is_source(source, REF) and supports(source, REF)
+    assert supports(SAME_RULE, REF) and not is_source(SAME_RULE, REF)  # 11 小时 = 11h, another wording, same rule
+    assert not supports(UNRELATED, REF)  # states 11h, about pumps
+    assert not supports(SMALL_CHUNKS[1], REF)
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", [SAME_RULE, UNRELATED, *SMALL_CHUNKS[1:]])
+    build_index([chunks], tmp_path / "idx")
+    (item,) = ranked_references(load_index(tmp_path / "idx"), [REF])
+    assert item["rank"] is None and item["support_rank"] == 1 and item["hits"][0]["chunk_id"] == "c-same"
+
+
+def test_eval_retrieval_only_reports_strict_and_support_and_lists_misses(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", [SAME_RULE, UNRELATED, *SMALL_CHUNKS[1:]])  # no source chunk
+    build_index([chunks], tmp_path / "idx")
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text(json.dumps(REF, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["eval", "-r", str(refs), "--index", str(tmp_path / "idx"), "--retrieval_only",
+                                 "-o", str(tmp_path / "ret")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "ret.json").read_text(encoding="utf-8"))
+    (item,) = report["items"]
+    assert item["rank"] is None and item["support_rank"] == 1
+    assert report["retrieval"]["recall@10"] == 0.0 and report["retrieval_support"]["recall@1"] == 1.0
+    md = (tmp_path / "ret.md").read_text(encoding="utf-8")
+    assert "| strict | 1 | 0.000 |" in md and "| support | 1 | 1.000 |" in md
+    miss = "| r-lamp | – | 1 | 2-煤矿建设安全规程.txt 第四百七十一条 | 3-《煤矿建设安全规范》.txt 6.10.5.3 |"
+    assert miss in md and miss in result.output  # the miss with its top hit, in the report and on the console
+
+
+def _qa_file(path: Path, rows: list[dict]) -> Path:
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+QA_ROWS = [
+    {"input": "煤层气井场上能不能用对讲机？", "output": "不能。", "chunk_id": "c-phone"},
+    {"input": "煤层气井场上能不能用对讲机？", "output": "不能。", "chunk_id": "c-phone"},  # a repeat: indexed once
+    {"input": "矿灯要编号吗？", "output": "要。", "chunk_id": "c-elsewhere"},  # a chunk this index lacks
+    {"input": "事故多久内上报？", "output": "1小时内。"},  # no chunk_id
+]
+
+
+def test_indexed_questions_rank_their_chunk_and_never_change_its_text(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + EVERYDAY_CHUNKS)
+    qa = _qa_file(tmp_path / "qa.json", QA_ROWS)
+    question = "井场上用对讲机行吗？"  # 对讲机 is in no clause, only in a question asked of c-phone
+    build_index([chunks], tmp_path / "plain", expansions="none")
+    manifest = build_index([chunks], tmp_path / "asked", expansions="none", questions=[qa])
+    assert [h["chunk_id"] for h in load_index(tmp_path / "plain").search(question, 3)] != ["c-phone"]
+    hits = load_index(tmp_path / "asked").search(question, 3)
+    assert hits[0]["chunk_id"] == "c-phone" and hits[0]["text"] == EVERYDAY_CHUNKS[0]["text"]
+    assert _stored_texts(tmp_path / "asked") == _stored_texts(tmp_path / "plain")  # questions never join the text
+    q = manifest["questions"]
+    assert (q["pairs"], q["indexed"], q["duplicates"], q["other_chunks"], q["no_chunk_id"]) == (4, 1, 1, 1, 1)
+    stored = (tmp_path / "asked" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in stored] == [{"chunk_id": "c-phone", "question": "煤层气井场上能不能用对讲机？"}]
+    qa.write_text(qa.read_text(encoding="utf-8").replace("对讲机", "手电"), encoding="utf-8")
+    with pytest.raises(CoalqaError, match=r"stale: its QA file .*qa\.json \(--questions\) is gone or changed.*--questions"):
+        load_index(tmp_path / "asked")
+
+
+def test_an_evaluation_question_in_a_qa_file_is_refused_with_file_and_row(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + EVERYDAY_CHUNKS)
+    refs = tmp_path / "eval.jsonl"
+    refs.write_text(json.dumps(REF, ensure_ascii=False) + "\n", encoding="utf-8")
+    leaked = [QA_ROWS[0], {"input": " 矿灯最少要能连续用多长时间? ", "output": "11h", "chunk_id": "c-lamp"}]  # spaces, ASCII ?
+    qa = _qa_file(tmp_path / "qa.json", leaked)
+    with pytest.raises(CoalqaError, match=r"qa\.json: row 2 asks evaluation question r-lamp of .*eval\.jsonl"):
+        build_index([chunks], tmp_path / "idx", questions=[qa], references=[refs])
+    assert not (tmp_path / "idx").exists()
+    result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "idx"), "--questions", str(qa),
+                                 "--references", str(refs)])
+    assert result.exit_code != 0 and "row 2 asks evaluation question r-lamp" in str(result.exception)
+    assert not (tmp_path / "idx").exists()
+    clean = _qa_file(tmp_path / "clean.json", QA_ROWS)
+    result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "idx"), "--questions", str(clean),
+                                 "--references", str(refs)])
+    assert result.exit_code == 0 and "1 questions of 4 QA pairs" in result.output, result.output
+    with pytest.raises(CoalqaError, match="--references lists the evaluation sets"):
+        build_index([chunks], tmp_path / "idx2", references=[refs])
