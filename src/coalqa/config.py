@@ -36,6 +36,55 @@ class ConfigError(CoalqaError, ValueError):
     """A config file or a flag value is invalid; the message names the file/key and what was expected."""
 
 
+def read_settings(path: str | Path) -> dict[str, Any]:
+    """The mapping of settings in the YAML file ``path`` (empty file: ``{}``), unchecked: the one YAML reader of
+    ``--config`` files and of the presets in ``configs/``.
+
+    Raises:
+        ConfigError: the file is missing, not valid YAML, or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(read_text_file(path, "config"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+    return loaded
+
+
+def split_settings(config_file: str | Path | None, first: type[BaseModel], second: type[BaseModel],
+                   ignored: tuple[str, ...] = (), what: str = "settings") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings of an optional YAML file (:func:`read_settings`) that may hold keys of two models:
+    ``(first's, second's)``; a key of both goes to ``first``; ``ignored`` keys are dropped; ``second``'s are
+    validated now (``coalqa demo --config`` with training keys: checked before minutes of work).
+
+    Raises:
+        ConfigError: missing/invalid file, a key known to neither model, or invalid values for ``second``
+            (``what`` names them).
+    """
+    if config_file is None:
+        return {}, {}
+    path = Path(config_file)
+    loaded = read_settings(path)
+    unknown = sorted(set(loaded) - set(first.model_fields) - set(second.model_fields))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}: neither a {first.__name__} nor a "
+                          f"{second.__name__} field")
+    ours = {k: v for k, v in loaded.items() if k in first.model_fields}
+    theirs = {k: v for k, v in loaded.items() if k not in first.model_fields and k not in ignored}
+    if theirs:
+        try:
+            second.model_validate(theirs)
+        except ValueError as e:
+            raise ConfigError(f"{path}: invalid {what}: {e}") from e
+    return ours, theirs
+
+
 def load_config(cls: type[M], config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> M:
     """Build a ``cls`` instance from defaults, an optional YAML file and explicit overrides.
 
@@ -53,16 +102,7 @@ def load_config(cls: type[M], config_file: str | Path | None = None, overrides: 
     if config_file is not None:
         path = Path(config_file)
         where = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(read_text_file(path, "config"))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+        loaded = read_settings(path)
         unknown = sorted(set(loaded) - set(cls.model_fields))
         if unknown:
             raise ConfigError(

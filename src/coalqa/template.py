@@ -36,9 +36,12 @@ added again (one BOS); the completion always ends with the EOS id, also after tr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, field_validator
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SYSTEM_PROMPT = (
     "你是一个煤矿安全领域的知识达人，你对相关煤矿安全规章规程制度、技术等文档非常熟悉。"
@@ -141,7 +144,7 @@ def _messages(question: str, fmt: PromptFormat, history: Sequence[tuple[str, str
     return messages + [{"role": "user", "content": question}]
 
 
-def render_prompt(tokenizer, question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]] = (),
+def render_prompt(tokenizer: PreTrainedTokenizerBase, question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]] = (),
                   context: Sequence[dict] | None = None) -> str:
     """The prompt as text (for display and logging); :func:`encode_prompt` gives the ids to use."""
     question = user_message(question, fmt, context)
@@ -155,7 +158,7 @@ def render_prompt(tokenizer, question: str, fmt: PromptFormat, history: Sequence
     return tokenizer.apply_chat_template(_messages(question, fmt, history), add_generation_prompt=True, tokenize=False)
 
 
-def encode_prompt(tokenizer, question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]] = (),
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, question: str, fmt: PromptFormat, history: Sequence[tuple[str, str]] = (),
                   context: Sequence[dict] | None = None) -> list[int]:
     """Token ids fed to the model to answer ``question`` (after optional earlier turns ``history``; with the
     retrieved clauses ``context`` in the user turn, see :func:`user_message`).
@@ -169,7 +172,7 @@ def encode_prompt(tokenizer, question: str, fmt: PromptFormat, history: Sequence
     return tokenizer(text, add_special_tokens=fmt.template == "plain")["input_ids"]
 
 
-def prompt_opens_think(tokenizer, fmt: PromptFormat) -> bool:
+def prompt_opens_think(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat) -> bool:
     """True when the inference prompt ends inside an opened ``<think>`` block (R1-Distill's chat template)."""
     return fmt.template == "chat" and render_prompt(tokenizer, "?", fmt).rstrip("\n").endswith(THINK_OPEN)
 
@@ -185,7 +188,7 @@ def completion_text(answer: str, fmt: PromptFormat, opens_think: bool) -> str:
 
 
 def encode_example(
-    tokenizer, question: str, answer: str, fmt: PromptFormat, max_length: int | None = None,
+    tokenizer: PreTrainedTokenizerBase, question: str, answer: str, fmt: PromptFormat, max_length: int | None = None,
     context: Sequence[dict] | None = None,
 ) -> dict[str, list[int]]:
     """Tokenise one QA pair for supervised fine-tuning (with retrieved clauses ``context`` in the prompt, if given).
@@ -243,7 +246,7 @@ def hold_back_partial(text: str, marker: str) -> str:
     return text
 
 
-def knows_think(tokenizer) -> bool:
+def knows_think(tokenizer: PreTrainedTokenizerBase) -> bool:
     """True when ``</think>`` is one token of ``tokenizer`` (a reasoning model's vocabulary, e.g. R1-Distill)."""
     return THINK_CLOSE in tokenizer.get_vocab()
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 import json
 import platform
 import time
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from coalqa.ask.batch import (
     load_results,
@@ -38,7 +36,18 @@ from coalqa.env import library_versions
 from coalqa.errors import CoalqaError, StopRequested
 from coalqa.jsonio import write_json_atomic
 from coalqa.paths import check_outputs
-from coalqa.template import THINK_CLOSE, THINK_OPEN, encode_prompt, prompt_opens_think
+from coalqa.template import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    encode_prompt,
+    knows_think,
+    prompt_opens_think,
+    split_reasoning,
+    split_reasoning_so_far,
+)
+
+if TYPE_CHECKING:
+    from coalqa.chat_model import ChatModel
 
 
 @config_options(AskConfig, bool_style="flag")
@@ -86,95 +95,80 @@ def ask(
     )
     rows = read_questions(questions_file) if questions_file is not None else None
     existing = load_results(output_file) if output_file is not None else []
-    index = None
-    if cfg.index is not None:
-        from coalqa.retrieval import load_index
+    from coalqa.chat_model import start_model
 
-        index = load_index(cfg.index)  # before the model: a missing or stale index fails in a second
-        if peft_model is not None and adapter:
-            from coalqa.grounding import check_adapter_fits_index
-
-            check_adapter_fits_index(peft_model, index, cfg)
-
-    from coalqa.ask.inference import load_model
-
-    if peft_model is not None and adapter:
-        from coalqa.train.provenance import stale_chunks
-
-        stale = stale_chunks(peft_model)
-        if stale:
-            err.print(f"[yellow]warning:[/] {escape(stale)}")
-
-    err.print(f"loading {peft_model or cfg.model_name_or_path} …", style="dim", markup=False)
-    with warnings.catch_warnings():  # load_model's notes are printed below, without a source line
-        warnings.filterwarnings("ignore", category=UserWarning, module="coalqa")
-        loaded = load_model(
-            peft_model,
-            model_name_or_path=cfg.model_name_or_path,
-            load_in_4bit=cfg.load_in_4bit,
-            dtype=cfg.dtype,
-            use_adapter=adapter,
-            system_prompt=cfg.system_prompt,
-        )
-    for note in loaded.notes:
-        err.print(f"[yellow]note:[/] {escape(note)}")
-    if index is not None:
-        from coalqa.grounding import check_index_fits, context_k
-
-        check_index_fits(loaded, index, cfg)
-        err.print(f"grounded on {index.path} ({index.manifest['chunks']} chunks): {context_k(loaded, cfg)} clauses per "
-                  f"question, min_score {cfg.min_score}, {'abstain' if cfg.abstain else 'answer'} when none supports it",
-                  style="dim", markup=False)
-    elif loaded.train_context:
-        err.print(f"[yellow]note:[/] this adapter was trained to answer from retrieved clauses (index "
-                  f"{escape(str(loaded.train_context.get('index')))}); pass --index for grounded answers")
+    model = start_model(peft_model, cfg, use_adapter=adapter, console=err)
     err.print(
-        f"base {loaded.base} · adapter {loaded.adapter or '(none)'} · "
-        f"{'4-bit NF4, ' if loaded.load_in_4bit else ''}{loaded.dtype} ({loaded.dtype_reason}) · template {loaded.fmt.template}/{loaded.fmt.think} · "
-        f"system prompt {'none' if not loaded.fmt.system_prompt else repr(loaded.fmt.system_prompt[:20] + '…')} · "
+        model.summary(template=True) + " · "
         + (f"temperature {cfg.temperature}, top_p {cfg.top_p}" if cfg.sampling else "greedy")
         + f" · max_new_tokens {cfg.max_new_tokens}",
         style="dim",
         markup=False,
     )
     if rows is not None:
-        _batch(loaded, rows, existing, output_file, questions_file, cfg, err, index)
+        _batch(model, rows, existing, output_file, questions_file, cfg, err)
     elif question is not None:
-        result = _stream_turn(loaded, question.strip(), cfg, [], err, index)
+        result = _stream_turn(model, question.strip(), cfg, [], err)
         if result.get("interrupted"):
             raise typer.Exit(130)
     else:
-        _chat(loaded, cfg, err, index)
+        _chat(model, cfg, err)
 
 
 # ----------------------------------------------------------------------------------------- chat
 
 
 def show_grounding(result: dict, out: Console) -> None:
-    """Print a grounded answer's citations (《title》locator lines), evidence and unsupported-number warning."""
-    if result.get("abstained"):
-        out.print(f"[yellow]{escape(result['answer'])}[/]")
-        return
-    if not result.get("grounded"):
-        out.print("[yellow]⚠ 未引用任何条款：此回答来自模型记忆，未经规程核对 / not grounded: answered from memory[/]")
-    for n, c in enumerate(result.get("citations") or [], 1):
-        ocr = " [yellow]（扫描件 OCR 识别，请核对原件 / read by OCR）[/]" if c.get("ocr") else ""
-        out.print(f"[cyan]\\[{n}] 《{escape(c['title'])}》{escape(c['locator'])}[/]{ocr} [dim]({escape(c['source'])}, score {c['score']:.3g})[/]")
-    for e in result.get("evidence") or []:
-        out.print(f"[dim]  原文 《{escape(e['title'])}》{escape(e['locator'])}：[/]{escape(e['text'])}")
-    if result.get("unsupported_numbers"):
-        out.print(f"[bold red]⚠ 以下数值在所引条款中找不到，请以规程原文为准 / numbers no cited clause states: "
-                  f"{escape('、'.join(result['unsupported_numbers']))}[/]")
+    """Print a grounded answer's citations (《title》locator lines), evidence and unsupported-number warning
+    (:func:`coalqa.grounding.render.provenance_lines`)."""
+    from coalqa.grounding.render import provenance_lines
+
+    for line in provenance_lines(result):
+        out.print(line)
 
 
-def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str, str]], err: Console,
-                 index=None) -> dict:
+class _Shown:
+    """What of a streamed answer the terminal has printed: the reasoning (``--show_think``) and the answer, as split by
+    :func:`coalqa.template.split_reasoning_so_far` (the server's splitter), each printed as it grows."""
+
+    def __init__(self, opens_think: bool, may_think: bool, cfg: AskConfig, out: Console, err: Console) -> None:
+        self.opens_think, self.may_think, self.cfg, self.out, self.err = opens_think, may_think, cfg, out, err
+        self.reasoning = self.answer = ""
+        self.phase = "start"
+
+    def update(self, buf: str, final: bool = False) -> None:
+        """Print what ``buf`` (the output so far; ``final``: all of it) adds to what was printed."""
+        if final:
+            reasoning, answer, _ = split_reasoning(buf, self.opens_think)
+        else:
+            reasoning, answer = split_reasoning_so_far(buf, self.opens_think, self.may_think)
+        thinking = self.opens_think or buf.lstrip().startswith(THINK_OPEN) or bool(reasoning)
+        if thinking and self.phase == "start":
+            self.phase = "thinking"
+            if self.cfg.show_think:
+                self.out.out(THINK_OPEN, style="dim")
+            else:
+                self.err.print("(思考中 / thinking …)", style="dim")
+        if self.cfg.show_think and reasoning.startswith(self.reasoning) and reasoning[len(self.reasoning):]:
+            self.out.out(reasoning[len(self.reasoning):], style="dim", end="")
+            self.reasoning = reasoning
+        if answer.startswith(self.answer) and answer[len(self.answer):]:
+            if self.phase == "thinking" and self.cfg.show_think:
+                self.out.out(f"\n{THINK_CLOSE}\n", style="dim")
+            self.phase = "answer"
+            self.out.out(answer[len(self.answer):], end="")
+            self.answer = answer
+        self.out.file.flush()
+
+
+def _stream_turn(model: ChatModel, question: str, cfg: AskConfig, history: list[tuple[str, str]], err: Console) -> dict:
     """Stream one answer to stdout (reasoning only with --show_think); Ctrl-C stops it. Returns the result.
 
-    With ``index``: the supporting clauses go into the prompt and the answer is followed by its citations,
+    With an index: the supporting clauses go into the prompt and the answer is followed by its citations,
     evidence and unsupported-number warning; with no supporting clause it abstains (``cfg.abstain``)."""
     from coalqa.ask.inference import stream_answer
 
+    loaded, index = model.loaded, model.index
     out = Console(highlight=False, soft_wrap=True)
     grounding = None
     if index is not None:
@@ -187,36 +181,7 @@ def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str,
             return result | {"interrupted": False}
     opens_think = prompt_opens_think(loaded.tokenizer, loaded.fmt)
     stream = stream_answer(loaded, question, cfg, history, grounding.context if grounding else None)
-    shown = {"reasoning": 0, "answer": 0, "phase": "start"}
-
-    def show(buf: str) -> None:
-        body, thinking = buf, opens_think
-        if not thinking and body.lstrip().startswith(THINK_OPEN):
-            body, thinking = body.lstrip()[len(THINK_OPEN):], True
-        if thinking and THINK_CLOSE not in body:
-            reasoning, text = body.lstrip(), None
-        elif thinking:
-            reasoning, text = body.split(THINK_CLOSE, 1)
-            reasoning, text = reasoning.strip(), text.lstrip()
-        else:
-            reasoning, text = "", body.lstrip()
-        if thinking and shown["phase"] == "start":
-            shown["phase"] = "thinking"
-            if cfg.show_think:
-                out.out(THINK_OPEN, style="dim")
-            else:
-                err.print("(思考中 / thinking …)", style="dim")
-        if cfg.show_think and reasoning[shown["reasoning"]:]:
-            out.out(reasoning[shown["reasoning"]:], style="dim", end="")
-            shown["reasoning"] = len(reasoning)
-        if text is not None and text:
-            if shown["phase"] == "thinking" and cfg.show_think:
-                out.out(f"\n{THINK_CLOSE}\n", style="dim")
-            shown["phase"] = "answer"
-            out.out(text[shown["answer"]:], end="")
-            shown["answer"] = len(text)
-        out.file.flush()
-
+    shown = _Shown(opens_think, not opens_think and knows_think(loaded.tokenizer), cfg, out, err)
     buf, interrupted = "", False
     pieces = iter(stream)
     while True:
@@ -224,7 +189,7 @@ def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str,
             piece = next(pieces)
             if not interrupted:
                 buf += piece
-                show(buf)
+                shown.update(buf)
         except StopIteration:
             break
         except StopRequested:  # SIGTERM: stop generating, let the generation thread end, and leave
@@ -234,6 +199,7 @@ def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str,
         except KeyboardInterrupt:
             stream.stop()
             interrupted = True
+    shown.update(buf, final=True)
     result = stream.result()
     out.out("")
     if grounding is not None and not result["interrupted"]:
@@ -255,7 +221,7 @@ def _stream_turn(loaded, question: str, cfg: AskConfig, history: list[tuple[str,
     return result
 
 
-def _chat(loaded, cfg: AskConfig, err: Console, index=None) -> None:
+def _chat(model: ChatModel, cfg: AskConfig, err: Console) -> None:
     """Interactive loop: keeps the conversation; /clear forgets it, /exit (or Ctrl-D) quits, Ctrl-C stops an answer."""
     if cfg.sampling and cfg.seed is not None:
         from transformers import set_seed
@@ -265,6 +231,7 @@ def _chat(loaded, cfg: AskConfig, err: Console, index=None) -> None:
               "coal-safety QA · /clear forget the conversation · /exit quit · Ctrl-C stop the current answer",
               style="bold")
     history: list[tuple[str, str]] = []
+    loaded = model.loaded
     limit = getattr(loaded.model.config, "max_position_embeddings", None) or 1 << 30
     while True:
         try:
@@ -292,7 +259,7 @@ def _chat(loaded, cfg: AskConfig, err: Console, index=None) -> None:
         if dropped:
             err.print(f"(最早的 {dropped} 轮对话已移出上下文 / {dropped} oldest turn(s) dropped to fit the "
                       f"{limit}-token context)", style="dim")
-        result = _stream_turn(loaded, text, cfg, history, err, index)
+        result = _stream_turn(model, text, cfg, history, err)
         if not result["interrupted"] and not result.get("abstained"):  # a stopped answer is dropped; a cut one (answer "") keeps its question
             history.append((text, result["answer"]))
 
@@ -300,11 +267,10 @@ def _chat(loaded, cfg: AskConfig, err: Console, index=None) -> None:
 # ---------------------------------------------------------------------------------------- batch
 
 
-def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, questions_file: Path,
-           cfg: AskConfig, err: Console, index=None) -> None:
+def _batch(model: ChatModel, rows: list[dict], existing: list[dict], output_file: Path, questions_file: Path,
+           cfg: AskConfig, err: Console) -> None:
     """Answer the rows not yet in ``output_file``; rewrite it atomically after every batch."""
-    from coalqa.ask.inference import answer
-
+    loaded, index = model.loaded, model.index
     model_info = loaded.describe()
     if model_info["adapter"]:
         model_info["adapter"] = str(Path(model_info["adapter"]).resolve())
@@ -356,12 +322,7 @@ def _batch(loaded, rows: list[dict], existing: list[dict], output_file: Path, qu
 
     t0 = time.perf_counter()
     try:
-        if index is not None:
-            from coalqa.grounding import answer_grounded
-
-            results = answer_grounded(loaded, index, [rows[i]["question"] for i in todo], cfg, on_batch=save)
-        else:
-            results = answer(loaded, [rows[i]["question"] for i in todo], cfg, on_batch=save)
+        results = model.answer([rows[i]["question"] for i in todo], cfg, on_batch=save)
     except KeyboardInterrupt:
         answered = sum(k in done for k in keys)
         err.print(f"interrupted: {answered}/{len(rows)} answers saved in {output_file}; "

@@ -21,15 +21,13 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from coalqa.ask.config import AskConfig
+from coalqa.config import read_settings
 from coalqa.errors import CoalqaError
 from coalqa.hardware import choose_dtype
-from coalqa.modeling import load_model as load_base_model
-from coalqa.modeling import load_tokenizer
+from coalqa.modeling import load_base_model, load_tokenizer
 from coalqa.template import (
     SAVED_FORMAT_FILE,
     PromptFormat,
@@ -39,6 +37,9 @@ from coalqa.template import (
     read_saved_format,
     split_reasoning,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 ADAPTER_CONFIG = "adapter_config.json"
 TRAIN_CONFIG = "train_config.yaml"
@@ -105,16 +106,8 @@ def read_adapter_folder(peft_model: str | Path) -> tuple[dict, dict]:
         raise CoalqaError(f"{cfg_file}: not a PEFT adapter config (no peft_type)")
     if not any((folder / n).is_file() for n in ("adapter_model.safetensors", "adapter_model.bin")):
         raise CoalqaError(f"{folder}: adapter weights missing (adapter_model.safetensors)")
-    train_cfg: dict = {}
     train_file = folder / TRAIN_CONFIG
-    if train_file.is_file():
-        try:
-            train_cfg = yaml.safe_load(train_file.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise CoalqaError(f"{train_file}: not readable YAML: {e}") from e
-        if not isinstance(train_cfg, dict):
-            raise CoalqaError(f"{train_file}: expected a mapping of training settings")
-    return adapter_cfg, train_cfg
+    return adapter_cfg, read_settings(train_file) if train_file.is_file() else {}
 
 
 def _same_model_name(a: str | None, b: str | None) -> bool:
@@ -137,7 +130,7 @@ def _adapter_shapes(adapter_dir: Path) -> dict[str, list[int]]:
         return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 -- safe_open is not iterable
 
 
-def check_adapter_fits(model, adapter_dir: Path, tokenizer) -> list[str]:
+def check_adapter_fits(model, adapter_dir: Path, tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """Compare every LoRA tensor of the adapter with the base module it attaches to.
 
     Returns a list of mismatches (empty when the adapter fits): missing modules, ``in``/``out``
@@ -209,12 +202,53 @@ def load_model(
         CoalqaError: adapter folder missing or not an adapter, no base model given or recorded, base
             not found, or an adapter made for a different base (names both and the first mismatches).
     """
+    notes: list[str] = []
+    adapter_dir = Path(peft_model).expanduser() if peft_model is not None else None
+    train_cfg, recorded, base = _recorded_settings(adapter_dir, model_name_or_path, notes)
+    if load_in_4bit is None:
+        load_in_4bit = bool(train_cfg.get("use_4bit", False))
+    on_cpu = device_map is None and not _cuda() or (isinstance(device_map, dict)
+                                                      and all(str(d) == "cpu" for d in device_map.values()))
+    choice = choose_dtype(dtype, "cpu" if on_cpu else "cuda")
+
+    tokenizer_dir = adapter_dir if adapter_dir and (adapter_dir / "tokenizer_config.json").is_file() else base
+    try:
+        tokenizer = load_tokenizer(tokenizer_dir)
+        model = load_base_model(base, load_in_4bit=load_in_4bit, compute_dtype=choice.name, device_map=device_map)
+    except CoalqaError as e:
+        if base == recorded and adapter_dir is not None and not model_name_or_path:
+            raise CoalqaError(f"{e} (base recorded in {adapter_dir}; pass --model_name_or_path to use another copy)") from e
+        raise
+    fmt = _prompt_format(train_cfg, tokenizer, adapter_dir, system_prompt)
+    if adapter_dir is not None:
+        model = _attach_adapter(model, tokenizer, adapter_dir, base, recorded, use_adapter, notes)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        fmt=fmt,
+        base=str(base),
+        adapter=adapter_dir if use_adapter else None,
+        load_in_4bit=load_in_4bit,
+        dtype=choice.name,
+        dtype_reason=choice.reason,
+        notes=notes,
+        train_context=training_context(train_cfg),
+    )
+
+
+def _recorded_settings(adapter_dir: Path | None, model_name_or_path: str | None,
+                       notes: list[str]) -> tuple[dict, str | None, str]:
+    """``(training settings, recorded base, base to load)`` from the adapter folder (or a merged model's saved prompt
+    format); notes what was assumed.
+
+    Raises:
+        CoalqaError: an unreadable adapter folder or saved format, or no base model given nor recorded.
+    """
     adapter_cfg: dict = {}
     train_cfg: dict = {}
-    adapter_dir = None
-    notes: list[str] = []
-    if peft_model is not None:
-        adapter_dir = Path(peft_model).expanduser()
+    if adapter_dir is not None:
         adapter_cfg, train_cfg = read_adapter_folder(adapter_dir)
         if not train_cfg:
             notes.append(f"{adapter_dir} has no {TRAIN_CONFIG}: using the default prompt format")
@@ -232,22 +266,12 @@ def load_model(
             "no base model: pass --model_name_or_path"
             + (f" ({adapter_dir} records none)" if adapter_dir else " or --peft_model DIR")
         )
-    if load_in_4bit is None:
-        load_in_4bit = bool(train_cfg.get("use_4bit", False))
-    on_cpu = device_map is None and not _cuda() or (isinstance(device_map, dict)
-                                                      and all(str(d) == "cpu" for d in device_map.values()))
-    choice = choose_dtype(dtype, "cpu" if on_cpu else "cuda")
-    dtype = choice.name
+    return train_cfg, recorded, base
 
-    tokenizer_dir = adapter_dir if adapter_dir and (adapter_dir / "tokenizer_config.json").is_file() else base
-    try:
-        tokenizer = load_tokenizer(tokenizer_dir)
-        model = load_base_model(base, load_in_4bit=load_in_4bit, compute_dtype=dtype, device_map=device_map)
-    except CoalqaError as e:
-        if base == recorded and adapter_dir is not None and not model_name_or_path:
-            raise CoalqaError(f"{e} (base recorded in {adapter_dir}; pass --model_name_or_path to use another copy)") from e
-        raise
-    train_context = training_context(train_cfg)
+
+def _prompt_format(train_cfg: dict, tokenizer: PreTrainedTokenizerBase, adapter_dir: Path | None,
+                   system_prompt: str | None) -> PromptFormat:
+    """The prompt format as trained (``plain`` for a tokenizer without a chat template), ``system_prompt`` applied."""
     fmt_fields = {k: train_cfg[k] for k in PromptFormat.model_fields if k in train_cfg}
     if "template" not in fmt_fields and not getattr(tokenizer, "chat_template", None):
         fmt_fields["template"] = "plain"
@@ -256,43 +280,37 @@ def load_model(
     except ValueError as e:
         raise CoalqaError(f"{adapter_dir}/{TRAIN_CONFIG}: invalid prompt format: {e}") from e
     if adapter_dir is None and not train_cfg:  # a bare base: no system prompt unless one is given
-        fmt = inference_format(None, system_prompt).model_copy(update={"template": fmt.template})
-    else:
-        fmt = inference_format(fmt, system_prompt)
+        return inference_format(None, system_prompt).model_copy(update={"template": fmt.template})
+    return inference_format(fmt, system_prompt)
 
-    if adapter_dir is not None:
-        problems = check_adapter_fits(model, adapter_dir, tokenizer)
-        if problems:
-            raise CoalqaError(
-                f"adapter {adapter_dir} was trained on base {recorded!r} and does not fit base {base!r}: "
-                + "; ".join(problems)
-                + (f". Pass --model_name_or_path {recorded}" if recorded and recorded != base else "")
-            )
-        if recorded and not _same_model_name(base, recorded):
-            notes.append(f"adapter was trained on {recorded!r}; serving it on {base!r} (all adapter shapes fit)")
-    if adapter_dir is not None and use_adapter:
-        from peft import PeftModel
 
-        try:
-            with warnings.catch_warnings():  # PEFT calls a transformers API that is deprecated in v5
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-                model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CoalqaError(f"cannot apply adapter {adapter_dir} to base {base!r}: {e}") from e
-    for note in notes:
-        warnings.warn(note, stacklevel=2)
-    return LoadedModel(
-        model=model,
-        tokenizer=tokenizer,
-        fmt=fmt,
-        base=str(base),
-        adapter=adapter_dir if use_adapter else None,
-        load_in_4bit=load_in_4bit,
-        dtype=dtype,
-        dtype_reason=choice.reason,
-        notes=notes,
-        train_context=train_context,
-    )
+def _attach_adapter(model, tokenizer: PreTrainedTokenizerBase, adapter_dir: Path, base: str, recorded: str | None,
+                    use_adapter: bool, notes: list[str]):
+    """Check that every adapter tensor fits ``model`` (a renamed copy of the base is noted), then apply the adapter
+    unless ``use_adapter`` is off; returns the model.
+
+    Raises:
+        CoalqaError: an adapter made for another base (both named, first mismatches), or PEFT cannot apply it.
+    """
+    problems = check_adapter_fits(model, adapter_dir, tokenizer)
+    if problems:
+        raise CoalqaError(
+            f"adapter {adapter_dir} was trained on base {recorded!r} and does not fit base {base!r}: "
+            + "; ".join(problems)
+            + (f". Pass --model_name_or_path {recorded}" if recorded and recorded != base else "")
+        )
+    if recorded and not _same_model_name(base, recorded):
+        notes.append(f"adapter was trained on {recorded!r}; serving it on {base!r} (all adapter shapes fit)")
+    if not use_adapter:
+        return model
+    from peft import PeftModel
+
+    try:
+        with warnings.catch_warnings():  # PEFT calls a transformers API that is deprecated in v5
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CoalqaError(f"cannot apply adapter {adapter_dir} to base {base!r}: {e}") from e
 
 
 def _cuda() -> bool:

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -31,6 +31,9 @@ from coalqa.eval.report import (
     write_report,
 )
 from coalqa.paths import check_outputs
+
+if TYPE_CHECKING:
+    from coalqa.retrieval.index import Index
 
 
 def summary_table(report: dict[str, Any]) -> Table:
@@ -95,15 +98,10 @@ def eval_command(
     refs = load_references(references)
     if cfg.limit:
         refs = refs[: cfg.limit]
-    index = None
-    if cfg.index is not None:
-        from coalqa.retrieval import load_index
+    from coalqa.chat_model import load_index_for
 
-        index = load_index(cfg.index)
-        if peft_model is not None and not no_adapter and predictions is None and not retrieval_only:
-            from coalqa.grounding import check_adapter_fits_index
-
-            check_adapter_fits_index(peft_model, index, cfg)  # before the model loads
+    generating = predictions is None and not retrieval_only
+    index = load_index_for(peft_model if generating else None, cfg, use_adapter=not no_adapter)  # before the model
     if retrieval_only:
         from coalqa.eval.grounding import write_retrieval_report
 
@@ -119,31 +117,36 @@ def eval_command(
         return
     meta: dict[str, Any] = {"references": str(references)}
     if predictions is not None:
+        from coalqa.eval.run import evaluate
+
         preds = load_predictions(predictions)
         meta["predictions"] = str(predictions)
         label = label or predictions.stem
+        report = evaluate(refs, preds, cfg, label=label, source=str(predictions), meta=meta, index=index)
+        json_path, md_path = write_report(report, output)
     else:
-        from coalqa.eval.run import generate_predictions, load_eval_model
-
-        loaded = load_eval_model(peft_model, no_adapter=no_adapter, model_name_or_path=cfg.model_name_or_path,
-                                 load_in_4bit=cfg.load_in_4bit, dtype=cfg.dtype, system_prompt=cfg.system_prompt)
-        console.print(f"compute dtype {loaded.dtype} ({loaded.dtype_reason})", highlight=False)
-        label = label or ("base" if no_adapter else Path(peft_model).name)
-        console.print(f"answering {len(refs)} questions with {label} (greedy)" if cfg.temperature == 0 else
-                      f"answering {len(refs)} questions with {label} (temperature {cfg.temperature})", highlight=False)
-        pred_path = paths["predictions"]
-        if index is not None:
-            from coalqa.grounding import check_index_fits
-
-            check_index_fits(loaded, index, cfg)
-        preds = generate_predictions(refs, loaded, cfg, save_to=pred_path, index=index)
-        console.print(f"saved the answers to {pred_path}", highlight=False)
-        meta |= {"predictions": str(pred_path), "model": loaded.describe(),
-                 "generation": cfg.model_dump(include={"temperature", "max_new_tokens", "seed"}),
-                 **({"grounding": cfg.grounding_settings()} if index is not None else {})}
-    from coalqa.eval.run import evaluate
-
-    report = evaluate(refs, preds, cfg, label=label, source=str(meta["predictions"]), meta=meta, index=index)
-    json_path, md_path = write_report(report, output)
+        report = _answer_and_score(refs, peft_model, no_adapter, cfg, index, output, label, meta, console)
+        json_path, md_path = paths["json"], paths["md"]
     console.print(summary_table(report))
     console.print(f"wrote {json_path} and {md_path}", highlight=False)
+
+
+def _answer_and_score(refs: list[dict[str, Any]], peft_model: Path | None, no_adapter: bool, cfg: EvalConfig,
+                      index: Index | None, output: Path, label: str | None, meta: dict[str, Any],
+                      console: Console) -> dict[str, Any]:
+    """Start the model (:func:`coalqa.eval.run.start_eval_model`), answer every reference with it (saved beside the
+    report) and score the answers (:func:`coalqa.eval.run.run_eval`); returns the report."""
+    from coalqa.eval.run import run_eval, start_eval_model
+
+    model = start_eval_model(peft_model, cfg, no_adapter=no_adapter, console=console, index=index)
+    console.print(f"compute dtype {model.loaded.dtype} ({model.loaded.dtype_reason})", highlight=False)
+    label = label or ("base" if no_adapter else Path(peft_model).name)
+    console.print(f"answering {len(refs)} questions with {label} (greedy)" if cfg.temperature == 0 else
+                  f"answering {len(refs)} questions with {label} (temperature {cfg.temperature})", highlight=False)
+    pred_path = report_paths(output)["predictions"]
+    meta = meta | {"generation": cfg.model_dump(include={"temperature", "max_new_tokens", "seed"}),
+                   **({"grounding": cfg.grounding_settings()} if index is not None else {})}
+    report, _ = run_eval(refs, model, cfg, output, label=label, predictions_file=pred_path, meta=meta,
+                         source=str(pred_path))
+    console.print(f"saved the answers to {pred_path}", highlight=False)
+    return report

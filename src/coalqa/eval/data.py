@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from coalqa.errors import CoalqaError
-from coalqa.eval.metrics import normalize
+from coalqa.eval.metrics import normalize_for_matching
 from coalqa.jsonio import read_rows
 from coalqa.template import THINK_CLOSE, split_reasoning
 
@@ -105,16 +105,16 @@ def match_predictions(
 ) -> list[dict[str, Any]]:
     """The prediction for each reference, in reference order: by ``id``, else by question text.
 
-    Questions are compared after :func:`coalqa.eval.metrics.normalize` (NFKC, no whitespace).
+    Questions are compared after :func:`coalqa.eval.metrics.normalize_for_matching` (NFKC, no whitespace).
 
     Raises:
         CoalqaError: some references have no prediction (their ids are listed).
     """
     by_id = {str(p["id"]): p for p in predictions if p.get("id") is not None}
-    by_question = {normalize(p["question"]): p for p in predictions if isinstance(p.get("question"), str)}
+    by_question = {normalize_for_matching(p["question"]): p for p in predictions if isinstance(p.get("question"), str)}
     matched, missing = [], []
     for ref in references:
-        pred = by_id.get(ref["id"]) or by_question.get(normalize(ref["question"]))
+        pred = by_id.get(ref["id"]) or by_question.get(normalize_for_matching(ref["question"]))
         if pred is None:
             missing.append(ref["id"])
         matched.append(pred)

@@ -21,9 +21,12 @@ A chunk is a **source** of a reference when it comes from the reference's ``sour
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from coalqa.eval.metrics import find_key_facts, normalize
+from coalqa.eval.metrics import find_key_facts, normalize_for_matching
+
+if TYPE_CHECKING:
+    from coalqa.retrieval.index import Index
 
 RECALL_AT = (1, 3, 5, 10)
 SUPPORT_OVERLAP = 0.5  # share of the source span's character bigrams a key-fact-holding chunk must also hold
@@ -36,9 +39,9 @@ SUPPORT_NOTE = (
 
 def is_source(chunk: dict, ref: dict) -> bool:
     """Whether ``chunk`` (``source``, ``text``) is a source chunk of reference ``ref`` (``source_doc``, ``source_span``)."""
-    span = normalize(ref.get("source_span") or "")
+    span = normalize_for_matching(ref.get("source_span") or "")
     doc = ref.get("source_doc") or ""
-    return bool(span and doc) and Path(chunk.get("source") or "").name == Path(doc).name and span in normalize(chunk.get("text") or "")
+    return bool(span and doc) and Path(chunk.get("source") or "").name == Path(doc).name and span in normalize_for_matching(chunk.get("text") or "")
 
 
 def _canonical(text: str) -> str:
@@ -60,7 +63,7 @@ def supports(chunk: dict, ref: dict) -> bool:
     text = _canonical(chunk.get("text") or "")
     if span and span in text:
         return True
-    facts = [f for f in ref.get("key_facts") or [] if normalize(f)]
+    facts = [f for f in ref.get("key_facts") or [] if normalize_for_matching(f)]
     if not facts or not span:
         return False
     found, missed = find_key_facts(chunk.get("text") or "", facts)
@@ -70,7 +73,7 @@ def supports(chunk: dict, ref: dict) -> bool:
     return bool(grams) and sum(g in text for g in grams) / len(grams) >= SUPPORT_OVERLAP
 
 
-def retrieval_ranks(index, references: list[dict], k: int = 10) -> dict[str, int | None]:
+def retrieval_ranks(index: Index, references: list[dict], k: int = 10) -> dict[str, int | None]:
     """Reference id → rank (1-based) of its first source chunk in ``index``'s top ``k`` for its question, or ``None``.
 
     References without ``source_doc``/``source_span`` are left out.
@@ -123,7 +126,7 @@ def retrieval_summary(ranks: dict[str, int | None]) -> dict[str, Any]:
     return out
 
 
-def grounding_fields(item: dict, prediction: dict, index) -> dict[str, Any]:
+def grounding_fields(item: dict, prediction: dict, index: Index) -> dict[str, Any]:
     """Per-item grounding fields for the report (see the module docstring)."""
     citations = prediction.get("citations") or []
     # judging a citation needs the cited clause's text, which only the index holds (citations carry ids and locators)
@@ -162,7 +165,7 @@ def grounding_summary(items: list[dict], ranks: dict[str, int | None] | None) ->
     return out
 
 
-def write_retrieval_report(references: list[dict], index, stem: str | Path, **meta: Any) -> tuple[Path, Path, dict]:
+def write_retrieval_report(references: list[dict], index: Index, stem: str | Path, **meta: Any) -> tuple[Path, Path, dict]:
     """Score retrieval alone (``coalqa eval --index DIR --retrieval_only -o STEM``): write ``STEM.json`` (summary and,
     per reference, the rank of its source chunk and the top 10 hits) and ``STEM.md``; returns both paths and the summary.
     """

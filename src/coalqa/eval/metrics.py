@@ -34,7 +34,7 @@ TOKENIZATION_NOTE = {
 }
 
 
-def normalize(text: str) -> str:
+def normalize_for_matching(text: str) -> str:
     """NFKC-normalise, casefold and drop all whitespace: ``"１１ H"`` → ``"11h"``, ``"m³"`` → ``"m3"``."""
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or "").casefold())
 
@@ -42,7 +42,7 @@ def normalize(text: str) -> str:
 def tokenize(text: str, tokenization: Tokenization = "char") -> list[str]:
     """Tokens of ``text`` for ROUGE/BLEU (see the module docstring); ``[]`` for empty text."""
     if tokenization == "char":
-        return list(normalize(text))
+        return list(normalize_for_matching(text))
     if tokenization == "jieba":
         import jieba
 
@@ -121,10 +121,10 @@ def find_key_facts(answer: str, key_facts: Sequence[str]) -> tuple[list[str], li
     """
     from coalqa.numbers import canonical_text
 
-    text, canon = normalize(answer), None
+    text, canon = normalize_for_matching(answer), None
     found, missed = [], []
     for fact in key_facts:
-        norm = normalize(fact)
+        norm = normalize_for_matching(fact)
         if not norm:
             continue
         hit = _fact_pattern(norm).search(text) is not None

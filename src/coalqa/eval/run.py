@@ -1,8 +1,8 @@
 """The evaluation itself, as a Python API (used by ``coalqa eval`` and ``coalqa demo``).
 
 >>> refs = load_references("../shared/eval/dev.jsonl")
->>> loaded = load_eval_model(peft_model="output/deepseek-coal-safety-20250101-120000")
->>> preds = generate_predictions(refs, loaded, EvalConfig())
+>>> model = start_eval_model("output/deepseek-coal-safety-20250101-120000", EvalConfig())
+>>> preds = generate_predictions(refs, model, EvalConfig())
 >>> report = evaluate(refs, preds, EvalConfig(), label="tuned")
 >>> write_report(report, "report")          # report.json + report.md
 """
@@ -10,13 +10,55 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from coalqa.ask.config import AskConfig
 from coalqa.errors import CoalqaError
 from coalqa.eval.config import EvalConfig
 from coalqa.eval.data import match_predictions
 from coalqa.eval.report import build_report, score_items
 from coalqa.jsonio import write_json_atomic
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from coalqa.ask.inference import LoadedModel
+    from coalqa.chat_model import ChatModel
+    from coalqa.retrieval.index import Index
+
+
+def start_eval_model(
+    peft_model: str | Path | None,
+    config: AskConfig,
+    *,
+    no_adapter: bool = False,
+    console: Console | None = None,
+    index: Index | None | bool = True,
+) -> ChatModel:
+    """What is being evaluated, started by :func:`coalqa.chat_model.start_model` (every check; notes printed once on
+    ``console``):
+
+    * ``peft_model`` alone: the fine-tuned model (base, prompt format and 4-bit as it was trained).
+    * ``peft_model`` + ``no_adapter``: that adapter's base model *without* the adapter, prompted with
+      the adapter's own prompt format and precision — the fair "before fine-tuning" run.
+    * ``no_adapter`` + ``config.model_name_or_path``: a base model with the default prompt format and no system prompt.
+
+    ``config.system_prompt`` replaces the system prompt in every case (``""``: none); ``config.dtype``: ``auto`` (by
+    the hardware, :func:`coalqa.hardware.choose_dtype`), ``bfloat16`` or ``float32``. ``index``: as
+    :func:`coalqa.chat_model.start_model` (answers grounded on it).
+
+    Raises:
+        CoalqaError: neither an adapter nor a base model was given, or loading fails.
+    """
+    from coalqa.chat_model import start_model
+
+    if peft_model is None and not no_adapter:
+        raise CoalqaError(
+            "nothing to evaluate: pass --peft_model DIR, --no-adapter (with --model_name_or_path), or --predictions FILE"
+        )
+    if peft_model is None and not config.model_name_or_path:
+        raise CoalqaError("--no-adapter needs --model_name_or_path (or --peft_model DIR to use that adapter's base)")
+    return start_model(peft_model, config, use_adapter=not no_adapter, console=console, index=index)
 
 
 def load_eval_model(
@@ -27,42 +69,20 @@ def load_eval_model(
     load_in_4bit: bool | None = None,
     dtype: str = "auto",
     system_prompt: str | None = None,
-):
-    """Load what is being evaluated, through :func:`coalqa.ask.load_model`.
-
-    * ``peft_model`` alone: the fine-tuned model (base, prompt format and 4-bit as it was trained).
-    * ``peft_model`` + ``no_adapter``: that adapter's base model *without* the adapter, prompted with
-      the adapter's own prompt format and precision — the fair "before fine-tuning" run.
-    * ``no_adapter`` + ``model_name_or_path``: a base model with the default prompt format and no system prompt.
-
-    ``system_prompt`` replaces the system prompt in every case (``""``: none).
-
-    ``dtype``: ``auto`` (by the hardware, :func:`coalqa.hardware.choose_dtype`), ``bfloat16`` or ``float32``.
-
-    Returns:
-        ``coalqa.ask.LoadedModel``.
-
-    Raises:
-        CoalqaError: neither an adapter nor a base model was given, or loading fails.
-    """
-    from coalqa.ask import load_model
-
-    if peft_model is None and not no_adapter:
-        raise CoalqaError(
-            "nothing to evaluate: pass --peft_model DIR, --no-adapter (with --model_name_or_path), or --predictions FILE"
-        )
-    if peft_model is None and not model_name_or_path:
-        raise CoalqaError("--no-adapter needs --model_name_or_path (or --peft_model DIR to use that adapter's base)")
-    return load_model(peft_model, model_name_or_path=model_name_or_path, load_in_4bit=load_in_4bit,
-                      dtype=dtype, use_adapter=not no_adapter, system_prompt=system_prompt)
+) -> LoadedModel:
+    """:func:`start_eval_model` without an index or a console, for the Python API: the
+    :class:`coalqa.ask.LoadedModel` (its notes in ``.notes``)."""
+    config = AskConfig(model_name_or_path=model_name_or_path, load_in_4bit=load_in_4bit, dtype=dtype,
+                       system_prompt=system_prompt)
+    return start_eval_model(peft_model, config, no_adapter=no_adapter, index=None).loaded
 
 
 def generate_predictions(
-    references: list[dict[str, Any]], loaded, config: EvalConfig, *, progress: bool = True,
-    save_to: str | Path | None = None, index=None,
+    references: list[dict[str, Any]], model: ChatModel, config: EvalConfig, *, progress: bool = True,
+    save_to: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Answer every reference question with ``loaded`` through :func:`coalqa.ask.answer`, or, with ``index`` (a
-    loaded :class:`coalqa.retrieval.Index`), grounded through :func:`coalqa.grounding.answer_grounded`.
+    """Answer every reference question with ``model`` (:meth:`coalqa.chat_model.ChatModel.answer`: grounded
+    through :func:`coalqa.grounding.answer_grounded` when it has an index, else plain).
 
     Args:
         save_to: JSON file rewritten after every batch with the answers so far (partial work kept
@@ -73,8 +93,7 @@ def generate_predictions(
         ``finished_reasoning``; grounded: also ``citations``, ``evidence``, ``unsupported_numbers``, ...) with each
         reference's ``id`` added — the ``--predictions`` format.
     """
-    from coalqa.ask import AskConfig, answer
-    from coalqa.grounding import answer_grounded
+    from coalqa.ask import AskConfig
 
     ask_config = AskConfig.model_validate(config.model_dump(include=set(AskConfig.model_fields)))
     done: dict[int, dict[str, Any]] = {}
@@ -85,12 +104,33 @@ def generate_predictions(
         if save_to is not None:
             write_json_atomic(save_to, [done[i] for i in sorted(done)])
 
-    questions = [r["question"] for r in references]
-    if index is not None:
-        answer_grounded(loaded, index, questions, ask_config, progress=progress, on_batch=save)
-    else:
-        answer(loaded, questions, ask_config, progress=progress, on_batch=save)
+    model.answer([r["question"] for r in references], ask_config, progress=progress, on_batch=save)
     return [done[i] for i in range(len(references))]
+
+
+def run_eval(
+    references: list[dict[str, Any]], model: ChatModel, config: EvalConfig, output: str | Path, *,
+    label: str, predictions_file: str | Path, meta: dict[str, Any], source: str = "predictions",
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The evaluation entry point of ``coalqa eval`` and the demo: answer ``references`` with ``model`` (saved to
+    ``predictions_file`` as they come), score them (:func:`evaluate`, grounded on ``model.index`` when set) and write
+    ``output``.json/.md (:func:`coalqa.eval.report.write_report`).
+
+    ``meta`` (``references``, ``generation``, ``grounding``, ...) goes into the report with ``predictions`` and
+    ``model`` (:meth:`coalqa.ask.LoadedModel.describe`) added.
+
+    Returns:
+        ``(report, predictions)``.
+    """
+    from coalqa.eval.report import write_report
+
+    preds = generate_predictions(references, model, config, progress=progress, save_to=predictions_file)
+    first = {k: meta[k] for k in ("references",) if k in meta}
+    meta = first | {"predictions": str(predictions_file), "model": model.loaded.describe()} | meta
+    report = evaluate(references, preds, config, label=label, source=source, meta=meta, index=model.index)
+    write_report(report, output)
+    return report, preds
 
 
 def evaluate(
@@ -101,7 +141,7 @@ def evaluate(
     label: str = "run",
     source: str = "predictions",
     meta: dict[str, Any] | None = None,
-    index=None,
+    index: Index | None = None,
 ) -> dict[str, Any]:
     """Score ``predictions`` against ``references`` (optionally with the LLM judge) into a report dict.
 

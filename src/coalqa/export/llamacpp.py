@@ -31,10 +31,14 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import file_sha256
 from coalqa.offline import cache_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # llama-cpp-python 0.3.36 vendors ggml-org/llama.cpp@0c1e57098 (its CHANGELOG.md). SHA-256 of the sdist as
 # served by pypi.org (checked with `pip download --require-hashes --index-url https://pypi.org/simple`).
@@ -248,13 +252,13 @@ def read_metadata(path: Path) -> dict:
     }
 
 
-def is_r1_tokenizer(tokenizer) -> bool:
+def is_r1_tokenizer(tokenizer: PreTrainedTokenizerBase) -> bool:
     """True for the DeepSeek-R1-Distill-Qwen tokenizer (its ``<｜Assistant｜>`` and ``<｜end▁of▁sentence｜>`` tokens)."""
     vocab = tokenizer.get_vocab()
     return "<｜Assistant｜>" in vocab and "<｜end▁of▁sentence｜>" in vocab
 
 
-def check_metadata(meta: dict, model_type: str, tokenizer) -> list[str]:
+def check_metadata(meta: dict, model_type: str, tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """Problems of a written GGUF compared with the merged model (empty list: all as expected).
 
     Checked: ``general.architecture`` is the model type (``qwen2``); a BPE tokenizer has a recognised
@@ -288,7 +292,7 @@ def quantize_command(gguf_path: Path, kind: str = "Q4_K_M") -> str:
     return f"llama-quantize {flag}{gguf_path} {gguf_path.with_name(f'{stem}-{kind}.gguf')} {kind}"
 
 
-def llama_cpp_check(path: Path, tokenizer, texts: list[str], prompts: list[list[int]], expected: list[list[int]],
+def llama_cpp_check(path: Path, tokenizer: PreTrainedTokenizerBase, texts: list[str], prompts: list[list[int]], expected: list[list[int]],
                     eos_ids: list[int]) -> dict | None:
     """Run the GGUF in llama.cpp (``llama-cpp-python``, when installed) against the merged model's greedy tokens.
 

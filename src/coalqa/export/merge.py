@@ -25,11 +25,16 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import share_saved_weights
 from coalqa.template import SAVED_FORMAT_FILE, encode_prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from coalqa.ask.inference import LoadedModel
 
 # Fixed check prompts: questions of the kind the adapter was trained on (numbers, duties, intervals).
 CHECK_QUESTIONS = [
@@ -94,7 +99,7 @@ def save_dtype_for(base_config, requested: str = "auto") -> tuple[str, str]:
     return "bfloat16", "auto: the base checkpoint's dtype is not recorded; bfloat16 is DeepSeek-R1-Distill's own"
 
 
-def merge_adapter(loaded, adapter_dir: Path, save_dtype: str):
+def merge_adapter(loaded: LoadedModel, adapter_dir: Path, save_dtype: str):
     """Merge the adapter of ``loaded`` (a :class:`coalqa.ask.LoadedModel` with a ``PeftModel``) into its base.
 
     The adapter is removed from ``loaded.model`` (which is unusable afterwards), a 4-bit base is dequantized to
@@ -126,7 +131,7 @@ def merge_adapter(loaded, adapter_dir: Path, save_dtype: str):
     return model.to(getattr(torch, save_dtype)).eval(), method
 
 
-def save_merged(model, tokenizer, fmt, folder: Path, adapter_dir: Path, eos_ids: list[int]) -> None:
+def save_merged(model, tokenizer: PreTrainedTokenizerBase, fmt, folder: Path, adapter_dir: Path, eos_ids: list[int]) -> None:
     """Write ``folder``: safetensors weights, ``config.json``, tokenizer + chat template, serving defaults.
 
     ``generation_config.json`` carries sampling with temperature 0.6, top_p 0.95 and the EOS ids;
@@ -160,7 +165,7 @@ def save_merged(model, tokenizer, fmt, folder: Path, adapter_dir: Path, eos_ids:
     partial.rename(folder)
 
 
-def eos_ids_of(tokenizer, model) -> list[int]:
+def eos_ids_of(tokenizer: PreTrainedTokenizerBase, model) -> list[int]:
     """EOS ids of the tokenizer and the model's generation config (sorted, no ``None``)."""
     ids = {tokenizer.eos_token_id}
     own = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -205,12 +210,12 @@ def greedy_and_logits(model, prompts: list[list[int]], tokens: int, eos_ids: lis
     return continuations, logits
 
 
-def check_prompts(tokenizer, fmt) -> list[list[int]]:
+def check_prompts(tokenizer: PreTrainedTokenizerBase, fmt) -> list[list[int]]:
     """Token ids of :data:`CHECK_QUESTIONS` in the adapter's prompt format (:func:`coalqa.template.encode_prompt`)."""
     return [encode_prompt(tokenizer, q, fmt) for q in CHECK_QUESTIONS]
 
 
-def compare(reference: tuple[list, list], merged: tuple[list, list], tokenizer, tokens: int) -> CheckResult:
+def compare(reference: tuple[list, list], merged: tuple[list, list], tokenizer: PreTrainedTokenizerBase, tokens: int) -> CheckResult:
     """Compare ``(continuations, logits)`` of base + adapter with those of the merged model (same prompts)."""
     ref_cont, ref_logits = reference
     new_cont, new_logits = merged

@@ -17,8 +17,13 @@ Modelfile reference: Ollama's docs/modelfile.md (FROM, TEMPLATE, SYSTEM, PARAMET
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from coalqa.errors import CoalqaError
 from coalqa.template import PromptFormat, render_prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 R1_USER, R1_ASSISTANT, R1_EOS = "<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"
 
@@ -47,7 +52,7 @@ def _quoted(text: str, what: str) -> str:
     return f'"""{text}"""'
 
 
-def template_for(tokenizer, fmt: PromptFormat) -> tuple[str, list[str]]:
+def template_for(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat) -> tuple[str, list[str]]:
     """``(Go template, stop strings)`` for the adapter's prompt format.
 
     Raises:
@@ -71,7 +76,7 @@ def template_for(tokenizer, fmt: PromptFormat) -> tuple[str, list[str]]:
     return R1_TEMPLATE, [R1_EOS, R1_USER, R1_ASSISTANT]
 
 
-def modelfile(gguf_name: str, tokenizer, fmt: PromptFormat, temperature: float, top_p: float,
+def modelfile(gguf_name: str, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, temperature: float, top_p: float,
               header: str = "") -> str:
     """The Modelfile text: ``FROM ./gguf_name`` (same folder), ``TEMPLATE``, ``SYSTEM``, stops, sampling.
 

@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from coalqa.ask.inference import TRAIN_CONFIG, read_adapter_folder
 from coalqa.env import library_versions
@@ -35,6 +36,9 @@ from coalqa.export.merge import SERVING_TEMPERATURE, SERVING_TOP_P
 from coalqa.jsonio import file_sha256, share_saved_weights, write_json_atomic, write_text_atomic
 from coalqa.paths import check_outputs
 from coalqa.template import PromptFormat, render_prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 REPORT_JSON, REPORT_MD = "export_report.json", "export_report.md"
 NEEDS = {"merged": ["merged"], "gguf": ["merged", "gguf"], "ollama": ["merged", "gguf", "ollama"], "vllm": ["vllm"],
@@ -156,6 +160,33 @@ def export_vllm(adapter_dir: Path, adapter_cfg: dict, train_cfg: dict, base: str
             "command": shlex.join(command), "notes": notes}
 
 
+def _before_the_merge(adapter_dir: Path, base: str, train_cfg: dict, config: Any, formats: list[str], cfg: ExportConfig,
+                      out_dir: Path, say: Callable[[str], None]) -> tuple[Any, int]:
+    """What can fail is checked before the long merge: the GGUF converter found (or fetched), a chat template the
+    Modelfile can reproduce, enough disk space; returns ``(converter or None, parameter count or 0)``.
+
+    Raises:
+        CoalqaError: no converter, a chat template Ollama cannot reproduce, or too little disk space.
+    """
+    converter = None
+    if "gguf" in formats:  # resolve (or fetch) the converter before the long merge
+        converter = llamacpp.find_converter(cfg.llama_cpp)
+        say(f"GGUF converter: {converter.source}")
+    if "ollama" in formats:  # a chat template the Modelfile cannot reproduce is refused before the long merge
+        from coalqa.modeling import load_tokenizer
+
+        has_own = (adapter_dir / "tokenizer_config.json").is_file()
+        ollama.template_for(load_tokenizer(adapter_dir if has_own else base), _prompt_format(train_cfg))
+    params = count_parameters(config) if "merged" in formats else 0
+    if params:
+        from coalqa.export.merge import save_dtype_for
+
+        need = params * (4 if save_dtype_for(config, cfg.save_dtype)[0] == "float32" else 2)
+        need += params * llamacpp.GGUF_BYTES_PER_PARAM[cfg.gguf_type] if "gguf" in formats else 0
+        check_disk(out_dir, int(need), f"{', '.join(formats)} of a {params / 1e9:.2f}B-parameter model")
+    return converter, params
+
+
 def export_model(peft_model: str | Path, out_dir: str | Path, cfg: ExportConfig | None = None, *,
                  overwrite: bool = False, log: Callable[[str], None] | None = None,
                  config_file: Path | None = None) -> dict:
@@ -204,22 +235,7 @@ def export_model(peft_model: str | Path, out_dir: str | Path, cfg: ExportConfig 
     }
     if not train_cfg:
         report["notes"] = [f"{adapter_dir} has no {TRAIN_CONFIG}: default prompt format, full-precision base assumed"]
-    converter = None
-    if "gguf" in formats:  # resolve (or fetch) the converter before the long merge
-        converter = llamacpp.find_converter(cfg.llama_cpp)
-        say(f"GGUF converter: {converter.source}")
-    if "ollama" in formats:  # a chat template the Modelfile cannot reproduce is refused before the long merge
-        from coalqa.modeling import load_tokenizer
-
-        has_own = (adapter_dir / "tokenizer_config.json").is_file()
-        ollama.template_for(load_tokenizer(adapter_dir if has_own else base), _prompt_format(train_cfg))
-    params = count_parameters(config) if "merged" in formats else 0
-    if params:
-        from coalqa.export.merge import save_dtype_for
-
-        need = params * (4 if save_dtype_for(config, cfg.save_dtype)[0] == "float32" else 2)
-        need += params * llamacpp.GGUF_BYTES_PER_PARAM[cfg.gguf_type] if "gguf" in formats else 0
-        check_disk(out_dir, int(need), f"{', '.join(formats)} of a {params / 1e9:.2f}B-parameter model")
+    converter, params = _before_the_merge(adapter_dir, base, train_cfg, config, formats, cfg, out_dir, say)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if "vllm" in formats:
@@ -256,7 +272,7 @@ def _export_merged(adapter_dir: Path, base: str, cfg: ExportConfig, out_dir: Pat
                    say: Callable[[str], None]):
     from coalqa.ask.inference import load_model
     from coalqa.export import merge
-    from coalqa.modeling import load_model as load_plain_model
+    from coalqa.modeling import load_base_model
 
     say(f"loading {base} + adapter as trained …")
     with warnings.catch_warnings():  # load_model's notes are said below, without a source line
@@ -281,7 +297,7 @@ def _export_merged(adapter_dir: Path, base: str, cfg: ExportConfig, out_dir: Pat
     del model
     merge.free_memory()
     say("reloading the merged folder (plain transformers, no peft) to compare")
-    reloaded = load_plain_model(folder, compute_dtype=compute_dtype)
+    reloaded = load_base_model(folder, compute_dtype=compute_dtype)
     mine = merge.greedy_and_logits(reloaded, prompts, cfg.check_tokens, eos, pad, forced=reference[0], desc="merged")
     check = merge.compare(reference, mine, tokenizer, cfg.check_tokens)
     del reloaded
@@ -344,7 +360,7 @@ def _export_gguf(converter, out_dir: Path, cfg: ExportConfig, model_type: str, m
     }, problems
 
 
-def _export_ollama(gguf_path: Path, tokenizer, fmt: PromptFormat, cfg: ExportConfig, adapter_dir: Path) -> dict:
+def _export_ollama(gguf_path: Path, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, cfg: ExportConfig, adapter_dir: Path) -> dict:
     header = (f"written by coalqa export from {adapter_dir.resolve()}\n"
               f"ollama create {cfg.name} -f Modelfile    (then: ollama run {cfg.name})\n"
               "needs an Ollama whose llama.cpp reads the deepseek-r1-qwen pre-tokenizer (releases after 0.5.7)")

@@ -9,7 +9,7 @@ The LLM client it calls (:func:`coalqa.llm.make_chat_client`) lives in :mod:`coa
 from coalqa.generate.clause import clause_pairs, fact_pairs, quantities, split_text
 from coalqa.generate.command import load_chunks
 from coalqa.generate.config import GenerateConfig
-from coalqa.generate.dedup import make_deduper, normalize
+from coalqa.generate.dedup import make_deduper, normalize_for_dedup
 from coalqa.generate.parse import parse_pairs
 from coalqa.generate.prompt import load_prompt, render_prompt
 from coalqa.generate.run import build_dataset, run_generate
@@ -25,7 +25,7 @@ __all__ = [
     "load_chunks",
     "load_prompt",
     "make_deduper",
-    "normalize",
+    "normalize_for_dedup",
     "parse_pairs",
     "quantities",
     "render_prompt",

@@ -20,7 +20,7 @@ _NUMBERS = re.compile(r"[0-9]+|[零〇一二三四五六七八九十百千万两
 NUM_PERM = 64
 
 
-def normalize(question: str) -> str:
+def normalize_for_dedup(question: str) -> str:
     """NFKC, lower case, keep only letters and digits (drops spaces and punctuation)."""
     text = unicodedata.normalize("NFKC", question).lower()
     return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
@@ -44,10 +44,10 @@ def make_deduper(threshold: float = 0.8):
     kept: dict[str, tuple[set[str], list[str]]] = {}
 
     def seen(question: str, answer: str = "") -> str | None:
-        norm = normalize(question)
+        norm = normalize_for_dedup(question)
         if norm in exact:
             return "duplicate_exact"
-        grams, numbers = _bigrams(norm), _NUMBERS.findall(norm) + ["→"] + _NUMBERS.findall(normalize(answer))
+        grams, numbers = _bigrams(norm), _NUMBERS.findall(norm) + ["→"] + _NUMBERS.findall(normalize_for_dedup(answer))
         mh = MinHash(num_perm=NUM_PERM)
         mh.update_batch([g.encode("utf-8") for g in grams])
         for key in lsh.query(mh):

@@ -32,7 +32,7 @@ from coalqa.generate.prompt import Prompt, load_prompt, render_prompt
 from coalqa.generate.validate import check_faithful, check_pair
 from coalqa.jsonio import file_sha256, read_rows
 from coalqa.jsonio import write_text_atomic as write_atomic
-from coalqa.llm import ChatFn, FatalLLMError, make_chat_client, redact
+from coalqa.llm import ChatFn, FatalLLMError, chat_client_for, redact
 
 log = logging.getLogger("coalqa.generate")
 CLAUSE_VERSION = "clause-v2"
@@ -252,6 +252,63 @@ def _previous_pairs(path: Path, todo: list[dict], header: dict[str, Any], nth: d
     return out
 
 
+def _summary(output: Path, cfg: GenerateConfig, header: dict[str, Any], prompt: Prompt | None, paths: dict[str, Path],
+             chunks: list[dict[str, Any]], chunks_path: str | Path | None, run: dict[str, Any],
+             dataset: list[dict[str, Any]], reasons: dict[str, int], lookup: Callable) -> dict[str, Any]:
+    """The run summary (``*.summary.json``): provider, chunk counts (``run``: this run's counts), pairs kept and
+    rejected by reason, tokens, failed chunks, settings, files, elapsed time."""
+    llm = cfg.provider != "clause"
+    done, failed, session = run["done"], run["failed"], run["session"]
+    dups = {k: reasons.get(f"duplicate_{k}", 0) for k in ("exact", "near")}
+    return {
+        "output": str(output),
+        "provider": cfg.provider,
+        "model": header["model"],
+        "base_url": cfg.base_url if llm else None,
+        "prompt": {"version": header["prompt_version"], "file": prompt.path if prompt else None},
+        "chunks": {"total": len(chunks), "done": done, "failed": len(failed), "not_attempted": len(chunks) - done - len(failed),
+                   "reused_from_checkpoint": run["reused"],
+                   "reused_from_previous_qa": run["seeded"], "generated_this_run": session["done"],
+                   "stale_records_ignored": run["stale"]},
+        "chunks_file": {"path": str(Path(chunks_path).resolve()), "sha256": file_sha256(chunks_path)} if chunks_path else None,
+        "pairs": {
+            "kept": len(dataset),
+            "candidates": sum(len(r["pairs"]) for c in chunks if (r := lookup(c)) and r.get("status") == "done"),
+            "rejected": sum(v for k, v in reasons.items() if not k.startswith("duplicate_")),
+            "rejected_by_reason": {k: v for k, v in sorted(reasons.items()) if not k.startswith("duplicate_")},
+            "duplicates_removed": sum(dups.values()),
+            "duplicates_by_kind": dups,
+        },
+        "tokens": {"this_run": {k: session[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+                   "all_runs": run["tokens"]},
+        "failed_chunks": failed,
+        "settings": cfg.model_dump(mode="json", exclude=None if llm else LLM_ONLY),
+        "files": {k: str(v) for k, v in paths.items()},
+        "elapsed_s": round(time.monotonic() - run["started"], 2),
+    }
+
+
+def _todo(chunks: list[dict[str, Any]], cfg: GenerateConfig, checkpoint: Path, header: dict[str, Any],
+          nth: dict[str, int] | None) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
+    """``(chunks still to generate, checkpoint records of chunks no longer present, records seeded from
+    cfg.previous_qa)``: a chunk whose record in the checkpoint (found by content hash) is done is not redone.
+
+    Raises:
+        CoalqaError: the checkpoint was made with other settings.
+    """
+    found, records, _ = read_checkpoint(checkpoint)
+    check_header(checkpoint, found, header)
+    lookup = record_finder(records, nth)
+    todo = [c for c in chunks if not ((rec := lookup(c)) and rec.get("status") == "done")]
+    current = {content_sha(c) for c in chunks}
+    stale = sum(1 for r in records.values() if r.get("chunk_sha") and r["chunk_sha"] not in current)
+    seeded = _previous_pairs(cfg.previous_qa, todo, header, nth) if cfg.previous_qa else []
+    if seeded:
+        done_ids = {r["chunk_id"] for r in seeded}
+        todo = [c for c in todo if c["id"] not in done_ids]
+    return todo, stale, seeded
+
+
 def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: GenerateConfig, *,
                  chat: ChatFn | None = None, console: Console | None = None,
                  chunks_path: str | Path | None = None) -> dict[str, Any]:
@@ -284,35 +341,16 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
     prompt = load_prompt(cfg.prompt) if llm else None
     paths = side_paths(output, cfg)
     header = _header(cfg, prompt)
-    found, records, _ = read_checkpoint(paths["checkpoint"])
-    check_header(paths["checkpoint"], found, header)
     nth = None if llm else occurrences(chunks)
-    lookup = record_finder(records, nth)
-
-    def finished_before(c: dict) -> bool:
-        rec = lookup(c)
-        return bool(rec) and rec.get("status") == "done"
-
-    todo = [c for c in chunks if not finished_before(c)]
-    current = {content_sha(c) for c in chunks}
-    stale = sum(1 for r in records.values() if r.get("chunk_sha") and r["chunk_sha"] not in current)
-    seeded = _previous_pairs(cfg.previous_qa, todo, header, nth) if cfg.previous_qa else []
-    if seeded:
-        done_ids = {r["chunk_id"] for r in seeded}
-        todo = [c for c in todo if c["id"] not in done_ids]
+    todo, stale, seeded = _todo(chunks, cfg, paths["checkpoint"], header, nth)
     if todo and llm and chat is None:
-        chat = make_chat_client(cfg.provider, cfg.model, cfg.base_url, cfg.timeout, cfg.max_retries,
-                                retry_wait=cfg.retry_wait, max_concurrency=cfg.concurrency,
-                                temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens)
+        chat = chat_client_for(cfg, max_concurrency=cfg.concurrency)
     if len(todo) < len(chunks):
         console.print(f"reusing {len(chunks) - len(todo) - len(seeded)} unchanged chunk(s) from {paths['checkpoint']}"
                       + (f" and {len(seeded)} from {cfg.previous_qa}" if seeded else "")
                       + f"; generating {len(todo)} new or changed of {len(chunks)}"
                       + (f"; {stale} checkpoint record(s) of chunks no longer present are ignored" if stale else ""))
-    if llm:
-        make_record = lambda c: _llm_record(c, chat, prompt, cfg)
-    else:
-        make_record = lambda c: _clause_record(c, cfg, nth[c["id"]])
+    make_record = (lambda c: _llm_record(c, chat, prompt, cfg)) if llm else (lambda c: _clause_record(c, cfg, nth[c["id"]]))
     append, close = open_checkpoint(paths["checkpoint"], header, durable=llm)
     for rec in seeded:
         append(rec)
@@ -331,36 +369,14 @@ def run_generate(chunks: list[dict[str, Any]], output: str | Path, cfg: Generate
     _, records, tokens = read_checkpoint(paths["checkpoint"])
     dataset, rejects, reasons = build_dataset(chunks, records, cfg, nth)
     lookup = record_finder(records, nth)
+    finished_before = lambda c: bool(rec := lookup(c)) and rec.get("status") == "done"
     failed = [{"chunk_id": c["id"], "error": records[c["id"]].get("error")} for c in chunks
               if c["id"] in records and records[c["id"]].get("status") == "failed" and not finished_before(c)]
     done = sum(1 for c in chunks if finished_before(c))  # records were re-read: counts every run
-    dups = {k: reasons.get(f"duplicate_{k}", 0) for k in ("exact", "near")}
-    summary = {
-        "output": str(output),
-        "provider": cfg.provider,
-        "model": header["model"],
-        "base_url": cfg.base_url if llm else None,
-        "prompt": {"version": header["prompt_version"], "file": prompt.path if prompt else None},
-        "chunks": {"total": len(chunks), "done": done, "failed": len(failed), "not_attempted": len(chunks) - done - len(failed),
-                   "reused_from_checkpoint": len(chunks) - len(todo) - len(seeded),
-                   "reused_from_previous_qa": len(seeded), "generated_this_run": session["done"],
-                   "stale_records_ignored": stale},
-        "chunks_file": {"path": str(Path(chunks_path).resolve()), "sha256": file_sha256(chunks_path)} if chunks_path else None,
-        "pairs": {
-            "kept": len(dataset),
-            "candidates": sum(len(r["pairs"]) for c in chunks if (r := lookup(c)) and r.get("status") == "done"),
-            "rejected": sum(v for k, v in reasons.items() if not k.startswith("duplicate_")),
-            "rejected_by_reason": {k: v for k, v in sorted(reasons.items()) if not k.startswith("duplicate_")},
-            "duplicates_removed": sum(dups.values()),
-            "duplicates_by_kind": dups,
-        },
-        "tokens": {"this_run": {k: session[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
-                   "all_runs": tokens},
-        "failed_chunks": failed,
-        "settings": cfg.model_dump(mode="json", exclude=None if llm else LLM_ONLY),
-        "files": {k: str(v) for k, v in paths.items()},
-        "elapsed_s": round(time.monotonic() - started, 2),
-    }
+    summary = _summary(output, cfg, header, prompt, paths, chunks, chunks_path, {
+        "done": done, "failed": failed, "reused": len(chunks) - len(todo) - len(seeded), "seeded": len(seeded),
+        "stale": stale, "session": session, "tokens": tokens, "started": started,
+    }, dataset, reasons, lookup)
     write_atomic(output, json.dumps(dataset, ensure_ascii=False, indent=2) + "\n")
     write_atomic(paths["rejects"], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
     write_atomic(paths["summary"], redact(json.dumps(summary, ensure_ascii=False, indent=2)) + "\n")

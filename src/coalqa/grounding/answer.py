@@ -22,10 +22,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coalqa.ask.config import AskConfig
 from coalqa.errors import CoalqaError
 from coalqa.numbers import unsupported_quantities
+from coalqa.retrieval.config import GroundingConfig
+
+if TYPE_CHECKING:
+    from coalqa.ask.inference import LoadedModel
+    from coalqa.chat_model import ChatModel
+    from coalqa.retrieval.index import Index
 
 DEFAULT_CONTEXT_K = 3
 ABSTAIN_ANSWER = "未找到能支持回答该问题的规程条款，不作回答。请换一种问法，或直接查阅规程原文。"
@@ -43,13 +51,13 @@ class Grounding:
     context: list[dict] | None = None  # the clauses for the prompt (None: no supporting clause, the question alone)
 
 
-def context_k(loaded, config: AskConfig) -> int:
+def context_k(loaded: LoadedModel | ChatModel, config: GroundingConfig) -> int:
     """Clauses per prompt: ``config.context_k``, else the adapter's training ``context_k``, else 3."""
     trained = (getattr(loaded, "train_context", None) or {}).get("context_k")
     return config.context_k or trained or DEFAULT_CONTEXT_K
 
 
-def check_index_fits(loaded, index, config: AskConfig) -> None:
+def check_index_fits(loaded: LoadedModel | ChatModel, index: Index, config: GroundingConfig) -> None:
     """Refuse an index that holds other chunks than the one the adapter was trained with (``check_index``).
 
     Raises:
@@ -66,22 +74,19 @@ def check_index_fits(loaded, index, config: AskConfig) -> None:
         )
 
 
-def check_adapter_fits_index(peft_model, index, config: AskConfig) -> None:
+def check_adapter_fits_index(peft_model: str | Path, index: Index, config: GroundingConfig) -> None:
     """:func:`check_index_fits` from the adapter folder's ``train_config.yaml`` alone, before any weights are loaded,
     so that a wrong ``--index`` is refused in a second, not after the model has loaded.
 
     Raises:
         CoalqaError: as :func:`check_index_fits`; the adapter folder is missing or unreadable.
     """
-    from types import SimpleNamespace
+    from coalqa.chat_model import ChatModel
 
-    from coalqa.ask.inference import read_adapter_folder, training_context
-
-    _, train_cfg = read_adapter_folder(peft_model)
-    check_index_fits(SimpleNamespace(train_context=training_context(train_cfg), adapter=peft_model), index, config)
+    check_index_fits(ChatModel.prompt_format_only(peft_model), index, config)
 
 
-def retrieve_support(index, question: str, config: AskConfig, k: int, clause_chars: int = 0) -> Grounding:
+def retrieve_support(index: Index, question: str, config: GroundingConfig, k: int, clause_chars: int = 0) -> Grounding:
     """Retrieve ``k`` clauses for ``question`` and keep those that support it (see the module docstring); their
     prompt text is cut to ``clause_chars`` (``PromptFormat.clause_chars``, :meth:`coalqa.retrieval.Index.focus`)."""
     hits = index.search(question, k)
@@ -91,7 +96,7 @@ def retrieve_support(index, question: str, config: AskConfig, k: int, clause_cha
     return Grounding(question, hits, supporting, context)
 
 
-def evidence(index, question: str, clauses: Sequence[dict], n: int) -> list[dict]:
+def evidence(index: Index, question: str, clauses: Sequence[dict], n: int) -> list[dict]:
     """The ``n`` sentences of ``clauses`` that best match ``question``, verbatim, best first (ties: clause order).
 
     A sentence scores the summed BM25 IDF of the distinct question tokens it holds; sentences scoring 0 are left out.
@@ -107,7 +112,7 @@ def evidence(index, question: str, clauses: Sequence[dict], n: int) -> list[dict
     return [item for *_, item in sorted(scored, key=lambda s: s[:3])[:n]]
 
 
-def finish(index, grounding: Grounding, result: dict, config: AskConfig) -> dict:
+def finish(index: Index, grounding: Grounding, result: dict, config: GroundingConfig) -> dict:
     """``result`` (an :func:`coalqa.ask.answer` record) with ``grounded``, ``abstained``, ``citations``,
     ``evidence`` and ``unsupported_numbers`` added (see the module docstring)."""
     cited = grounding.supporting
@@ -131,8 +136,8 @@ def abstention(grounding: Grounding) -> dict:
 
 
 def answer_grounded(
-    loaded,
-    index,
+    loaded: LoadedModel,
+    index: Index,
     questions: list[str],
     config: AskConfig | None = None,
     *,

@@ -2,6 +2,14 @@
 judge in :mod:`coalqa.eval.judge`). Its failure contract is in :mod:`coalqa.llm.client`'s docstring.
 """
 
-from coalqa.llm.client import KEY_ENV, AdaptiveLimit, ChatFn, FatalLLMError, make_chat_client, redact
+from coalqa.llm.client import (
+    KEY_ENV,
+    AdaptiveLimit,
+    ChatFn,
+    FatalLLMError,
+    chat_client_for,
+    make_chat_client,
+    redact,
+)
 
-__all__ = ["KEY_ENV", "AdaptiveLimit", "ChatFn", "FatalLLMError", "make_chat_client", "redact"]
+__all__ = ["KEY_ENV", "AdaptiveLimit", "ChatFn", "FatalLLMError", "chat_client_for", "make_chat_client", "redact"]

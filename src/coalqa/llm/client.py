@@ -268,6 +268,49 @@ def _sdk_client(provider: str, key: str, base_url: str | None, timeout: float) -
     return OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
 
+def _one_attempt(client: Any, provider: str, model: str, base_url: str | None, extra: dict[str, Any],
+                 limit: AdaptiveLimit) -> ChatFn:
+    """One request through ``client`` under ``limit``, without retries: a permanent error stops the client
+    (:class:`FatalLLMError`), a 429 pauses the limit for its ``Retry-After``; a malformed reply raises
+    :class:`MalformedResponseError`."""
+
+    def attempt(messages: list[dict[str, str]]) -> tuple[str, dict[str, int]]:
+        sent_in = limit.acquire()
+        outcome, pause = "other", None
+        try:
+            resp = client.chat.completions.create(model=model, messages=messages, **extra)
+            outcome = "ok"
+        except Exception as e:
+            kind = classify(e)
+            if kind == "permanent":
+                code = error_code(e)
+                fatal = FatalLLMError(
+                    f"{provider} refused the request with HTTP {status_of(e)}"
+                    + (f" (error code {code})" if code and code != str(status_of(e)) else "")
+                    + f" at {base_url or 'the default endpoint'}: {redact(str(e))[:300]}. Retrying cannot fix this: "
+                    f"check the key in {KEY_ENV[provider]}, the account's balance and permissions, the model name "
+                    f"{model!r} and --base_url"
+                )
+                limit.stop(fatal)
+                raise fatal from None
+            if kind == "transient" and status_of(e) == 429:
+                outcome, pause = "rate_limited", retry_after(e)
+            raise
+        finally:
+            limit.release(sent_in, outcome, pause)
+        try:
+            text = resp.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError, KeyError) as e:
+            raise MalformedResponseError(f"reply is not a chat completion: {redact(str(resp))[:200]}") from e
+        if not isinstance(text, str):
+            raise MalformedResponseError(f"message content is {type(text).__name__}, not text")
+        usage = getattr(resp, "usage", None)
+        counts = {k: int(getattr(usage, k, 0) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+        return text, counts
+
+    return attempt
+
+
 def make_chat_client(
     provider: str,
     model: str,
@@ -316,39 +359,7 @@ def make_chat_client(
     extra = {k: v for k, v in params.items() if v is not None}
     limit = AdaptiveLimit(max_concurrency)
 
-    def attempt(messages: list[dict[str, str]]) -> tuple[str, dict[str, int]]:
-        sent_in = limit.acquire()
-        outcome, pause = "other", None
-        try:
-            resp = client.chat.completions.create(model=model, messages=messages, **extra)
-            outcome = "ok"
-        except Exception as e:
-            kind = classify(e)
-            if kind == "permanent":
-                code = error_code(e)
-                fatal = FatalLLMError(
-                    f"{provider} refused the request with HTTP {status_of(e)}"
-                    + (f" (error code {code})" if code and code != str(status_of(e)) else "")
-                    + f" at {base_url or 'the default endpoint'}: {redact(str(e))[:300]}. Retrying cannot fix this: "
-                    f"check the key in {KEY_ENV[provider]}, the account's balance and permissions, the model name "
-                    f"{model!r} and --base_url"
-                )
-                limit.stop(fatal)
-                raise fatal from None
-            if kind == "transient" and status_of(e) == 429:
-                outcome, pause = "rate_limited", retry_after(e)
-            raise
-        finally:
-            limit.release(sent_in, outcome, pause)
-        try:
-            text = resp.choices[0].message.content or ""
-        except (AttributeError, IndexError, TypeError, KeyError) as e:
-            raise MalformedResponseError(f"reply is not a chat completion: {redact(str(resp))[:200]}") from e
-        if not isinstance(text, str):
-            raise MalformedResponseError(f"message content is {type(text).__name__}, not text")
-        usage = getattr(resp, "usage", None)
-        counts = {k: int(getattr(usage, k, 0) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
-        return text, counts
+    attempt = _one_attempt(client, provider, model, base_url, extra, limit)
 
     retrying = Retrying(
         retry=retry_if_exception(lambda e: classify(e) == "transient"),
@@ -363,3 +374,22 @@ def make_chat_client(
 
     chat.limit = limit  # type: ignore[attr-defined]  (for progress reports and benchmarks)
     return chat
+
+
+REQUEST_PARAMS = ("temperature", "top_p", "max_tokens")  # request fields make_chat_client passes on (its **params)
+
+
+def chat_client_for(settings: Any, **overrides: Any) -> ChatFn:
+    """:func:`make_chat_client` configured from ``settings`` (e.g. :class:`coalqa.generate.GenerateConfig`): every
+    argument it takes, and :data:`REQUEST_PARAMS`, read from the attribute of the same name where ``settings`` has one;
+    ``overrides`` win (``max_concurrency=cfg.concurrency``).
+
+    Raises:
+        as :func:`make_chat_client`.
+    """
+    import inspect
+
+    names = [n for n, p in inspect.signature(make_chat_client).parameters.items() if p.kind is not p.VAR_KEYWORD]
+    kwargs = {n: getattr(settings, n) for n in (*names, *REQUEST_PARAMS) if hasattr(settings, n)}
+    return make_chat_client(**(kwargs | overrides))
+

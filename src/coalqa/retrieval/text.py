@@ -1,6 +1,6 @@
 """Text handling for retrieval: one normalisation, one tokeniser, the corpus' own terms, sentences.
 
-* **Normalisation** — :func:`coalqa.numbers.normalize_text` (NFKC + casefold), the same form the number check
+* **Normalisation** — :func:`coalqa.numbers.nfkc_casefold` (NFKC + casefold), the same form the number check
   works on: full-width ``６０日``, ``％`` and ``ｍ３`` read as ``60日``, ``%``, ``m3``. jieba splits full-width
   digits one by one (``６/０/日``), so without it a question typed with half-width digits would miss the clause.
   Only the index and the queries see normalised text; chunks are stored and shown as written.
@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from coalqa.numbers import normalize_text
+from coalqa.numbers import nfkc_casefold
 
 # Bump when tokenisation changes: an index built with another version is refused (rebuild message).
 TOKENIZER_VERSION = 1
@@ -40,9 +40,9 @@ _QUOTED = re.compile(r"[“\"「『]([\u4e00-\u9fff]{2,12})[”\"」』]")
 _SENTENCE_END = re.compile(r"(?<=[。；;！!？?])|\n+")
 
 
-def normalize(text: str) -> str:
+def normalize_for_index(text: str) -> str:
     """The form the index and the queries see: NFKC + casefold (``"３０ｍ３／ｓ"`` → ``"30m3/s"``)."""
-    return normalize_text(text)
+    return nfkc_casefold(text)
 
 
 def corpus_terms(chunks: Iterable[dict]) -> dict[str, int]:
@@ -60,11 +60,11 @@ def corpus_terms(chunks: Iterable[dict]) -> dict[str, int]:
             terms[piece] = terms.get(piece, 0) + 1
 
     for c in chunks:
-        add(re.sub(r"[^\u4e00-\u9fff]+", "", normalize(c.get("title") or "")))  # the title whole (防治煤与瓦斯突出细则)
+        add(re.sub(r"[^\u4e00-\u9fff]+", "", normalize_for_index(c.get("title") or "")))  # the title whole (防治煤与瓦斯突出细则)
         for part in re.split(r"\s*/\s*", c.get("heading") or ""):
-            for piece in re.split(r"[^\u4e00-\u9fff]+|[及和与、或的]", _ORDINAL.sub(" ", normalize(part))):
+            for piece in re.split(r"[^\u4e00-\u9fff]+|[及和与、或的]", _ORDINAL.sub(" ", normalize_for_index(part))):
                 add(piece)
-        for quoted in _QUOTED.findall(normalize(c.get("text") or "")):
+        for quoted in _QUOTED.findall(normalize_for_index(c.get("text") or "")):
             add(quoted)
     return terms
 
@@ -95,7 +95,7 @@ def make_tokenizer(user_dict: str | Path | None = None):
 
 def tokenize(text: str, tokenizer) -> list[str]:
     """Index/query tokens of ``text`` (see the module docstring); ``[]`` when nothing is left."""
-    return [w for w in tokenizer.lcut_for_search(normalize(text)) if w.strip() and not _PUNCT.match(w) and w not in STOPWORDS]
+    return [w for w in tokenizer.lcut_for_search(normalize_for_index(text)) if w.strip() and not _PUNCT.match(w) and w not in STOPWORDS]
 
 
 def split_sentences(text: str) -> list[str]:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import warnings
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Annotated, Any
 
 import typer
@@ -64,39 +62,23 @@ def serve(
         err.print(f"[yellow]warning:[/] listening on {escape(cfg.host)} without an API key: anyone who can reach "
                   f"this machine can use the model (set {ENV_API_KEY})")
 
-    index = None
-    if cfg.index is not None:
-        from coalqa.retrieval import load_index
+    from coalqa.chat_model import ChatModel, announce_grounding, load_index_for, start_model
 
-        index = load_index(cfg.index)  # before the model: a missing or stale index fails in a second
-        if peft_model is not None and adapter:
-            from coalqa.grounding import check_adapter_fits_index
-
-            check_adapter_fits_index(peft_model, index, cfg)
-
+    index = load_index_for(peft_model, cfg, use_adapter=adapter)
     if proxy:
         from coalqa.serve.proxy import ProxyEngine
 
-        served = _adapter_info(peft_model, cfg.system_prompt)
+        served = ChatModel.prompt_format_only(peft_model, cfg.system_prompt)
+        served.index = index
+        announce_grounding(served, cfg, err)
         engine = ProxyEngine(cfg, served.fmt)
         what = f"backend {cfg.backend_url} model {cfg.backend_model}"
     else:
-        from coalqa.ask.inference import load_model
         from coalqa.serve.engine import LocalEngine
 
-        err.print(f"loading {peft_model or cfg.model_name_or_path} …", style="dim", markup=False)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning, module="coalqa")
-            loaded = load_model(peft_model, model_name_or_path=cfg.model_name_or_path, load_in_4bit=cfg.load_in_4bit,
-                                dtype=cfg.dtype, use_adapter=adapter, system_prompt=cfg.system_prompt)
-        for note in loaded.notes:
-            err.print(f"[yellow]note:[/] {escape(note)}")
-        engine = LocalEngine(loaded, cfg)
-        served = loaded
-        what = (f"base {loaded.base} · adapter {loaded.adapter or '(none)'} · "
-                f"{'4-bit NF4, ' if loaded.load_in_4bit else ''}{loaded.dtype} ({loaded.dtype_reason}) · "
-                f"system prompt {repr(loaded.fmt.system_prompt[:20] + '…') if loaded.fmt.system_prompt else 'none'} · "
-                f"batches of up to {cfg.batch_size}")
+        served = start_model(peft_model, cfg, use_adapter=adapter, console=err, index=index)
+        engine = LocalEngine(served.loaded, cfg)
+        what = f"{served.summary()} · batches of up to {cfg.batch_size}"
 
     import uvicorn
 
@@ -107,11 +89,6 @@ def serve(
         from coalqa.serve.grounding import Grounder
 
         grounder = Grounder(index, cfg, served)
-        what += (f"\ngrounded on {index.path} ({index.manifest['chunks']} chunks): {grounder.k} clauses per question, "
-                 f"min_score {cfg.min_score}, {'abstain' if cfg.abstain else 'answer'} when none supports it")
-    elif served.train_context:
-        err.print(f"[yellow]note:[/] this adapter was trained to answer from retrieved clauses (index "
-                  f"{escape(str(served.train_context.get('index')))}); pass --index for grounded answers")
     feedback_context = None
     if cfg.feedback_dir is not None:
         feedback_context = _feedback_context(cfg, peft_model if adapter else None, index)
@@ -147,22 +124,3 @@ def _feedback_context(cfg: ServeConfig, peft_model: Path | None, index) -> dict:
             "adapter_fingerprint": file_sha256(weights)[:16] if weights is not None and weights.is_file() else None,
             "index": str(cfg.index) if cfg.index else None,
             "index_fingerprint": getattr(index, "fingerprint", None) if index is not None else None}
-
-
-def _adapter_info(peft_model: Path | None, system_prompt: str | None) -> SimpleNamespace:
-    """Proxy mode: what the local model would have told from the adapter folder, without loading weights: its prompt
-    format (``fmt``: the recorded one, or a bare base's without a system prompt; ``--system_prompt`` replaces the
-    system prompt, :func:`coalqa.template.inference_format`), ``train_context`` and ``adapter``."""
-    from coalqa.template import PromptFormat, inference_format
-
-    if peft_model is None:
-        return SimpleNamespace(fmt=inference_format(None, system_prompt), train_context=None, adapter=None)
-    from coalqa.ask.inference import read_adapter_folder, training_context
-
-    _, train_cfg = read_adapter_folder(peft_model)
-    try:
-        trained = PromptFormat(**{k: train_cfg[k] for k in PromptFormat.model_fields if k in train_cfg})
-    except ValueError as e:
-        raise CoalqaError(f"{peft_model}: invalid prompt format in train_config.yaml: {e}") from e
-    return SimpleNamespace(fmt=inference_format(trained, system_prompt), train_context=training_context(train_cfg),
-                           adapter=peft_model)

@@ -23,8 +23,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from coalqa.serve.protocol import ApiError, Turn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from coalqa.ask.inference import LoadedModel
 
 log = logging.getLogger("coalqa.serve")
 
@@ -106,7 +112,7 @@ class TextDeltas:
         lock: held while decoding (the tokenizer is shared with the request handlers).
     """
 
-    def __init__(self, tokenizer, opens_think: bool, may_think: bool, stop=(), lock=None) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, opens_think: bool, may_think: bool, stop=(), lock=None) -> None:
         self.tokenizer, self.opens_think, self.may_think, self.stop = tokenizer, opens_think, may_think, list(stop)
         self.lock = lock or threading.Lock()
         self.sent_reasoning = self.sent_answer = ""
@@ -194,7 +200,7 @@ class LocalEngine:
 
     mode = "local"
 
-    def __init__(self, loaded, config) -> None:
+    def __init__(self, loaded: LoadedModel, config) -> None:
         from coalqa.ask.inference import eos_ids
         from coalqa.template import knows_think, prompt_opens_think
 

@@ -11,6 +11,14 @@ They are sent as extra top-level fields of the response (and of the first and la
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from coalqa.ask.inference import LoadedModel
+    from coalqa.chat_model import ChatModel
+    from coalqa.retrieval.index import Index
+    from coalqa.serve.config import ServeConfig
+
 
 class Grounder:
     """Retrieval and answer checks against one loaded index (:func:`coalqa.retrieval.load_index`).
@@ -26,7 +34,7 @@ class Grounder:
         CoalqaError: the index holds other chunks than the one the adapter was trained with.
     """
 
-    def __init__(self, index, config, loaded) -> None:
+    def __init__(self, index: Index, config: ServeConfig, loaded: LoadedModel | ChatModel) -> None:
         from coalqa.grounding import ABSTAIN_ANSWER, check_index_fits, context_k
 
         check_index_fits(loaded, index, config)

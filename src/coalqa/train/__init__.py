@@ -5,6 +5,6 @@ libraries (torch, transformers, TRL, PEFT) are imported inside the functions.
 """
 
 from coalqa.train.config import TrainConfig
-from coalqa.train.trainer import TrainResult, prepare, run, train
+from coalqa.train.trainer import TrainResult, prepare, run, run_finished, train
 
-__all__ = ["TrainConfig", "TrainResult", "prepare", "run", "train"]
+__all__ = ["TrainConfig", "TrainResult", "prepare", "run", "run_finished", "train"]

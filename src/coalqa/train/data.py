@@ -22,11 +22,16 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import read_rows
 from coalqa.template import ExampleTooLong, PromptFormat, encode_example
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from coalqa.retrieval.index import Index
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +174,7 @@ class TokenisedData:
     notes: list[str] = field(default_factory=list)
 
 
-def raft_contexts(rows: list[dict[str, Any]], index, k: int, oracle_probability: float, seed: int,
+def raft_contexts(rows: list[dict[str, Any]], index: Index, k: int, oracle_probability: float, seed: int,
                   where: str = "QA data", clause_chars: int = 0) -> tuple[list[list[dict]], int]:
     """Retrieved clauses for each QA pair's prompt, by the RAFT recipe (Zhang et al., 2024).
 
@@ -213,7 +218,7 @@ def raft_contexts(rows: list[dict[str, Any]], index, k: int, oracle_probability:
     return contexts, oracles
 
 
-def tokenise(rows: list[dict[str, Any]], tokenizer, fmt: PromptFormat, max_length: int, val_ratio: float,
+def tokenise(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, max_length: int, val_ratio: float,
              seed: int, contexts: list[list[dict]] | None = None) -> TokenisedData:
     """Split ``rows`` by source group and encode each pair with :func:`encode_example` (with ``contexts[i]``, the
     retrieved clauses of row ``i``, in its prompt when given).

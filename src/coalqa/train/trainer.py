@@ -26,22 +26,25 @@ import json
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coalqa.config import dump_config
 from coalqa.errors import CoalqaError
 from coalqa.hardware import DtypeChoice, choose_dtype
 from coalqa.jsonio import file_sha256, share_saved_weights
-from coalqa.modeling import check_model_location, disable_cpu_4bit_repacking, load_model, load_tokenizer
+from coalqa.modeling import check_model_location, disable_cpu_4bit_repacking, load_base_model, load_tokenizer
 from coalqa.paths import check_outputs
+from coalqa.review.export import training_note
 from coalqa.template import PromptFormat
 from coalqa.train.config import TrainConfig
 from coalqa.train.data import TokenisedData, read_qa_file, tokenise
-from coalqa.review.export import training_note
 from coalqa.train.provenance import PROVENANCE, data_provenance
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 RUN_PREFIX = "deepseek-coal-safety-"
@@ -154,7 +157,7 @@ def prepare(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
         log.info("compute dtype %s (%s)", dtype.name, dtype.reason)
     gc = config.gradient_checkpointing if config.gradient_checkpointing is not None else on_gpu
     device_map = {"": state.local_process_index} if on_gpu else {"": "cpu"}
-    model = load_model(config.model_name_or_path, load_in_4bit=config.use_4bit,
+    model = load_base_model(config.model_name_or_path, load_in_4bit=config.use_4bit,
                        bnb_4bit_quant_type=config.bnb_4bit_quant_type, compute_dtype=dtype.name,
                        device_map=device_map)
     if config.use_4bit:
@@ -201,7 +204,7 @@ def _run_dir(config: TrainConfig, state) -> tuple[Path, Path | None]:
     return Path(config.output_dir) / name[0], None
 
 
-def packing_supported(model, tokenizer) -> tuple[bool, str]:
+def packing_supported(model, tokenizer: PreTrainedTokenizerBase) -> tuple[bool, str]:
     """Check on the loaded model that padding-free batches keep QA pairs apart.
 
     Two short sequences A, B are concatenated with position ids restarting at B. B's logits must not
@@ -316,7 +319,7 @@ class JsonLog:
         raise AttributeError(name)
 
 
-def _build_trainer(config: TrainConfig, model, tokenizer, data: TokenisedData, run_dir: Path, *, bf16: bool,
+def _build_trainer(config: TrainConfig, model, tokenizer: PreTrainedTokenizerBase, data: TokenisedData, run_dir: Path, *, bf16: bool,
                    callbacks: list):
     """The ``SFTTrainer`` for a resolved config (packing and gradient checkpointing decided)."""
     import torch
@@ -325,33 +328,21 @@ def _build_trainer(config: TrainConfig, model, tokenizer, data: TokenisedData, r
     from trl import SFTConfig, SFTTrainer
 
     has_eval = bool(data.eval)
+    # every TrainConfig setting that SFTConfig (TrainingArguments) also has, under the same name, passes through as it
+    # is; the rest are ours (LoRA, data, prompt format) or set here
+    same_name = {f.name for f in fields(SFTConfig)} & set(TrainConfig.model_fields) - SET_FOR_SFT
     args = SFTConfig(
+        **{name: getattr(config, name) for name in sorted(same_name)},
         output_dir=str(run_dir),
-        num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        per_device_eval_batch_size=config.per_device_eval_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
         warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
-        lr_scheduler_type=config.lr_scheduler_type,
-        max_grad_norm=config.max_grad_norm,
-        optim=config.optim,
         gradient_checkpointing=bool(config.gradient_checkpointing),
         gradient_checkpointing_kwargs={"use_reentrant": False},
         bf16=bf16,  # never fp16: Qwen2 overflows to NaN losses
         fp16=False,
         use_cpu=not torch.cuda.is_available(),
-        seed=config.seed,
-        logging_steps=config.logging_steps,
         logging_first_step=True,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=config.eval_steps,
         save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        report_to=config.report_to,
         ddp_find_unused_parameters=False,
         # Examples arrive tokenised and already cut to max_length with EOS kept (coalqa.template), so TRL
         # must not truncate again; it builds labels from completion_mask (-100 on prompt tokens).
@@ -435,6 +426,22 @@ def _review_line(provenance: dict) -> str:
             f"{review['edited']} edited) by {', '.join(review['reviewers'])}; review log {logs}")
 
 
+# TrainConfig fields that SFTConfig also has but that are set in _build_trainer, not copied: the run folder, the
+# resume point (given to trainer.train), our packing/max_length (done by coalqa.template, not TRL), and the run name
+# (ours names the folder; TrainingArguments' goes to loggers)
+SET_FOR_SFT = {"output_dir", "max_length", "packing", "gradient_checkpointing", "resume_from_checkpoint", "run_name"}
+FINISHED_STATUS = "- Status: finished"  # the run card's status line once training ran to its end
+
+
+def run_finished(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a finished ``coalqa train`` run: the adapter saved and the run card's status
+    ``finished`` (an interrupted run says ``interrupted (checkpoint saved)`` and is resumed, not reused)."""
+    run_dir = Path(run_dir)
+    card = run_dir / "run_card.md"
+    return ((run_dir / "adapter_config.json").is_file() and card.is_file()
+            and FINISHED_STATUS in card.read_text(encoding="utf-8").splitlines())
+
+
 def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, history: list[dict], seconds: float,
                     interrupted: bool, notes: list[str], dtype: DtypeChoice, provenance: dict | None = None) -> None:
     last = lambda key: next((e[key] for e in reversed(history) if key in e), None)
@@ -443,7 +450,7 @@ def _write_run_card(run_dir: Path, config: TrainConfig, data: TokenisedData, his
     lines = [
         f"# Run card: {run_dir.name}",
         "",
-        f"- Status: {'interrupted (checkpoint saved)' if interrupted else 'finished'}",
+        "- Status: interrupted (checkpoint saved)" if interrupted else FINISHED_STATUS,
         (f"- Base model: `{config.model_name_or_path}` ({'4-bit ' + config.bnb_4bit_quant_type if config.use_4bit else 'full precision'}, "
         f"compute {dtype.name} on {dtype.device}: {dtype.reason})"),
         f"- Data: `{config.data}` (sha256 `{file_sha256(config.data)}`)",
