@@ -117,7 +117,7 @@ def main() -> None:
         r = child([py, "-c", f"from coalqa.offline import prepare_standin; prepare_standin({STANDIN!r})"], work / "build.log")
         done("build", r | {"folder": str(folder), "folder_gb": folder_gb(folder), "gguf_bytes": spec.gguf_size})
     if "load_4bit" in stages:
-        code = (f"import time; t = time.monotonic(); from coalqa.modeling import load_model; "
+        code = (f"import time; t = time.monotonic(); from coalqa.modeling import load_base_model as load_model; "
                 f"m = load_model({str(folder)!r}, load_in_4bit=True); "
                 f"print('memory_footprint_gb', m.get_memory_footprint() / 1e9, 'seconds', time.monotonic() - t)")
         r = child([py, "-c", code], work / "load_4bit.log")

@@ -17,8 +17,8 @@ across regulations). ``--misses`` lists the questions whose source chunk is not 
 (issue 20): strict recall@1 ≥ 0.90 and recall@5 = 1.0 on dev, ≥ 0.75 and ≥ 0.90 on dev2; p50 ≤ 2 ms; build ≤ 10 s.
 ``--questions QA.json`` adds the QA file's questions as a third ranking (doc2query, off by default).
 ``--evidence K`` also scores what a grounded answer quotes: the top ``K`` clauses reaching ``--min_score``
-(:func:`coalqa.ask.grounding.retrieve_support`), their ``--evidence_sentences`` best sentences
-(:func:`coalqa.ask.grounding.evidence`), and the share of each reference's key facts those hold (an abstention
+(:func:`coalqa.grounding.retrieve_support`), their ``--evidence_sentences`` best sentences
+(:func:`coalqa.grounding.evidence`), and the share of each reference's key facts those hold (an abstention
 quotes nothing: 0) — the ceiling of a grounded answer's key-fact recall, no model needed.
 The machine is shared: the load average is printed beside the timings.
 """
@@ -47,7 +47,7 @@ DEFAULTS = IndexConfig()
 def evidence_recall(index, refs: list[dict], k: int, min_score: float, sentences: int) -> float:
     """Mean key-fact recall of the evidence a grounded answer would quote (module docstring, ``--evidence``)."""
     from coalqa.ask.config import AskConfig
-    from coalqa.ask.grounding import evidence, retrieve_support
+    from coalqa.grounding import evidence, retrieve_support
     from coalqa.eval.metrics import key_fact_recall
 
     cfg = AskConfig(min_score=min_score, evidence_sentences=sentences)

@@ -151,7 +151,7 @@ def test_reading_order_two_columns_then_full_width() -> None:
 
 def test_grounded_citation_says_a_clause_came_from_ocr(tmp_path: Path) -> None:
     from coalqa.ask.config import AskConfig
-    from coalqa.ask.grounding import finish, retrieve_support
+    from coalqa.grounding import finish, retrieve_support
     from coalqa.corpus import Chunk, read_chunks, write_chunks
     from coalqa.retrieval import build_index, load_index
 

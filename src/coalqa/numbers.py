@@ -185,7 +185,7 @@ def starts_with_quantity(line: str) -> bool:
     Such a line continues the sentence above it (a hard wrap before a number that would not fit); a clause or
     list number is never written that way (``6.2.1``, ``1.``, ``1、`` and ``1）`` do not match).
     """
-    return _LEADING_QUANTITY.match(normalize_text(line.lstrip())) is not None
+    return _LEADING_QUANTITY.match(nfkc_casefold(line.lstrip())) is not None
 
 
 @dataclass(frozen=True)
@@ -416,7 +416,7 @@ def quantity_spans(text: str) -> tuple[tuple[int, int, tuple[Quantity, ...]], ..
     """
     norm_parts, starts = [], []
     for i, ch in enumerate(text):
-        n = normalize_text(ch)
+        n = nfkc_casefold(ch)
         norm_parts.append(n)
         starts.extend([i] * len(n))
     starts.append(len(text))

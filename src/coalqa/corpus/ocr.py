@@ -14,7 +14,7 @@ run time). Pages are rendered with pypdfium2 (pdfplumber's own renderer) at :dat
   column blocks), fragments of one printed line are joined left to right, and coordinates are given in PDF
   points (1/72 inch), like the text layer's, so the same re-flow (:mod:`coalqa.corpus.pdffile`) joins them
   into paragraphs.
-* **Unit case**: a unit the number check reads case-blind (:func:`coalqa.numbers.normalize_text`) but that
+* **Unit case**: a unit the number check reads case-blind (:func:`coalqa.numbers.nfkc_casefold`) but that
   only exists in one case is written in it: ``4m/S`` → ``4m/s`` (``fix_unit_case``).
 * **Suspect numbers** (:func:`suspect_numbers`): a digit run glued to a letter that OCR confuses with a digit
   (``S3``, ``O.5``, ``l0m``, ``1O``) and not a unit, an identifier (``GB50471``, ``AQ1020``) or a formula
@@ -212,7 +212,7 @@ def suspect_numbers(text: str) -> list[str]:
     """Number-like runs of ``text`` glued to a letter that OCR takes for a digit (``S3``, ``O.5``, ``l0m``,
     ``1O``); a quantity with a unit (``4m/s``, ``5s``), an identifier with two or more letters (``GB50471``,
     ``AQ1020``, ``MT``) or a gas formula (``CO2``, ``O2``, ``CH4``) is not suspect. Returns the runs in order."""
-    from coalqa.numbers import MEASURE_ALIASES, normalize_text
+    from coalqa.numbers import MEASURE_ALIASES, nfkc_casefold
 
     units = set(MEASURE_ALIASES)
     out = []
@@ -221,7 +221,7 @@ def suspect_numbers(text: str) -> list[str]:
         if not run or _FORMULA.match(run) or re.fullmatch(r"\d+(?:[.．]\d+)*", run):
             continue
         head = re.match(r"^\d+(?:[.．]\d+)?", run)
-        if head and normalize_text(run[head.end():]) in units:
+        if head and nfkc_casefold(run[head.end():]) in units:
             continue  # 4m, 10m3, 5mpa
         if re.match(r"^[A-Za-z]{2,}", run) and not _LOOKALIKE.search(run[2:] if len(run) > 2 else ""):
             continue  # GB50471, AQ1020-2008

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from coalqa.errors import CoalqaError
-from coalqa.numbers import normalize_text
+from coalqa.numbers import nfkc_casefold
 
 BUILTIN = Path(__file__).with_name("colloquial.txt")
 # README 2b (with 2-sentence windows), strict recall@1 dev / dev2: weight 0.5 → 0.833 / 0.675, 0.75 → 0.833 / 0.750,
@@ -44,7 +44,7 @@ def read_expansions(path: str | Path) -> dict[str, list[str]]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         phrase, tab, terms = line.partition("\t")
-        phrase, words = normalize_text(phrase.strip()), terms.split()
+        phrase, words = nfkc_casefold(phrase.strip()), terms.split()
         if not tab or not phrase or not words:
             raise CoalqaError(f"{path}:{n}: expected 'phrase<TAB>term term …' (everyday words, a TAB, the regulation's "
                               f"words separated by spaces), got {line!r}")
@@ -60,7 +60,7 @@ def expand(question: str, table: dict[str, list[str]], tokenizer=None) -> list[s
     a word of its own (``带`` in ``能带手机吗`` but not in ``带式输送机``; ``冲`` not in ``冲击地压``); without one,
     one-character phrases are not used.
     """
-    text = normalize_text(question)
+    text = nfkc_casefold(question)
     used = [False] * len(text)
     singles: set[int] = set()
     if tokenizer is not None:

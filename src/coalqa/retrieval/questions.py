@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Sequence
 
 from coalqa.errors import CoalqaError
-from coalqa.numbers import normalize_text
+from coalqa.numbers import nfkc_casefold
 
 
 def _key(question: str) -> str:
-    return re.sub(r"\s+", "", normalize_text(question))
+    return re.sub(r"\s+", "", nfkc_casefold(question))
 
 
 def read_index_questions(qa_files: Sequence[str | Path], chunk_ids: Sequence[str],
