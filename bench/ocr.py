@@ -21,7 +21,7 @@ with the truth (whitespace removed):
   average before and after (the machine may be shared), and CPU seconds per page (user + system of the run and its
   worker processes): with pages OCR'd in parallel, an idle 2-core machine needs about half of that in wall time.
 
-Usage: .venv/bin/python bench/ocr.py [--pages 6] [--out /tmp/coalqa-bench-ocr]
+Usage: .venv/bin/python bench/ocr.py [--pages 6] [--render_dpi 150 200 300] [--out /tmp/coalqa-bench-ocr]
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def compare(truth: str, got: str, flagged_spans: list[tuple[int, int]]) -> dict:
             "numbers": len(tokens), "numbers_exact": exact, "not_exact": missed}
 
 
-def run_variant(name: str, pages, dpi: int, truth: str, out: Path) -> dict:
+def run_variant(name: str, pages, dpi: int, truth: str, out: Path, render_dpi: int = 200) -> dict:
     folder = out / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -173,7 +173,7 @@ def run_variant(name: str, pages, dpi: int, truth: str, out: Path) -> dict:
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(["nice", "-n", "10", str(Path(sys.executable).parent / "coalqa"), "corpus", str(folder),
-                           "-o", str(chunks)], capture_output=True, text=True)
+                           "-o", str(chunks), "--ocr_dpi", str(render_dpi)], capture_output=True, text=True)
     seconds = time.perf_counter() - t
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
@@ -193,7 +193,7 @@ def run_variant(name: str, pages, dpi: int, truth: str, out: Path) -> dict:
             spans.append((m.start(), m.end()))
     result = compare(truth, got, spans)
     result.update({
-        "variant": name, "pages": len(pages), "seconds": seconds, "seconds_per_page": seconds / len(pages),
+        "variant": name, "render_dpi": render_dpi, "pages": len(pages), "seconds": seconds, "seconds_per_page": seconds / len(pages),
         "cpu_seconds_per_page": cpu / len(pages),
         "load_before": load_before, "load_after": load_after, "min_confidence": ocr["min_confidence"],
         "low_confidence_lines": len(ocr["low_confidence"]), "suspect_numbers": len(ocr["suspect_numbers"]),
@@ -206,6 +206,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pages", type=int, default=6)
     parser.add_argument("--out", type=Path, default=Path("/tmp/coalqa-bench-ocr"))
+    parser.add_argument("--render_dpi", type=int, nargs="+", default=[200],
+                        help="resolutions `coalqa corpus --ocr_dpi` renders at (several: one run each)")
     args = parser.parse_args()
     if FONT is None:
         raise SystemExit("needs fonts-wqy-zenhei (apt-get install fonts-wqy-zenhei)")
@@ -219,12 +221,13 @@ def main() -> None:
     (args.out / "truth.txt").write_text(truth, encoding="utf-8")
     print(f"cores: {len(os.sched_getaffinity(0))}; {len(clean)} A4 pages of {len(strip(truth)):,} characters from "
           f"{CORPUS.name}; OCR through `coalqa corpus` under nice -n 10")
-    results = [run_variant("clean-200dpi", clean, 200, truth, args.out), run_variant("scan-150dpi", scan, 150, truth, args.out)]
-    print(f"{'variant':<14}{'chars':>8}{'char acc':>10}{'numbers':>9}{'exact':>8}{'not exact':>10}{'unflagged':>10}"
+    results = [run_variant(name, pages, dpi, truth, args.out, render)
+               for render in args.render_dpi for name, pages, dpi in (("clean-200dpi", clean, 200), ("scan-150dpi", scan, 150))]
+    print(f"{'render':>6} {'variant':<14}{'chars':>8}{'char acc':>10}{'numbers':>9}{'exact':>8}{'not exact':>10}{'unflagged':>10}"
           f"{'suspect':>8}{'low-conf':>9}{'s/page':>8}{'cpu s/page':>11}  load 1-min before→after")
     for r in results:
         unflagged = sum(1 for m in r["not_exact"] if not m["flagged"])
-        print(f"{r['variant']:<14}{r['chars']:>8,}{r['char_accuracy']:>10.2%}{r['numbers']:>9}"
+        print(f"{r['render_dpi']:>6} {r['variant']:<14}{r['chars']:>8,}{r['char_accuracy']:>10.2%}{r['numbers']:>9}"
               f"{r['numbers_exact'] / max(1, r['numbers']):>8.2%}{len(r['not_exact']):>10}{unflagged:>10}"
               f"{r['suspect_numbers']:>8}{r['low_confidence_lines']:>9}{r['seconds_per_page']:>8.1f}"
               f"{r['cpu_seconds_per_page']:>11.1f}"

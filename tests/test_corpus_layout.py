@@ -219,6 +219,7 @@ def test_pdf_table_across_two_pages_is_one_table_header_not_repeated(tmp_path: P
     assert rows == [f"表3 地点：{k}号回风巷；瓦斯浓度（%）：{k / 10:.1f}；处置：停止作业" for k in range(1, 9)]
     assert len(doc.tables) == 1 and doc.text.count("地点 | 瓦斯浓度（%） | 处置") == 1
     assert "续表3" in doc.text  # the continuation caption is kept as text
+    assert doc.tables[0].repeat == "表3 瓦斯浓度与处置\n地点 | 瓦斯浓度（%） | 处置"
     report = document_report(doc, split_into_chunks(doc))
     assert report["table_numbers"] == report["table_numbers_kept"] and not report["warnings"]
 

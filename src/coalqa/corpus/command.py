@@ -60,7 +60,7 @@ def corpus(
             return step
 
         documents, skipped = load_documents(list(docs), soffice=cfg.soffice, exclude=[output, rpath], ocr=cfg.ocr,
-                                            progress=progress)
+                                            progress=progress, ocr_dpi=cfg.ocr_dpi)
     chunks: list[Chunk] = []
     docs_report: list[dict[str, Any]] = []
     for doc in documents:

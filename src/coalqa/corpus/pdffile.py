@@ -219,9 +219,9 @@ def _merge_tables(items: list) -> list:
                 rows = it.grid[n_head:] if _same_header(first.grid, it.grid, n_head) else it.grid
                 shift = len(first.grid)
                 first.grid += [[Cell(c.text, (c.origin[0] + shift, c.origin[1])) for c in row] for row in rows]
-                if cont_caption is not None:
+                if cont_caption is not None:  # keep its text, after the joined table (whose caption stays the first)
                     out.remove(cont_caption)
-                    out.insert(k, cont_caption)  # keep its text, before the joined table
+                    out.insert(k + 1, cont_caption)
                 continue
         out.append(it)
     return out

@@ -220,12 +220,13 @@ def _is_json_data(text: str) -> bool:
 
 
 def read_document(
-    path: str | Path, *, soffice: str | None = None, ocr: str = "auto", progress=None
+    path: str | Path, *, soffice: str | None = None, ocr: str = "auto", progress=None, ocr_dpi: int | None = None
 ) -> Document:
     """Read one file of any supported format into a :class:`Document` with cleaned text.
 
     ``ocr``: ``"auto"`` (OCR PDF pages without usable text, and image files), ``"always"`` (every PDF page) or
-    ``"never"``; ``progress(done, total)`` is called after each OCR'd page.
+    ``"never"``; ``progress(done, total)`` is called after each OCR'd page; ``ocr_dpi``: render resolution
+    (default :data:`coalqa.corpus.ocr.DPI`).
 
     Raises:
         ReadError: empty, unreadable, unsupported or binary file; the message is the reason.
@@ -261,7 +262,8 @@ def read_document(
             warnings.append(f"named {suffix or 'without extension'} but is a Word .docx; read as docx")
     elif kind in ("pdf", "image"):
         try:
-            read = pdf_text(path, ocr=ocr, progress=progress) if kind == "pdf" else _image_text(path, ocr, progress)
+            read = (pdf_text(path, ocr=ocr, progress=progress, dpi=ocr_dpi) if kind == "pdf"
+                    else _image_text(path, ocr, progress))
         except PdfError as e:
             raise ReadError(str(e)) from e
         lines, given_title, source, removed, tables = read.lines, read.title, read.raw, read.removed, read.tables
@@ -331,7 +333,7 @@ def _image_text(path: Path, ocr: str, progress) -> PdfText:
 
 def load_documents(
     paths: list[str | Path], *, soffice: str | None = None, exclude: list[str | Path] = (), ocr: str = "auto",
-    progress=None,
+    progress=None, ocr_dpi: int | None = None,
 ) -> tuple[list[Document], list[tuple[Path, str]]]:
     """Read every supported file under ``paths`` (files or folders, recursive), except ``exclude``
     (``coalqa corpus`` passes its own output files, which may sit in the documents' folder).
@@ -348,7 +350,8 @@ def load_documents(
     documents: list[Document] = []
     for f in files:
         try:
-            documents.append(read_document(f, soffice=soffice, ocr=ocr, progress=progress(f) if progress else None))
+            documents.append(read_document(f, soffice=soffice, ocr=ocr, ocr_dpi=ocr_dpi,
+                                           progress=progress(f) if progress else None))
         except ReadError as e:
             skipped.append((f, str(e)))
         except Exception as e:  # a bug or an engine failure on one file must not lose the others: named, skipped
