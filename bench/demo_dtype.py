@@ -6,7 +6,7 @@
 
 Each configuration runs in its own process (the environment variables must be set before torch starts) and trains
 the demo's real stand-in (SmolLM2-135M-Instruct) on the demo's real training set with the demo's settings
-(``coalqa.demo.STANDIN_TRAIN``) for ``--steps`` optimizer steps after one warm-up step. Printed per configuration:
+(``configs/demo-standin.yaml``) for ``--steps`` optimizer steps after one warm-up step. Printed per configuration:
 the dtype chosen and why, median wall seconds and CPU seconds per step, and the demo's projected training time
 (its number of steps × the median). CPU seconds are printed because wall time is only meaningful on an idle machine.
 """
@@ -30,7 +30,7 @@ def prepare_demo_data(work: Path) -> tuple[Path, str]:
     """The demo's training set and base model, made by the demo's own steps (cached in ``work``)."""
     from rich.console import Console
 
-    from coalqa.demo import DemoConfig, _base_model, _pick_documents, step_corpus, step_generate
+    from coalqa.demo import DemoConfig, base_model, pick_documents, step_corpus, step_generate
     from coalqa.eval import load_references
     from coalqa.eval.references import locate_sources
 
@@ -39,9 +39,9 @@ def prepare_demo_data(work: Path) -> tuple[Path, str]:
     work.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True, quiet=True)
     refs = load_references(cfg.references)
-    chunks_path, chunks, _ = step_corpus(cfg, _pick_documents(cfg, refs), console)
+    chunks_path, chunks, _ = step_corpus(cfg, pick_documents(cfg, refs), console)
     qa, _, _, _ = step_generate(cfg, chunks, refs, locate_sources(refs, chunks), chunks_path.stem, console)
-    base, _, _ = _base_model(cfg, console)
+    base, _, _ = base_model(cfg, console)
     return qa, base
 
 
@@ -49,11 +49,12 @@ def worker(data: str, base: str, dtype: str, steps: int, out_dir: str) -> None:
     """Train ``steps + 1`` steps with the demo's settings; print one JSON line with the timings."""
     from transformers import TrainerCallback
 
-    from coalqa.demo import STANDIN_TRAIN
+    from coalqa.config import load_config
+    from coalqa.demo import STANDIN_PRESET
     from coalqa.train import TrainConfig
     from coalqa.train.trainer import prepare
 
-    cfg = TrainConfig.model_validate(STANDIN_TRAIN | {
+    cfg = load_config(TrainConfig, STANDIN_PRESET, {
         "bnb_4bit_compute_dtype": dtype, "model_name_or_path": base, "data": data, "output_dir": out_dir,
         "run_name": f"bench-{os.getpid()}", "max_steps": steps + 1, "save_steps": 10_000, "logging_steps": 1000})
     result = prepare(cfg)

@@ -171,7 +171,8 @@ def start_model(
 
     if index is True:
         index = load_index_for(peft_model, config, use_adapter=use_adapter)
-    index = index or None
+    if index is False:
+        index = None
 
     def say(kind: str, text: str) -> None:
         if console is not None:
