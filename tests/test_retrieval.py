@@ -206,3 +206,16 @@ def test_focus_keeps_the_best_matching_sentences_in_order(small_index):
     assert two.index("每盏矿灯必须编号") < two.index("11h") and len(two) <= 60
     assert index.focus("矿灯", text, 0) == text and index.focus("矿灯", "短句。", 30) == "短句。"
     assert index.focus("hello", text, 10)  # nothing matches: still the first sentence, never empty
+
+
+def test_focus_marks_left_out_sentences_with_the_gap(small_index):
+    """coalqa retrieve's preview: two kept sentences of different places are never shown as one passage."""
+    index = load_index(small_index)
+    text = SMALL_CHUNKS[0]["text"]
+    two = index.focus("矿灯要编号吗？能连续正常使用多长时间？", text, 60)
+    marked = index.focus("矿灯要编号吗？能连续正常使用多长时间？", text, 60, gap="…")
+    assert marked.replace("…", "") == two and marked.count("…") >= 1
+    kept = [p for p in marked.split("…") if p]
+    for part in kept:
+        assert part in text  # each run between gaps is contiguous text of the clause
+    assert index.focus("矿灯", text, 0, gap="…") == text  # nothing left out: no gap

@@ -80,7 +80,8 @@ def retrieve(
         raise CoalqaError("the question is empty: give the question to retrieve clauses for")
     index = load_index(index_dir)
     hits = index.search(question, cfg.k)
-    if as_json:
+    if as_json:  # each hit also with the sentences shown as its preview ("excerpt", gaps marked "…")
+        hits = [h | {"excerpt": index.focus(question, h["text"], PREVIEW_CHARS, gap="…")} for h in hits]
         typer.echo(json.dumps(hits, ensure_ascii=False, indent=2))
         return
     out = Console(highlight=False, soft_wrap=True)
@@ -88,10 +89,7 @@ def retrieve(
         out.print("(no clause shares a word with the question)")
     for h in hits:
         extra = f" · bm25 {h['bm25']:.2f}" + (f" · dense {h['dense']:.3f}" if "dense" in h else "")
-        text = " ".join(h["text"].split())
-        best = " ".join(index.focus(question, h["text"], PREVIEW_CHARS).split())  # sentences kept in text order
-        cut = best if len(best) <= PREVIEW_CHARS else best[:PREVIEW_CHARS] + "…"
-        if best != text:
-            cut = f"…{cut}{'' if cut.endswith('…') else '…'}"
+        best = " ".join(index.focus(question, h["text"], PREVIEW_CHARS, gap=" … ").split())  # sentences kept in text order
+        cut = best if len(best) <= PREVIEW_CHARS + 6 else best[:PREVIEW_CHARS] + "…"  # + 6: the gaps' " … "
         out.print(f"[bold]{h['rank']}.[/] {h['score']:.4g}{extra}  《{escape(h['title'])}》{escape(h['locator'])}  "
                   f"[dim]{escape(h['source'])} · {h['chunk_id']} · {len(h['text'])} chars[/]\n   {escape(cut)}")

@@ -433,12 +433,14 @@ class Index:
         return [(sum(self.idf(t) * wanted[t] for t in wanted.keys() & set(tokenize(s, self.tokenizer))), s)
                 for s in split_sentences(text)]
 
-    def focus(self, question: str, text: str, max_chars: int) -> str:
+    def focus(self, question: str, text: str, max_chars: int, gap: str = "") -> str:
         """``text`` cut to its sentences best matching ``question`` (:meth:`sentence_scores`), kept in text order,
         at most ``max_chars`` characters (the best sentence always); ``max_chars`` 0 or a short text: unchanged.
 
         Used for the clauses of grounded prompts (``PromptFormat.clause_chars``): small models copy from a short
-        context more reliably and answer faster.
+        context more reliably and answer faster. ``gap`` is put where sentences were left out between, before or
+        after the kept ones (``coalqa retrieve`` shows "…", so that two kept sentences of different articles are
+        not read as one passage); prompts use none.
         """
         if max_chars <= 0 or len(text) <= max_chars:
             return text
@@ -450,7 +452,17 @@ class Index:
                 continue
             kept.add(i)
             used += len(scored[i][1])
-        return "".join(scored[i][1] for i in sorted(kept))
+        if not gap:
+            return "".join(scored[i][1] for i in sorted(kept))
+        out, last = [], -1
+        for i in sorted(kept):
+            if i != last + 1:
+                out.append(gap)
+            out.append(scored[i][1])
+            last = i
+        if last != len(scored) - 1:
+            out.append(gap)
+        return "".join(out)
 
     def idf(self, token: str) -> float:
         """BM25 inverse document frequency of ``token`` in this index (0 for a token it does not hold)."""
