@@ -31,7 +31,9 @@ They are fused by reciprocal-rank fusion (Cormack, Clarke & Büttcher, SIGIR 200
 ranking's top 100); with embeddings the dense ranking is fused the same way. Chunks sharing no token (and no
 expansion term) with the question score 0 and are never returned by the lexical rankings (bm25s itself would rank
 them, and raise for ``k`` larger than the corpus). Every hit keeps ``bm25``, the plain BM25 score of the question's
-own words on the whole chunk (what ``min_score`` of grounded answering is measured in), beside the ranking score.
+own words on the whole chunk (what ``min_score`` of grounded answering is measured in), and ``expanded``, the
+expansion-weighted BM25 score of the whole chunk or of its best sentence window, whichever is lower (what
+``min_expanded_score`` is measured in), beside the ranking score.
 """
 
 from __future__ import annotations
@@ -382,11 +384,13 @@ class Index:
         """The ``k`` best chunks for ``question``, best first.
 
         Returns:
-            up to ``k`` hits ``{"rank", "chunk_id", "source", "title", "locator", "text", "score", "bm25"}`` (+
+            up to ``k`` hits ``{"rank", "chunk_id", "source", "title", "locator", "text", "score", "bm25", "expanded"}`` (+
             ``"dense"``, the cosine similarity, with embeddings). ``score`` ranks the hits: the reciprocal-rank-fusion
             score of the chunk and sentence-window (and dense) rankings, or the weighted BM25 score when there is one
             ranking (``sentence_window`` 0, no embeddings); ``bm25`` is the plain BM25 score of the question's own
-            words (:meth:`bm25_scores`). Chunks sharing neither a token nor an expansion term with the question are
+            words (:meth:`bm25_scores`); ``expanded`` the weighted BM25 score with expansion terms
+            (:meth:`query_weights`) of the whole chunk or, if lower, of its best sentence window (with
+            ``bm25``, what the support gate of grounded answering compares: ``min_expanded_score``). Chunks sharing neither a token nor an expansion term with the question are
             not returned by the lexical rankings; they can come from the dense ranking, with ``bm25`` 0; a chunk
             found through expansion terms alone has ``bm25`` 0.
 
@@ -414,12 +418,13 @@ class Index:
                 for rank, i in enumerate(ranking[:FUSION_DEPTH], 1):
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank)
             picked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        expanded = lexical[0] if self.windows is None else np.minimum(lexical[0], lexical[1])
         hits = []
         for rank, (i, score) in enumerate(picked, 1):
             c = self.chunks[i]
             hit = {"rank": rank, "chunk_id": c["id"], "source": c["source"], "title": c["title"], "locator": c["locator"],
                    "text": c["text"], "score": round(score, 6), "bm25": round(float(bm25[i]), 4),
-                   **({"ocr": True} if c.get("ocr") else {})}
+                   "expanded": round(float(expanded[i]), 4), **({"ocr": True} if c.get("ocr") else {})}
             if dense is not None:
                 hit["dense"] = round(float(dense[i]), 4)
             hits.append(hit)
