@@ -206,3 +206,15 @@ def test_focus_keeps_the_best_matching_sentences_in_order(small_index):
     assert two.index("每盏矿灯必须编号") < two.index("11h") and len(two) <= 60
     assert index.focus("矿灯", text, 0) == text and index.focus("矿灯", "短句。", 30) == "短句。"
     assert index.focus("hello", text, 10)  # nothing matches: still the first sentence, never empty
+
+
+def test_block_cache_and_shared_main_dictionary_change_no_token(tmp_path):
+    (tmp_path / "user.txt").write_text("放炮喷雾装置 3\n", encoding="utf-8")
+    with_terms, plain = make_tokenizer(tmp_path / "user.txt"), make_tokenizer(None)
+    assert "放炮喷雾装置" in with_terms.FREQ and "放炮喷雾装置" not in plain.FREQ  # one index's terms never leak
+    texts = [c["text"] for c in SMALL_CHUNKS] + ["炮掘工作面应安设放炮喷雾装置，放炮后连续喷雾５ｍｉｎ以上。"] * 2
+    cache: dict[str, list[str]] = {}
+    for tk in (with_terms, plain):
+        cache.clear()
+        assert [tokenize(t, tk, cache) for t in texts] == [tokenize(t, tk) for t in texts]
+    assert "放炮喷雾装置" in tokenize(texts[-1], with_terms, {}) and "5min" in tokenize(texts[-1], plain, {})

@@ -200,8 +200,10 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         write_user_dict(terms, tmp / "userdict.txt")
         tokenizer = make_tokenizer(tmp / "userdict.txt")
         # each sentence is tokenised once; a chunk is its head + all its sentences, a window a run of its sentences
-        heads = [tokenize(_head_text(c), tokenizer) for c in chunks]
-        sentences = [[tokenize(s, tokenizer) for s in split_sentences(c["text"])] for c in chunks]
+        # and each block jieba cuts on its own (a phrase between punctuation) once however often the corpus repeats it
+        cache: dict[str, list[str]] = {}
+        heads = [tokenize(_head_text(c), tokenizer, cache) for c in chunks]
+        sentences = [[tokenize(s, tokenizer, cache) for s in split_sentences(c["text"])] for c in chunks]
         retriever = bm25s.BM25(**BM25_PARAMS)
         retriever.index([h + [t for s in ss for t in s] for h, ss in zip(heads, sentences)], show_progress=progress)
         retriever.save(str(tmp / "bm25"), show_progress=False)
@@ -219,7 +221,7 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         if asked is not None:
             rows = [(i, q) for i, qs in enumerate(asked) for q in qs]
             question_index = bm25s.BM25(**BM25_PARAMS)
-            question_index.index([tokenize(q, tokenizer) for _, q in rows], show_progress=progress)
+            question_index.index([tokenize(q, tokenizer, cache) for _, q in rows], show_progress=progress)
             question_index.save(str(tmp / "questions"), show_progress=False)
             np.save(tmp / "question_chunks.npy", np.asarray([i for i, _ in rows], dtype="int32"))
             with (tmp / "questions.jsonl").open("w", encoding="utf-8") as f:
