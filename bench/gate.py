@@ -4,8 +4,9 @@ Usage::
 
     python bench/gate.py                       # dev.jsonl + dev2.jsonl against bench/data/offtopic.txt
     python bench/gate.py --min_expanded_score 8 --references other.jsonl
+    python bench/gate.py --max_chars 300 --min_score 3 --context_k 1   # the demo's index and gate
 
-Chunks ``../shared/corpus/coal-safety`` (1,500 characters, as ``bench/retrieval.py``), builds the default index, takes
+Chunks ``../shared/corpus/coal-safety`` (``--max_chars``, default 1,500, as ``bench/retrieval.py``), builds the default index, takes
 the top ``--context_k`` hits of every question and applies :func:`coalqa.grounding.supports_question` three
 times: **before** — the old gate, ``min_score`` 5 alone (the question's own words' BM25); ``--min_score`` alone; and
 ``--min_score`` or ``--min_expanded_score`` (defaults: those of grounded answering) (the expansion-weighted score of the whole clause and of its best sentence window, the
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--references", type=Path, action="append")
     ap.add_argument("--offtopic", type=Path, default=OFFTOPIC)
     ap.add_argument("--context_k", type=int, default=3)
+    ap.add_argument("--max_chars", type=int, default=1500, help="chunk size (the demo: 300, with --min_score 3 --context_k 1)")
     ap.add_argument("--min_score", type=float, default=GroundingConfig().min_score)
     ap.add_argument("--min_expanded_score", type=float, default=GroundingConfig().min_expanded_score)
     args = ap.parse_args()
@@ -55,7 +57,7 @@ def main() -> None:
              f"min_score {args.min_score:g} or min_expanded_score {args.min_expanded_score:g}":
                  GroundingConfig(min_score=args.min_score, min_expanded_score=args.min_expanded_score)}
     documents, _ = load_documents([args.docs])
-    chunks = [c for d in documents for c in split_into_chunks(d, 1500)]
+    chunks = [c for d in documents for c in split_into_chunks(d, args.max_chars)]
     offtopic = read_questions(args.offtopic)
     with tempfile.TemporaryDirectory() as tmp:
         write_chunks(chunks, Path(tmp) / "chunks.jsonl")
