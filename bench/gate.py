@@ -26,12 +26,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-from coalqa.corpus import load_documents, split_into_chunks, write_chunks  # noqa: E402
-from coalqa.eval import load_references  # noqa: E402
-from coalqa.eval.grounding import is_source  # noqa: E402
-from coalqa.grounding import supports_question  # noqa: E402
-from coalqa.retrieval import build_index, load_index  # noqa: E402
-from coalqa.retrieval.config import GroundingConfig  # noqa: E402
+from coalqa.corpus import load_documents, split_into_chunks, write_chunks
+from coalqa.eval import load_references
+from coalqa.eval.grounding import is_source
+from coalqa.grounding import supports_question
+from coalqa.retrieval import build_index, load_index
+from coalqa.retrieval.config import GroundingConfig
 
 OFFTOPIC = REPO / "bench" / "data" / "offtopic.txt"
 
