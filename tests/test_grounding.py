@@ -242,3 +242,49 @@ def test_cli_eval_with_index_and_retrieval_only(raft_adapter, small_index, tmp_p
     assert report["overall"]["citation_accuracy"] == 1.0 and report["overall"]["abstained"] == 1
     assert report["retrieval"]["recall@1"] == 1.0 and report["grounding"]["min_score"] == 1.0
     assert "Grounding: citation accuracy 1.000" in (tmp_path / "rep.md").read_text(encoding="utf-8")
+
+
+# The support gate (coalqa.grounding.supports_question). Questions written for these tests, not from any eval set.
+EVERYDAY_PHONE_Q = "在井场干活能不能掏手机打电话？"  # the clause says 禁止使用…移动电话
+OFF_TOPIC_PHONE_Q = "手机屏幕碎了能不能修？"  # shares only expansion terms (手机 → 移动电话, 能不能 → 禁止) with it
+
+
+def test_support_gate_lets_an_everyday_question_through_by_its_expansion_and_needs_one_own_word(tmp_path):
+    from conftest import write_chunks_file as write
+    from test_retrieval_methods import EVERYDAY_CHUNKS
+
+    from coalqa.grounding import retrieve_support, supports_question
+    from coalqa.retrieval.config import GroundingConfig
+
+    build_index([write(tmp_path / "chunks.jsonl", SMALL_CHUNKS + EVERYDAY_CHUNKS)], tmp_path / "idx")
+    index = load_index(tmp_path / "idx")
+    phone = index.search(EVERYDAY_PHONE_Q, 1)[0]
+    assert phone["chunk_id"] == "c-phone" and 0 < phone["bm25"] < phone["expanded"]  # 干活/打电话 own; 移动电话 expanded
+    own_only = GroundingConfig(min_score=phone["bm25"] + 0.01, min_expanded_score=None)
+    assert not supports_question(phone, own_only)  # the worker's own words alone fall short of min_score
+    assert supports_question(phone, own_only.model_copy(update={"min_expanded_score": phone["expanded"]}))
+    off = [h for h in index.search(OFF_TOPIC_PHONE_Q, 3) if h["chunk_id"] == "c-phone"]
+    assert off and off[0]["bm25"] == 0 and off[0]["expanded"] > 0  # reached through expansion terms alone
+    gate = GroundingConfig(min_score=1000, min_expanded_score=0.0)  # even the lowest expanded threshold …
+    assert not supports_question(off[0], gate)  # … needs one of the question's own words in the clause
+    assert "c-phone" not in [h["chunk_id"] for h in retrieve_support(index, OFF_TOPIC_PHONE_Q, gate, 3).supporting]
+    assert "c-phone" in [h["chunk_id"] for h in retrieve_support(index, EVERYDAY_PHONE_Q, gate, 3).supporting]
+
+
+@pytest.mark.slow  # chunks and indexes the whole real corpus (~15 s on 2 cores)
+def test_default_support_gate_on_the_real_corpus_answers_everyday_words_and_abstains_off_topic(corpus_dir, tmp_path):
+    from coalqa.corpus import load_documents, split_into_chunks, write_chunks
+    from coalqa.grounding import retrieve_support
+    from coalqa.retrieval.config import GroundingConfig
+
+    documents, _ = load_documents([corpus_dir])
+    write_chunks([c for d in documents for c in split_into_chunks(d, 1500)], tmp_path / "chunks.jsonl")
+    build_index([tmp_path / "chunks.jsonl"], tmp_path / "idx")
+    index, cfg = load_index(tmp_path / "idx"), GroundingConfig()
+    everyday = retrieve_support(index, "巷道里瓦斯多大就得停电撤人？", cfg, 3)
+    top = everyday.supporting[0]
+    assert top["bm25"] < cfg.min_score and top["expanded"] >= cfg.min_expanded_score  # let through by the expansion
+    assert "停电撤人" in top["text"] and "瓦斯" in top["text"]  # the clause it means: 瓦斯超限…停电撤人
+    for question in (OFF_TOPIC_PHONE_Q, "坐火车能不能带充电宝？", OFF_TOPIC, "银行柜员每天交接班要清点什么？"):
+        g = retrieve_support(index, question, cfg, 3)
+        assert g.hits and not g.supporting, (question, [(h["bm25"], h["expanded"]) for h in g.hits])

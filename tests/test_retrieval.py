@@ -220,3 +220,15 @@ def test_focus_marks_left_out_sentences_with_the_gap(small_index):
     for part in kept:
         assert "".join(part.split()) in flat  # each run between gaps is contiguous text of the clause
     assert index.focus("矿灯", text, 0, gap="…") == text  # nothing left out: no gap
+
+
+def test_block_cache_and_shared_main_dictionary_change_no_token(tmp_path):
+    (tmp_path / "user.txt").write_text("放炮喷雾装置 3\n", encoding="utf-8")
+    with_terms, plain = make_tokenizer(tmp_path / "user.txt"), make_tokenizer(None)
+    assert "放炮喷雾装置" in with_terms.FREQ and "放炮喷雾装置" not in plain.FREQ  # one index's terms never leak
+    texts = [c["text"] for c in SMALL_CHUNKS] + ["炮掘工作面应安设放炮喷雾装置，放炮后连续喷雾５ｍｉｎ以上。"] * 2
+    cache: dict[str, list[str]] = {}
+    for tk in (with_terms, plain):
+        cache.clear()
+        assert [tokenize(t, tk, cache) for t in texts] == [tokenize(t, tk) for t in texts]
+    assert "放炮喷雾装置" in tokenize(texts[-1], with_terms, {}) and "5min" in tokenize(texts[-1], plain, {})

@@ -1,7 +1,7 @@
 """Grounding: answers from retrieved clauses, with their provenance — one home for ``coalqa ask --index``,
 ``coalqa eval --index``, ``coalqa serve --index`` and the demo (see :mod:`coalqa.grounding.answer`).
 
-Settings: :class:`GroundingConfig` (``index``, ``context_k``, ``min_score``, ``abstain``, ...), which ``AskConfig`` and so
+Settings: :class:`GroundingConfig` (``index``, ``context_k``, ``min_score``, ``min_expanded_score``, ``abstain``, ...), which ``AskConfig`` and so
 every answering command extend; it is declared in :mod:`coalqa.retrieval.config` beside the retrieval settings whose
 scores it thresholds.
 """
@@ -19,6 +19,7 @@ from coalqa.grounding.answer import (
     evidence,
     finish,
     retrieve_support,
+    supports_question,
 )
 from coalqa.retrieval.config import GroundingConfig
 
@@ -36,4 +37,5 @@ __all__ = [
     "evidence",
     "finish",
     "retrieve_support",
+    "supports_question",
 ]

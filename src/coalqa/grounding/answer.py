@@ -3,9 +3,11 @@
 :func:`answer_grounded` is the one function that answers with grounding (``coalqa ask --index``, ``coalqa eval
 --index``, the demo, and a later OpenAI-compatible server all call it). Per question:
 
-1. retrieve ``context_k`` clauses (:meth:`coalqa.retrieval.Index.search`); a clause *supports* the question when
-   its BM25 score reaches ``min_score`` (or, in a hybrid index, its cosine similarity reaches ``min_similarity``);
-   clauses that do not are never put into the prompt nor cited;
+1. retrieve ``context_k`` clauses (:meth:`coalqa.retrieval.Index.search`); a clause *supports* the question
+   (:func:`supports_question`) when the BM25 score of the question's own words reaches ``min_score``, or when it
+   holds at least one of them and its score counting the expansion terms (``expanded``: the whole clause and its
+   best sentence window, the lower) reaches ``min_expanded_score`` (or, in a hybrid index, when its cosine
+   similarity reaches ``min_similarity``); clauses that do not are never put into the prompt nor cited;
 2. no supporting clause: abstain (the answer says no supporting clause was found; no generation) or, with
    ``abstain`` off, answer from memory and mark the result ``grounded: false``;
 3. otherwise answer with the supporting clauses in the prompt (:func:`coalqa.template.user_message`), and add
@@ -86,12 +88,23 @@ def check_adapter_fits_index(peft_model: str | Path, index: Index, config: Groun
     check_index_fits(ChatModel.prompt_format_only(peft_model), index, config)
 
 
+def supports_question(hit: dict, config: GroundingConfig) -> bool:
+    """Whether a retrieved clause (a :meth:`coalqa.retrieval.Index.search` hit) supports its question: the support
+    gate of the module docstring, step 1. ``bm25``: the question's own words on the clause; ``expanded``: with the
+    expansion terms at their weight, the lower of the whole clause and its best sentence window (absent in hits of
+    older callers: 0)."""
+    own = hit["bm25"]
+    if own > 0 and (own >= config.min_score or config.min_expanded_score is not None
+                    and hit.get("expanded", 0.0) >= config.min_expanded_score):
+        return True
+    return hit.get("dense", -1.0) >= config.min_similarity
+
+
 def retrieve_support(index: Index, question: str, config: GroundingConfig, k: int, clause_chars: int = 0) -> Grounding:
     """Retrieve ``k`` clauses for ``question`` and keep those that support it (see the module docstring); their
     prompt text is cut to ``clause_chars`` (``PromptFormat.clause_chars``, :meth:`coalqa.retrieval.Index.focus`)."""
     hits = index.search(question, k)
-    supporting = [h for h in hits if h["bm25"] >= config.min_score and h["bm25"] > 0
-                  or h.get("dense", -1.0) >= config.min_similarity]
+    supporting = [h for h in hits if supports_question(h, config)]
     context = [h | {"text": index.focus(question, h["text"], clause_chars)} for h in supporting] or None
     return Grounding(question, hits, supporting, context)
 

@@ -31,7 +31,9 @@ They are fused by reciprocal-rank fusion (Cormack, Clarke & Büttcher, SIGIR 200
 ranking's top 100); with embeddings the dense ranking is fused the same way. Chunks sharing no token (and no
 expansion term) with the question score 0 and are never returned by the lexical rankings (bm25s itself would rank
 them, and raise for ``k`` larger than the corpus). Every hit keeps ``bm25``, the plain BM25 score of the question's
-own words on the whole chunk (what ``min_score`` of grounded answering is measured in), beside the ranking score.
+own words on the whole chunk (what ``min_score`` of grounded answering is measured in), and ``expanded``, the
+expansion-weighted BM25 score of the whole chunk or of its best sentence window, whichever is lower (what
+``min_expanded_score`` is measured in), beside the ranking score.
 """
 
 from __future__ import annotations
@@ -198,8 +200,10 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         write_user_dict(terms, tmp / "userdict.txt")
         tokenizer = make_tokenizer(tmp / "userdict.txt")
         # each sentence is tokenised once; a chunk is its head + all its sentences, a window a run of its sentences
-        heads = [tokenize(_head_text(c), tokenizer) for c in chunks]
-        sentences = [[tokenize(s, tokenizer) for s in split_sentences(c["text"])] for c in chunks]
+        # and each block jieba cuts on its own (a phrase between punctuation) once however often the corpus repeats it
+        cache: dict[str, list[str]] = {}
+        heads = [tokenize(_head_text(c), tokenizer, cache) for c in chunks]
+        sentences = [[tokenize(s, tokenizer, cache) for s in split_sentences(c["text"])] for c in chunks]
         retriever = bm25s.BM25(**BM25_PARAMS)
         retriever.index([h + [t for s in ss for t in s] for h, ss in zip(heads, sentences)], show_progress=progress)
         retriever.save(str(tmp / "bm25"), show_progress=False)
@@ -217,7 +221,7 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         if asked is not None:
             rows = [(i, q) for i, qs in enumerate(asked) for q in qs]
             question_index = bm25s.BM25(**BM25_PARAMS)
-            question_index.index([tokenize(q, tokenizer) for _, q in rows], show_progress=progress)
+            question_index.index([tokenize(q, tokenizer, cache) for _, q in rows], show_progress=progress)
             question_index.save(str(tmp / "questions"), show_progress=False)
             np.save(tmp / "question_chunks.npy", np.asarray([i for i, _ in rows], dtype="int32"))
             with (tmp / "questions.jsonl").open("w", encoding="utf-8") as f:
@@ -382,11 +386,13 @@ class Index:
         """The ``k`` best chunks for ``question``, best first.
 
         Returns:
-            up to ``k`` hits ``{"rank", "chunk_id", "source", "title", "locator", "text", "score", "bm25"}`` (+
+            up to ``k`` hits ``{"rank", "chunk_id", "source", "title", "locator", "text", "score", "bm25", "expanded"}`` (+
             ``"dense"``, the cosine similarity, with embeddings). ``score`` ranks the hits: the reciprocal-rank-fusion
             score of the chunk and sentence-window (and dense) rankings, or the weighted BM25 score when there is one
             ranking (``sentence_window`` 0, no embeddings); ``bm25`` is the plain BM25 score of the question's own
-            words (:meth:`bm25_scores`). Chunks sharing neither a token nor an expansion term with the question are
+            words (:meth:`bm25_scores`); ``expanded`` the weighted BM25 score with expansion terms
+            (:meth:`query_weights`) of the whole chunk or, if lower, of its best sentence window (with
+            ``bm25``, what the support gate of grounded answering compares: ``min_expanded_score``). Chunks sharing neither a token nor an expansion term with the question are
             not returned by the lexical rankings; they can come from the dense ranking, with ``bm25`` 0; a chunk
             found through expansion terms alone has ``bm25`` 0.
 
@@ -414,12 +420,13 @@ class Index:
                 for rank, i in enumerate(ranking[:FUSION_DEPTH], 1):
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank)
             picked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        expanded = lexical[0] if self.windows is None else np.minimum(lexical[0], lexical[1])
         hits = []
         for rank, (i, score) in enumerate(picked, 1):
             c = self.chunks[i]
             hit = {"rank": rank, "chunk_id": c["id"], "source": c["source"], "title": c["title"], "locator": c["locator"],
                    "text": c["text"], "score": round(score, 6), "bm25": round(float(bm25[i]), 4),
-                   **({"ocr": True} if c.get("ocr") else {})}
+                   "expanded": round(float(expanded[i]), 4), **({"ocr": True} if c.get("ocr") else {})}
             if dense is not None:
                 hit["dense"] = round(float(dense[i]), 4)
             hits.append(hit)
