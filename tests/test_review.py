@@ -411,3 +411,44 @@ def test_a_pair_whose_clause_is_missing_can_be_decided_and_is_not_stale(tmp_path
     assert rs.flags(orphan) == ["no_clause"] and rs.detail(orphan)["chunk"] is None
     decide(rs, orphan.id, "reject", 0, "张工", reason="与条款无关")
     assert rs.state(orphan)[0] == "rejected"
+
+
+# A standard written the way 14-煤层气（煤矿瓦斯）排放标准.txt is: headings whose numbers run into their words
+# (``1适用范围``, ``3.3瓦斯抽放`` reads as 3.3 W, ``3.12排放`` as 3.12 排), definitions, a quantity in running text.
+HEADED = [
+    {"id": "s-1", "source": "14-排放标准.txt", "title": "排放标准", "locator": "1", "heading": "1适用范围",
+     "text": "1适用范围\n本标准规定了煤矿瓦斯排放限值。\n本标准适用于现有矿井的瓦斯排放控制管理。"},
+    {"id": "s-3", "source": "14-排放标准.txt", "title": "排放标准", "locator": "3", "heading": "3术语和定义",
+     "text": "3术语和定义\n下列术语与定义适用于本标准。\n3.3瓦斯抽放gasdrainage采用专用设备和管路把煤层瓦斯抽出的措施。\n"
+             "3.5高浓度瓦斯指甲烷体积浓度大于或等于30%经抽放系统抽出的瓦斯。\n3.12排放限值指标准状态下的浓度。"},
+]
+
+
+def test_as_eval_key_facts_are_quantities_never_heading_numbers(tmp_path: Path) -> None:
+    from coalqa.review.export import key_facts, source_span
+
+    clause = HEADED[1]["text"]
+    # heading and section numbers are not facts, though the numbers module reads 3.3瓦 as watts
+    assert key_facts("3术语和定义\n3.3瓦斯抽放gasdrainage采用专用设备。\n3.12排放限值指浓度。", clause) == []
+    assert key_facts("1适用范围", HEADED[0]["text"]) == []
+    assert key_facts("大于或等于30%的瓦斯是高浓度瓦斯。", clause) == ["30%"]
+    assert key_facts("浓度大于或等于30％（三十个百分点）", clause) == ["30％"]  # as written in the answer
+    assert source_span("甲烷体积浓度大于或等于30%。", clause) == "3.5高浓度瓦斯指甲烷体积浓度大于或等于30%经抽放系统抽出的瓦斯。"
+    assert source_span("1适用范围", HEADED[0]["text"]) is None
+
+    pairs = [{"input": "本标准的适用范围是什么？", "output": "1适用范围", "chunk_id": "s-1"},
+             {"input": "什么是瓦斯抽放？", "output": "3.3瓦斯抽放gasdrainage采用专用设备和管路把煤层瓦斯抽出的措施。", "chunk_id": "s-3"},
+             {"input": "高浓度瓦斯的甲烷浓度是多少？", "output": "甲烷体积浓度大于或等于30%。", "chunk_id": "s-3"}]
+    qa, chunks = make_set(tmp_path, pairs, HEADED)
+    rs = open_set(qa, chunks)
+    bulk(rs, [p for p, _ in rs.view()], "approve", "张工", 3)
+    refs = tmp_path / "e.jsonl"
+    result = CliRunner().invoke(cli, ["review", "export", str(qa), "--chunks", str(chunks), "--as_eval",
+                                      "--doc", "14-排放标准.txt", "-o", str(refs)])
+    assert result.exit_code == 0, result.output
+    assert "left out: 2 approved pair(s)" in result.output and "1 reference(s)" in result.output, result.output
+    items = [json.loads(x) for x in refs.read_text(encoding="utf-8").splitlines()]
+    assert [(i["key_facts"], i["source_span"]) for i in items] == [
+        (["30%"], "3.5高浓度瓦斯指甲烷体积浓度大于或等于30%经抽放系统抽出的瓦斯。")]
+    # both chunks chosen for evaluation stay out of training, also the one whose pair made no reference
+    assert set(ReviewLog.open(log_path_for(qa)).set_aside) == {"s-1", "s-3"}

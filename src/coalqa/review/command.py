@@ -207,8 +207,12 @@ def export(
     rs = load_set(qa, chunks, feedback)
     console = Console(highlight=False, soft_wrap=True)
     if as_eval:
-        n = export_eval(rs, output, docs=doc or [], chunk_ids=chunk or [], reviewer=reviewer or getpass.getuser())
-        console.print(f"{n} reference(s) → {output}; their {len(rs.log.set_aside)} chunk(s) are set aside in "
+        res = export_eval(rs, output, docs=doc or [], chunk_ids=chunk or [], reviewer=reviewer or getpass.getuser())
+        if res["no_key_facts"]:
+            console.print(f"left out: {len(res['no_key_facts'])} approved pair(s) whose answer states no quantity "
+                          "(a number with a unit) that its clause states in a sentence — only clause, heading or list "
+                          "numbers, or none: a reference without key facts cannot check the numbers", markup=False)
+        console.print(f"{res['references']} reference(s) → {output}; {res['chunks']} chunk(s) set aside in "
                       f"{rs.log.path}: training exports leave their pairs out. Score a model on them: coalqa eval "
                       f"--references {output} …", markup=False)
         return
