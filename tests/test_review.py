@@ -179,7 +179,8 @@ def test_export_applies_edits_keeps_provenance_and_leaves_out_the_rest(tmp_path:
     out = tmp_path / "reviewed.json"
     counts = export_training(rs, out)
     rows = json.loads(out.read_text(encoding="utf-8"))
-    assert counts == {"approved": 1, "edited": 1, "set_aside": 0, "left": len(PAIRS) - 2}
+    assert {k: counts[k] for k in ("approved", "edited", "set_aside", "left", "unsupported")} == \
+        {"approved": 1, "edited": 1, "set_aside": 0, "left": len(PAIRS) - 2, "unsupported": 0}
     assert [r["output"] for r in rows] == [PAIRS[0]["output"], "矿灯最低应当能连续正常使用11h。"]
     assert rows[1]["review"]["original"]["output"] == PAIRS[1]["output"]
     from coalqa.jsonio import file_sha256
@@ -452,3 +453,47 @@ def test_as_eval_key_facts_are_quantities_never_heading_numbers(tmp_path: Path) 
         (["30%"], "3.5高浓度瓦斯指甲烷体积浓度大于或等于30%经抽放系统抽出的瓦斯。")]
     # both chunks chosen for evaluation stay out of training, also the one whose pair made no reference
     assert set(ReviewLog.open(log_path_for(qa)).set_aside) == {"s-1", "s-3"}
+
+
+def test_an_edit_stating_numbers_its_clause_lacks_needs_confirmation_and_export_lists_it(tmp_path: Path) -> None:
+    from coalqa.review.actions import UnconfirmedNumbers
+
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    p0, p2 = rs.pairs[0], rs.pairs[2]
+    with pytest.raises(UnconfirmedNumbers) as e:  # 11h → 99h: refused, nothing written
+        decide(rs, p0.id, "edit", 0, "张工", question=p0.question, answer="矿灯最低应当能连续正常使用99h。")
+    assert e.value.numbers == ["99h"] and not log_path_for(qa).exists()
+    with pytest.raises(UnconfirmedNumbers):  # confirming other numbers is no confirmation
+        decide(rs, p0.id, "edit", 0, "张工", question=p0.question, answer="矿灯最低应当能连续正常使用99h。",
+               confirm_unsupported=["12h"])
+    rec = decide(rs, p0.id, "edit", 0, "张工", question=p0.question, answer="矿灯最低应当能连续正常使用99h。",
+                 confirm_unsupported=["99h"])
+    assert rec["unsupported"] == ["99h"] and rs.state(p0)[0] == "edited"
+    rec = decide(rs, p2.id, "edit", 0, "张工", question=p2.question, answer="高瓦斯矿井每班至少检查3次。")
+    assert "unsupported" not in rec  # a supported edit needs no confirmation
+    decide(rs, rs.pairs[1].id, "approve", 0, "李工")  # the original 12h pair, approved as it is
+
+    # over HTTP: 409 with the numbers, then saved when they are confirmed
+    client = _client(rs, None)
+    p3 = rs.pairs[3]
+    body = {"pair_id": p3.id, "decision": "edit", "base_version": 0, "question": p3.question,
+            "answer": "低瓦斯矿井，每班至少5次，每次10min。"}
+    r = client.post("/api/decide", json=body)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "unsupported_numbers", r.text
+    assert r.json()["numbers"] == ["5次", "10min"]
+    r = client.post("/api/decide", json=body | {"confirm_unsupported": ["10min", "5次"]})
+    assert r.status_code == 200 and r.json()["record"]["unsupported"] == ["5次", "10min"], r.text
+
+    out = tmp_path / "reviewed.json"
+    result = CliRunner().invoke(cli, ["review", "export", str(qa), "--chunks", str(chunks), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "3 reviewed pair(s) exported whose answer states numbers their clause does not state" in result.output
+    assert "99h" in result.output and "12h" in result.output and "5次、10min" in result.output, result.output
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert sorted(map(str, (r["review"].get("unsupported") for r in rows))) == sorted(
+        ["['99h']", "['12h']", "['5次', '10min']", "None"])
+    result = CliRunner().invoke(cli, ["review", "export", str(qa), "--chunks", str(chunks), "-o", str(out),
+                                      "--exclude_unsupported"])
+    assert result.exit_code == 0 and "3 with numbers their clause does not state" in result.output, result.output
+    assert [r["output"] for r in json.loads(out.read_text(encoding="utf-8"))] == ["高瓦斯矿井每班至少检查3次。"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import file_sha256, write_json_atomic, write_text_atomic
-from coalqa.numbers import quantity_spans, same_quantity
+from coalqa.numbers import quantity_spans, same_quantity, unsupported_quantities
 from coalqa.review.log import APP, ReviewLog, log_path_for, now_iso
 from coalqa.review.pairs import SENTENCE, ReviewSet
 
@@ -30,9 +30,15 @@ def _log_sha(rs: ReviewSet) -> str | None:
     return file_sha256(rs.log.path) if rs.log.path.is_file() else None
 
 
-def reviewed_rows(rs: ReviewSet) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The approved/edited pairs as training rows, and counts ``{"approved", "edited", "set_aside", "left"}``."""
-    rows, counts = [], {"approved": 0, "edited": 0, "set_aside": 0, "left": 0}
+def reviewed_rows(rs: ReviewSet, exclude_unsupported: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The approved/edited pairs as training rows, and counts ``{"approved", "edited", "set_aside", "left",
+    "unsupported", "excluded_unsupported"}`` plus ``"unsupported_pairs"``: ``[{"pair_id", "locator", "numbers"}]`` of
+    the pairs whose answer (as reviewed) states quantities its clause does not
+    (:func:`coalqa.numbers.unsupported_quantities`; an edit the reviewer confirmed so, or an approved flagged pair).
+    Such rows carry ``review["unsupported"]``; ``exclude_unsupported`` leaves them out instead (counted)."""
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, Any] = {"approved": 0, "edited": 0, "set_aside": 0, "left": 0, "unsupported": 0,
+                              "excluded_unsupported": 0, "unsupported_pairs": []}
     log_sha = _log_sha(rs)
     for p in rs.pairs:
         status, rec = rs.state(p)
@@ -42,33 +48,46 @@ def reviewed_rows(rs: ReviewSet) -> tuple[list[dict[str, Any]], dict[str, int]]:
         if p.chunk_id in rs.log.set_aside:
             counts["set_aside"] += 1
             continue
-        counts[status] += 1
         question, answer = rs.current_text(p, rec)
         chunk = rs.chunks.get(p.chunk_id) or {}
+        unsupported = ([q.text for q in unsupported_quantities(answer, [chunk["text"]])] if chunk else [])
+        if unsupported:
+            counts["unsupported_pairs"].append({"pair_id": p.id, "doc": p.doc, "locator": p.locator,
+                                                "numbers": unsupported})
+            if exclude_unsupported:
+                counts["excluded_unsupported"] += 1
+                continue
+            counts["unsupported"] += 1
+        counts[status] += 1
         review = {"pair_id": p.id, "decision": status, "reviewer": rec.get("reviewer"), "time": rec.get("time"),
                   "log": str(rs.log.path), "log_sha256": log_sha, "origin": p.origin}
         if status == "edited":
             review["original"] = {"input": p.question, "output": p.answer}
+        if unsupported:
+            review["unsupported"] = unsupported
         rows.append({"input": question, "output": answer, "chunk_id": p.chunk_id or None,
                      "chunk_sha": chunk.get("sha"), "source": p.doc, "locator": p.locator, "review": review})
     return rows, counts
 
 
-def export_training(rs: ReviewSet, out: Path) -> dict[str, int]:
+def export_training(rs: ReviewSet, out: Path, exclude_unsupported: bool = False) -> dict[str, Any]:
     """Write the reviewed training file ``out`` (a JSON list, ``coalqa train --data`` reads it) and its summary.
 
     Returns the counts of :func:`reviewed_rows`. Raises CoalqaError when no pair is approved yet.
     """
-    rows, counts = reviewed_rows(rs)
+    rows, counts = reviewed_rows(rs, exclude_unsupported)
     if not rows:
-        raise CoalqaError(f"no approved or edited pairs to export yet ({counts['set_aside']} set aside for eval): "
+        raise CoalqaError(f"no approved or edited pairs to export yet ({counts['set_aside']} set aside for eval"
+                          f"{', %d left out for unsupported numbers' % counts['excluded_unsupported'] if counts['excluded_unsupported'] else ''}): "
                           f"review them first with `coalqa review {rs.qa_path} --chunks {rs.chunks_path}`")
     write_json_atomic(out, rows)
     stem = out.with_suffix("") if out.suffix == ".json" else out
+    summary_counts = {k: v for k, v in counts.items() if k != "unsupported_pairs"}
     write_json_atomic(Path(f"{stem}.summary.json"), {
         "chunks_file": {"path": str(Path(rs.chunks_path).resolve()), "sha256": file_sha256(rs.chunks_path)},
-        "review": {"qa_file": str(rs.qa_path), "log": str(rs.log.path), "log_sha256": _log_sha(rs), **counts,
-                   "reviewers": rs.log.reviewers(), "app": APP, "time": now_iso()},
+        "review": {"qa_file": str(rs.qa_path), "log": str(rs.log.path), "log_sha256": _log_sha(rs), **summary_counts,
+                   "unsupported_pairs": counts["unsupported_pairs"], "reviewers": rs.log.reviewers(), "app": APP,
+                   "time": now_iso()},
     })
     return counts
 
