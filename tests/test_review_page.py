@@ -227,3 +227,32 @@ def test_an_edit_with_a_number_the_clause_lacks_asks_before_saving(server, tmp_p
     decisions = [r for r in recs if r["type"] == "decision"]
     assert [(r["decision"], r.get("unsupported")) for r in decisions] == [("edit", ["99h"])]
     print(f"screenshot: {tmp_path / 'review_numbers_confirm.png'}")
+
+
+def test_search_enter_applies_the_filter_and_gives_the_keys_back_to_the_review(server, tmp_path) -> None:
+    """`/`, a search, Enter: the view is filtered and the next keys are shortcuts again, not typed into the search."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, qa = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/?token={TOKEN}")
+            page.wait_for_selector("body[data-ready='1']")
+            expect(page.locator("#position")).to_contain_text("/ 12 条")
+            page.keyboard.press("/")
+            assert page.evaluate("document.activeElement.id") == "f-q"
+            page.keyboard.type("矿灯")
+            page.keyboard.press("Enter")
+            expect(page.locator("#position")).to_contain_text("第 1 / 3 条")
+            assert page.evaluate("document.activeElement.id") == "pair-pane"
+            page.keyboard.press("j")  # a shortcut again
+            expect(page.locator("#position")).to_contain_text("第 2 / 3 条")
+            page.keyboard.press("a")
+            expect(page.locator("#saved")).to_contain_text("已保存：通过（第 2 条）")
+            assert page.locator("#f-q").input_value() == "矿灯"  # nothing typed into the search
+        finally:
+            browser.close()
+    recs = [json.loads(x) for x in log_path_for(qa).read_text(encoding="utf-8").splitlines()]
+    assert [r["decision"] for r in recs if r["type"] == "decision"] == ["approve"]

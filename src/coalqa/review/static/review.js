@@ -404,6 +404,11 @@ async function doBulk() {
   }
 }
 
+function focusReview() {
+  if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
+  $("pair-pane").focus({ preventScroll: true });
+}
+
 function typing(ev) {
   const t = ev.target;
   return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT");
@@ -425,7 +430,16 @@ document.addEventListener("keydown", (ev) => {
     return;
   }
   if (typing(ev)) {
-    if (ev.key === "Escape") ev.target.blur();
+    if (ev.target.id === "f-q" && (ev.key === "Enter" || ev.key === "Escape")) {
+      // the search is applied now and the keys go back to the review: j/k/a/r/e … work at once
+      ev.preventDefault();
+      clearTimeout(searchTimer);
+      pos = 0;
+      focusReview();
+      loadItems().catch((e) => showError(e.message));
+    } else if (ev.key === "Escape") {
+      focusReview();
+    }
     return;
   }
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
