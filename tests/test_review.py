@@ -179,7 +179,8 @@ def test_export_applies_edits_keeps_provenance_and_leaves_out_the_rest(tmp_path:
     out = tmp_path / "reviewed.json"
     counts = export_training(rs, out)
     rows = json.loads(out.read_text(encoding="utf-8"))
-    assert counts == {"approved": 1, "edited": 1, "set_aside": 0, "left": len(PAIRS) - 2}
+    assert {k: counts[k] for k in ("approved", "edited", "set_aside", "left", "unsupported")} == \
+        {"approved": 1, "edited": 1, "set_aside": 0, "left": len(PAIRS) - 2, "unsupported": 0}
     assert [r["output"] for r in rows] == [PAIRS[0]["output"], "矿灯最低应当能连续正常使用11h。"]
     assert rows[1]["review"]["original"]["output"] == PAIRS[1]["output"]
     from coalqa.jsonio import file_sha256
@@ -411,3 +412,88 @@ def test_a_pair_whose_clause_is_missing_can_be_decided_and_is_not_stale(tmp_path
     assert rs.flags(orphan) == ["no_clause"] and rs.detail(orphan)["chunk"] is None
     decide(rs, orphan.id, "reject", 0, "张工", reason="与条款无关")
     assert rs.state(orphan)[0] == "rejected"
+
+
+# A standard written the way 14-煤层气（煤矿瓦斯）排放标准.txt is: headings whose numbers run into their words
+# (``1适用范围``, ``3.3瓦斯抽放`` reads as 3.3 W, ``3.12排放`` as 3.12 排), definitions, a quantity in running text.
+HEADED = [
+    {"id": "s-1", "source": "14-排放标准.txt", "title": "排放标准", "locator": "1", "heading": "1适用范围",
+     "text": "1适用范围\n本标准规定了煤矿瓦斯排放限值。\n本标准适用于现有矿井的瓦斯排放控制管理。"},
+    {"id": "s-3", "source": "14-排放标准.txt", "title": "排放标准", "locator": "3", "heading": "3术语和定义",
+     "text": "3术语和定义\n下列术语与定义适用于本标准。\n3.3瓦斯抽放gasdrainage采用专用设备和管路把煤层瓦斯抽出的措施。\n"
+             "3.5高浓度瓦斯指甲烷体积浓度大于或等于30%经抽放系统抽出的瓦斯。\n3.12排放限值指标准状态下的浓度。"},
+]
+
+
+def test_as_eval_key_facts_are_quantities_never_heading_numbers(tmp_path: Path) -> None:
+    from coalqa.review.export import key_facts, source_span
+
+    clause = HEADED[1]["text"]
+    # heading and section numbers are not facts, though the numbers module reads 3.3瓦 as watts
+    assert key_facts("3术语和定义\n3.3瓦斯抽放gasdrainage采用专用设备。\n3.12排放限值指浓度。", clause) == []
+    assert key_facts("1适用范围", HEADED[0]["text"]) == []
+    assert key_facts("大于或等于30%的瓦斯是高浓度瓦斯。", clause) == ["30%"]
+    assert key_facts("浓度大于或等于30％（三十个百分点）", clause) == ["30％"]  # as written in the answer
+    assert source_span("甲烷体积浓度大于或等于30%。", clause) == "3.5高浓度瓦斯指甲烷体积浓度大于或等于30%经抽放系统抽出的瓦斯。"
+    assert source_span("1适用范围", HEADED[0]["text"]) is None
+
+    pairs = [{"input": "本标准的适用范围是什么？", "output": "1适用范围", "chunk_id": "s-1"},
+             {"input": "什么是瓦斯抽放？", "output": "3.3瓦斯抽放gasdrainage采用专用设备和管路把煤层瓦斯抽出的措施。", "chunk_id": "s-3"},
+             {"input": "高浓度瓦斯的甲烷浓度是多少？", "output": "甲烷体积浓度大于或等于30%。", "chunk_id": "s-3"}]
+    qa, chunks = make_set(tmp_path, pairs, HEADED)
+    rs = open_set(qa, chunks)
+    bulk(rs, [p for p, _ in rs.view()], "approve", "张工", 3)
+    refs = tmp_path / "e.jsonl"
+    result = CliRunner().invoke(cli, ["review", "export", str(qa), "--chunks", str(chunks), "--as_eval",
+                                      "--doc", "14-排放标准.txt", "-o", str(refs)])
+    assert result.exit_code == 0, result.output
+    assert "left out: 2 approved pair(s)" in result.output and "1 reference(s)" in result.output, result.output
+    items = [json.loads(x) for x in refs.read_text(encoding="utf-8").splitlines()]
+    assert [(i["key_facts"], i["source_span"]) for i in items] == [
+        (["30%"], "3.5高浓度瓦斯指甲烷体积浓度大于或等于30%经抽放系统抽出的瓦斯。")]
+    # both chunks chosen for evaluation stay out of training, also the one whose pair made no reference
+    assert set(ReviewLog.open(log_path_for(qa)).set_aside) == {"s-1", "s-3"}
+
+
+def test_an_edit_stating_numbers_its_clause_lacks_needs_confirmation_and_export_lists_it(tmp_path: Path) -> None:
+    from coalqa.review.actions import UnconfirmedNumbers
+
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    p0, p2 = rs.pairs[0], rs.pairs[2]
+    with pytest.raises(UnconfirmedNumbers) as e:  # 11h → 99h: refused, nothing written
+        decide(rs, p0.id, "edit", 0, "张工", question=p0.question, answer="矿灯最低应当能连续正常使用99h。")
+    assert e.value.numbers == ["99h"] and not log_path_for(qa).exists()
+    with pytest.raises(UnconfirmedNumbers):  # confirming other numbers is no confirmation
+        decide(rs, p0.id, "edit", 0, "张工", question=p0.question, answer="矿灯最低应当能连续正常使用99h。",
+               confirm_unsupported=["12h"])
+    rec = decide(rs, p0.id, "edit", 0, "张工", question=p0.question, answer="矿灯最低应当能连续正常使用99h。",
+                 confirm_unsupported=["99h"])
+    assert rec["unsupported"] == ["99h"] and rs.state(p0)[0] == "edited"
+    rec = decide(rs, p2.id, "edit", 0, "张工", question=p2.question, answer="高瓦斯矿井每班至少检查3次。")
+    assert "unsupported" not in rec  # a supported edit needs no confirmation
+    decide(rs, rs.pairs[1].id, "approve", 0, "李工")  # the original 12h pair, approved as it is
+
+    # over HTTP: 409 with the numbers, then saved when they are confirmed
+    client = _client(rs, None)
+    p3 = rs.pairs[3]
+    body = {"pair_id": p3.id, "decision": "edit", "base_version": 0, "question": p3.question,
+            "answer": "低瓦斯矿井，每班至少5次，每次10min。"}
+    r = client.post("/api/decide", json=body)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "unsupported_numbers", r.text
+    assert r.json()["numbers"] == ["5次", "10min"]
+    r = client.post("/api/decide", json=body | {"confirm_unsupported": ["10min", "5次"]})
+    assert r.status_code == 200 and r.json()["record"]["unsupported"] == ["5次", "10min"], r.text
+
+    out = tmp_path / "reviewed.json"
+    result = CliRunner().invoke(cli, ["review", "export", str(qa), "--chunks", str(chunks), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "3 reviewed pair(s) exported whose answer states numbers their clause does not state" in result.output
+    assert "99h" in result.output and "12h" in result.output and "5次、10min" in result.output, result.output
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert sorted(map(str, (r["review"].get("unsupported") for r in rows))) == sorted(
+        ["['99h']", "['12h']", "['5次', '10min']", "None"])
+    result = CliRunner().invoke(cli, ["review", "export", str(qa), "--chunks", str(chunks), "-o", str(out),
+                                      "--exclude_unsupported"])
+    assert result.exit_code == 0 and "3 with numbers their clause does not state" in result.output, result.output
+    assert [r["output"] for r in json.loads(out.read_text(encoding="utf-8"))] == ["高瓦斯矿井每班至少检查3次。"]

@@ -185,3 +185,74 @@ def test_stale_pair_shows_old_and_new_clause_side_by_side(tmp_path) -> None:
                 expect(page.locator("#counts")).to_contain_text("条款已变更 0")
             finally:
                 browser.close()
+
+
+def test_an_edit_with_a_number_the_clause_lacks_asks_before_saving(server, tmp_path) -> None:
+    """11h → 99h in the editor: Ctrl+Enter saves nothing and asks, naming 99h; Esc goes back to the editor; the
+    confirmation then saves it as 修改后通过 with the number recorded."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, qa = server
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/?token={TOKEN}")
+            page.wait_for_selector("body[data-ready='1']")
+            expect(page.locator("#position")).to_contain_text("第 1 /")
+            page.keyboard.press("e")
+            page.fill("#edit-answer", "发出的矿灯，最低应当能连续正常使用99h。")
+            page.keyboard.press("Control+Enter")
+            dialog = page.locator("#numbers-confirm")
+            expect(dialog).to_be_visible()
+            assert dialog.locator("mark.num.bad").all_inner_texts() == ["99h"]
+            expect(page.locator("#saved")).to_contain_text("未保存")
+            page.screenshot(path=str(tmp_path / "review_numbers_confirm.png"))
+            assert not log_path_for(qa).exists()  # nothing saved before the confirmation
+            page.keyboard.press("Escape")  # back to the editor, still unsaved
+            expect(dialog).to_be_hidden()
+            assert page.evaluate("document.activeElement.id") == "edit-answer"
+            page.keyboard.press("Control+Enter")
+            expect(dialog).to_be_visible()
+            page.click("#numbers-confirm-ok")
+            expect(page.locator("#saved")).to_have_text(re.compile(r"^已保存：修改后通过（第 1 条）$"))
+            page.keyboard.press("k")
+            expect(page.locator("#meta")).to_contain_text("确认了条款中没有的数值：99h")
+        finally:
+            browser.close()
+    assert not errors, errors
+    recs = [json.loads(x) for x in log_path_for(qa).read_text(encoding="utf-8").splitlines()]
+    decisions = [r for r in recs if r["type"] == "decision"]
+    assert [(r["decision"], r.get("unsupported")) for r in decisions] == [("edit", ["99h"])]
+    print(f"screenshot: {tmp_path / 'review_numbers_confirm.png'}")
+
+
+def test_search_enter_applies_the_filter_and_gives_the_keys_back_to_the_review(server, tmp_path) -> None:
+    """`/`, a search, Enter: the view is filtered and the next keys are shortcuts again, not typed into the search."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, qa = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/?token={TOKEN}")
+            page.wait_for_selector("body[data-ready='1']")
+            expect(page.locator("#position")).to_contain_text("/ 12 条")
+            page.keyboard.press("/")
+            assert page.evaluate("document.activeElement.id") == "f-q"
+            page.keyboard.type("矿灯")
+            page.keyboard.press("Enter")
+            expect(page.locator("#position")).to_contain_text("第 1 / 3 条")
+            assert page.evaluate("document.activeElement.id") == "pair-pane"
+            page.keyboard.press("j")  # a shortcut again
+            expect(page.locator("#position")).to_contain_text("第 2 / 3 条")
+            page.keyboard.press("a")
+            expect(page.locator("#saved")).to_contain_text("已保存：通过（第 2 条）")
+            assert page.locator("#f-q").input_value() == "矿灯"  # nothing typed into the search
+        finally:
+            browser.close()
+    recs = [json.loads(x) for x in log_path_for(qa).read_text(encoding="utf-8").splitlines()]
+    assert [r["decision"] for r in recs if r["type"] == "decision"] == ["approve"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 from coalqa.errors import CoalqaError
+from coalqa.numbers import unsupported_quantities
 from coalqa.review.log import APP, DECISIONS, Conflict, ReviewLog, now_iso
 from coalqa.review.pairs import Pair, ReviewSet
 
@@ -18,6 +19,24 @@ MAX_TEXT = 4000  # characters of an edited question/answer, a reason or a note
 
 class ViewChanged(CoalqaError):
     """A bulk action confirmed for one number of pairs while the view now holds another."""
+
+
+class UnconfirmedNumbers(CoalqaError):
+    """An edited answer states quantities its clause does not (``numbers``, as written), and the reviewer has not
+    confirmed exactly those: nothing was written. The page asks, naming them, and saves again with
+    ``confirm_unsupported=numbers``."""
+
+    def __init__(self, numbers: list[str]) -> None:
+        super().__init__(f"the edited answer states {'、'.join(numbers)}, which its clause does not state; "
+                         "confirm these numbers explicitly to save the edit")
+        self.numbers = numbers
+
+
+def unsupported_in(rs: ReviewSet, p: Pair, answer: str) -> list[str]:
+    """Quantities of ``answer`` (as written) that the clause of ``p`` does not state — the same check as the
+    ``number`` flag and the grounded answers (:func:`coalqa.numbers.unsupported_quantities`); ``[]`` without a clause."""
+    chunk = rs.chunks.get(p.chunk_id)
+    return [q.text for q in unsupported_quantities(answer, [chunk["text"]])] if chunk else []
 
 
 def _clean(value, what: str) -> str:
@@ -31,7 +50,7 @@ def _clean(value, what: str) -> str:
 
 
 def _record(rs: ReviewSet, p: Pair, log: ReviewLog, decision: str, reviewer: str, *, edited=None, reason="", note="",
-            batch=None, undoes=None, written: set | None = None) -> list[dict]:
+            batch=None, undoes=None, written: set | None = None, unsupported=None) -> list[dict]:
     """The lines for one decision on ``p``: a ``clause`` snapshot first when its text is new to the log (and not in
     ``written``, the snapshots of the same write, which this adds to)."""
     chunk = rs.chunks.get(p.chunk_id)
@@ -46,6 +65,8 @@ def _record(rs: ReviewSet, p: Pair, log: ReviewLog, decision: str, reviewer: str
            "chunk_sha": chunk["sha"] if chunk else None, "app": APP}
     if edited:
         rec["edited"] = edited
+    if unsupported:
+        rec["unsupported"] = unsupported  # numbers the reviewer confirmed though the clause does not state them
     if reason:
         rec["reason"] = reason
     if note:
@@ -58,14 +79,16 @@ def _record(rs: ReviewSet, p: Pair, log: ReviewLog, decision: str, reviewer: str
 
 
 def decide(rs: ReviewSet, pid: str, decision: str, base_version: int, reviewer: str, *, question=None, answer=None,
-           reason=None, note=None) -> dict:
+           reason=None, note=None, confirm_unsupported=None) -> dict:
     """Record ``decision`` on pair ``pid``; returns the decision record written (durable).
 
     ``edit`` needs ``question`` and/or ``answer`` (an edit is an approval of the corrected pair); ``reject`` needs a
-    ``reason``.
+    ``reason``. An edited answer that states quantities its clause does not (:func:`unsupported_in`) is saved only
+    when ``confirm_unsupported`` names exactly those numbers; the record then keeps them (``"unsupported"``).
 
     Raises:
         Conflict: ``base_version`` is not the pair's current version.
+        UnconfirmedNumbers: an edit with unsupported numbers not confirmed (or others confirmed).
         CoalqaError: unknown pair or decision, missing edit text or reason, text too long.
     """
     p = rs.by_id.get(pid)
@@ -83,13 +106,18 @@ def decide(rs: ReviewSet, pid: str, decision: str, base_version: int, reviewer: 
             decision = "approve"  # nothing changed: a plain approval
         else:
             edited = {"question": q, "answer": a}
+    unsupported = unsupported_in(rs, p, edited["answer"]) if edited else []
+    confirmed = confirm_unsupported if isinstance(confirm_unsupported, list) else []
+    if unsupported and sorted(map(str, confirmed)) != sorted(unsupported):
+        raise UnconfirmedNumbers(unsupported)
     if decision == "reject" and not reason:
         raise CoalqaError("a rejection needs a reason")
 
     def make(log: ReviewLog) -> list[dict]:
         if int(base_version) != log.version(pid):
             raise Conflict(pid, log.version(pid), log.latest(pid))
-        return _record(rs, p, log, decision, reviewer, edited=edited, reason=reason, note=note)
+        return _record(rs, p, log, decision, reviewer, edited=edited, reason=reason, note=note,
+                       unsupported=unsupported)
 
     return rs.log.append(make)[-1]
 

@@ -7,8 +7,10 @@ Routes (all need the token when one is set: ``Authorization: Bearer <token>``, o
 * ``GET /api/state``: reviewer, counts per status and per document, documents, flags, reject reasons, torn lines;
 * ``GET /api/items?status=&doc=&flag=&q=&sort=risky``: the view, in order: ``{"items": [[id, status], ...]}``;
 * ``GET /api/pairs?ids=a,b,c``: full details of up to 50 pairs (:meth:`coalqa.review.pairs.ReviewSet.detail`);
-* ``POST /api/decide`` ``{pair_id, decision, base_version, question?, answer?, reason?, note?}`` → the record written
-  (durable when answered); 409 ``{"error", "current", "version"}`` when the pair changed meanwhile;
+* ``POST /api/decide`` ``{pair_id, decision, base_version, question?, answer?, reason?, note?, confirm_unsupported?}``
+  → the record written (durable when answered); 409 ``{"error", "current", "version"}`` when the pair changed
+  meanwhile; 409 ``{"error": {"code": "unsupported_numbers"}, "numbers": [...]}`` when an edited answer states numbers
+  its clause does not and ``confirm_unsupported`` does not name exactly those (nothing saved);
 * ``POST /api/bulk`` ``{status, doc, flag, q, decision, reason?, count}``: every pair of that view (``count`` is the
   number the reviewer confirmed; 409 when it no longer matches);
 * ``POST /api/undo``: takes back this reviewer's latest action.
@@ -173,7 +175,9 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
         try:
             rec = actions.decide(rs, pid, str(data.get("decision") or ""), base, reviewer,
                                  question=data.get("question"), answer=data.get("answer"), reason=data.get("reason"),
-                                 note=data.get("note"))
+                                 note=data.get("note"), confirm_unsupported=data.get("confirm_unsupported"))
+        except actions.UnconfirmedNumbers as e:
+            raise Refused(409, str(e), "unsupported_numbers", numbers=e.numbers) from e
         except Conflict as e:
             raise Refused(409, f"another decision was saved for this pair meanwhile (by "
                           f"{(e.current or {}).get('reviewer', '?')}); yours was not saved", "conflict",

@@ -200,6 +200,9 @@ def export(
     chunk: Annotated[list[str] | None, typer.Option("--chunk", help="with --as_eval: a chunk id to set aside; "
                                                     "repeatable")] = None,
     reviewer: Annotated[str | None, typer.Option("--reviewer", help="recorded with --as_eval's set-aside lines")] = None,
+    exclude_unsupported: Annotated[bool, typer.Option("--exclude_unsupported", help="leave out approved/edited pairs "
+                                                      "whose answer states a number its clause does not (listed "
+                                                      "either way)")] = False,
 ) -> None:
     """Write the approved and edited pairs (edits applied, with review provenance), or an eval set (--as_eval)."""
     from coalqa.review.export import export_eval, export_training
@@ -207,15 +210,33 @@ def export(
     rs = load_set(qa, chunks, feedback)
     console = Console(highlight=False, soft_wrap=True)
     if as_eval:
-        n = export_eval(rs, output, docs=doc or [], chunk_ids=chunk or [], reviewer=reviewer or getpass.getuser())
-        console.print(f"{n} reference(s) → {output}; their {len(rs.log.set_aside)} chunk(s) are set aside in "
+        res = export_eval(rs, output, docs=doc or [], chunk_ids=chunk or [], reviewer=reviewer or getpass.getuser())
+        if res["no_key_facts"]:
+            console.print(f"left out: {len(res['no_key_facts'])} approved pair(s) whose answer states no quantity "
+                          "(a number with a unit) that its clause states in a sentence — only clause, heading or list "
+                          "numbers, or none: a reference without key facts cannot check the numbers", markup=False)
+        console.print(f"{res['references']} reference(s) → {output}; {res['chunks']} chunk(s) set aside in "
                       f"{rs.log.path}: training exports leave their pairs out. Score a model on them: coalqa eval "
                       f"--references {output} …", markup=False)
         return
     if doc or chunk:
         raise CoalqaError("--doc/--chunk choose what --as_eval sets aside; add --as_eval")
-    counts = export_training(rs, output)
+    counts = export_training(rs, output, exclude_unsupported=exclude_unsupported)
     console.print(f"{counts['approved'] + counts['edited']} reviewed pairs → {output} ({counts['approved']} approved, "
                   f"{counts['edited']} edited); left out: {counts['left']} not approved (pending, rejected or stale)"
-                  + (f", {counts['set_aside']} pairs of chunks set aside for evaluation" if counts["set_aside"] else ""),
+                  + (f", {counts['set_aside']} pairs of chunks set aside for evaluation" if counts["set_aside"] else "")
+                  + (f", {counts['excluded_unsupported']} with numbers their clause does not state (--exclude_unsupported)"
+                     if counts["excluded_unsupported"] else ""),
                   markup=False)
+    bad = counts["unsupported_pairs"]
+    if bad:
+        verb = "left out" if exclude_unsupported else "exported"
+        console.print(f"[yellow]warning:[/] {len(bad)} reviewed pair(s) {'were ' if exclude_unsupported else ''}"
+                      f"{verb} whose answer states numbers their clause does not state (approved by a reviewer"
+                      + ("" if exclude_unsupported else "; they will be trained on — add --exclude_unsupported to "
+                         "leave them out") + "):")
+        for b in bad[:20]:
+            console.print(f"  {b['pair_id']} {b['doc']} {b['locator']}: {'、'.join(b['numbers'])}", markup=False)
+        if len(bad) > 20:
+            console.print(f"  … and {len(bad) - 20} more (all listed in the .summary.json beside {output})",
+                          markup=False)

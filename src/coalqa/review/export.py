@@ -15,23 +15,30 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from coalqa.errors import CoalqaError
 from coalqa.jsonio import file_sha256, write_json_atomic, write_text_atomic
-from coalqa.numbers import find_quantities, quantity_spans, same_quantity
+from coalqa.numbers import quantity_spans, same_quantity, unsupported_quantities
 from coalqa.review.log import APP, ReviewLog, log_path_for, now_iso
-from coalqa.review.pairs import ReviewSet, support_sentences
+from coalqa.review.pairs import SENTENCE, ReviewSet
 
 
 def _log_sha(rs: ReviewSet) -> str | None:
     return file_sha256(rs.log.path) if rs.log.path.is_file() else None
 
 
-def reviewed_rows(rs: ReviewSet) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The approved/edited pairs as training rows, and counts ``{"approved", "edited", "set_aside", "left"}``."""
-    rows, counts = [], {"approved": 0, "edited": 0, "set_aside": 0, "left": 0}
+def reviewed_rows(rs: ReviewSet, exclude_unsupported: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The approved/edited pairs as training rows, and counts ``{"approved", "edited", "set_aside", "left",
+    "unsupported", "excluded_unsupported"}`` plus ``"unsupported_pairs"``: ``[{"pair_id", "locator", "numbers"}]`` of
+    the pairs whose answer (as reviewed) states quantities its clause does not
+    (:func:`coalqa.numbers.unsupported_quantities`; an edit the reviewer confirmed so, or an approved flagged pair).
+    Such rows carry ``review["unsupported"]``; ``exclude_unsupported`` leaves them out instead (counted)."""
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, Any] = {"approved": 0, "edited": 0, "set_aside": 0, "left": 0, "unsupported": 0,
+                              "excluded_unsupported": 0, "unsupported_pairs": []}
     log_sha = _log_sha(rs)
     for p in rs.pairs:
         status, rec = rs.state(p)
@@ -41,51 +48,121 @@ def reviewed_rows(rs: ReviewSet) -> tuple[list[dict[str, Any]], dict[str, int]]:
         if p.chunk_id in rs.log.set_aside:
             counts["set_aside"] += 1
             continue
-        counts[status] += 1
         question, answer = rs.current_text(p, rec)
         chunk = rs.chunks.get(p.chunk_id) or {}
+        unsupported = ([q.text for q in unsupported_quantities(answer, [chunk["text"]])] if chunk else [])
+        if unsupported:
+            counts["unsupported_pairs"].append({"pair_id": p.id, "doc": p.doc, "locator": p.locator,
+                                                "numbers": unsupported})
+            if exclude_unsupported:
+                counts["excluded_unsupported"] += 1
+                continue
+            counts["unsupported"] += 1
+        counts[status] += 1
         review = {"pair_id": p.id, "decision": status, "reviewer": rec.get("reviewer"), "time": rec.get("time"),
                   "log": str(rs.log.path), "log_sha256": log_sha, "origin": p.origin}
         if status == "edited":
             review["original"] = {"input": p.question, "output": p.answer}
+        if unsupported:
+            review["unsupported"] = unsupported
         rows.append({"input": question, "output": answer, "chunk_id": p.chunk_id or None,
                      "chunk_sha": chunk.get("sha"), "source": p.doc, "locator": p.locator, "review": review})
     return rows, counts
 
 
-def export_training(rs: ReviewSet, out: Path) -> dict[str, int]:
+def export_training(rs: ReviewSet, out: Path, exclude_unsupported: bool = False) -> dict[str, Any]:
     """Write the reviewed training file ``out`` (a JSON list, ``coalqa train --data`` reads it) and its summary.
 
     Returns the counts of :func:`reviewed_rows`. Raises CoalqaError when no pair is approved yet.
     """
-    rows, counts = reviewed_rows(rs)
+    rows, counts = reviewed_rows(rs, exclude_unsupported)
     if not rows:
-        raise CoalqaError(f"no approved or edited pairs to export yet ({counts['set_aside']} set aside for eval): "
+        raise CoalqaError(f"no approved or edited pairs to export yet ({counts['set_aside']} set aside for eval"
+                          f"{', %d left out for unsupported numbers' % counts['excluded_unsupported'] if counts['excluded_unsupported'] else ''}): "
                           f"review them first with `coalqa review {rs.qa_path} --chunks {rs.chunks_path}`")
     write_json_atomic(out, rows)
     stem = out.with_suffix("") if out.suffix == ".json" else out
+    summary_counts = {k: v for k, v in counts.items() if k != "unsupported_pairs"}
     write_json_atomic(Path(f"{stem}.summary.json"), {
         "chunks_file": {"path": str(Path(rs.chunks_path).resolve()), "sha256": file_sha256(rs.chunks_path)},
-        "review": {"qa_file": str(rs.qa_path), "log": str(rs.log.path), "log_sha256": _log_sha(rs), **counts,
-                   "reviewers": rs.log.reviewers(), "app": APP, "time": now_iso()},
+        "review": {"qa_file": str(rs.qa_path), "log": str(rs.log.path), "log_sha256": _log_sha(rs), **summary_counts,
+                   "unsupported_pairs": counts["unsupported_pairs"], "reviewers": rs.log.reviewers(), "app": APP,
+                   "time": now_iso()},
     })
     return counts
 
 
-def key_facts(answer: str, clause: str) -> list[str]:
-    """The quantities of ``answer`` that ``clause`` states, as written in the answer, in order, each once."""
-    pool = find_quantities(clause)
-    out: list[str] = []
+def _in_running_text(text: str, start: int) -> bool:
+    """Is the quantity at ``start`` of ``text`` inside a sentence, rather than opening a line (where a heading or list
+    number stands)? Line breaks are real ones or the literal ``\\n`` some sources hold."""
+    line = text[:start].replace("\\n", "\n").rsplit("\n", 1)[-1]
+    return line.strip(" \t\u3000") != ""
+
+
+def clause_support(answer: str, clause: str) -> list[tuple[str, int, int]]:
+    """The key facts of ``answer`` and where ``clause`` states them: ``[(fact, start, end)]``, ``start:end`` the
+    clause's quantity span that supports the fact (stated twice: the one in the sentence sharing most character
+    bigrams with the answer), facts in answer order, each once.
+
+    A key fact is a quantity of the answer (:func:`coalqa.numbers.quantity_spans`, as written in the answer) that
+
+    * has a unit or measure word for every number it holds (``11h``, ``10m～15m``, ``3次``, ``40%``): a bare number
+      is a clause, section, list or standard number far more often than a fact (``1``, ``3.1``), so it never counts;
+    * is stated by the clause, with a unit too (:func:`coalqa.numbers.same_quantity`, ``11小时`` = ``11h``; a bare
+      ``1`` in the clause does not support ``1日``), *inside a sentence*: an
+      occurrence that opens a line is a heading or list number (``3.3瓦斯抽放`` reads as 3.3 W, ``3.12排放`` as 3.12
+      排) and supports nothing.
+    """
+    clause_spans = [(s, e, qs) for s, e, qs in quantity_spans(clause) if _in_running_text(clause, s)]
+    # where the clause states a fact twice, the occurrence in the sentence most like the answer supports it
+    grams = {answer[i:i + 2] for i in range(len(answer) - 1)}
+    share = {}
+    for m in SENTENCE.finditer(clause):
+        own = {m.group(0)[i:i + 2] for i in range(len(m.group(0)) - 1)}
+        share[m.start(), m.end()] = len(own & grams) / max(len(own), 1)
+
+    def likeness(start: int) -> float:
+        return next((v for (a, b), v in share.items() if a <= start < b), 0.0)
+
+    clause_spans.sort(key=lambda span: -likeness(span[0]))
+    out: list[tuple[str, int, int]] = []
     for s, e, qs in quantity_spans(answer):
         text = answer[s:e]
-        if text not in out and all(any(same_quantity(q, p) for p in pool) for q in qs):
-            out.append(text)
+        if any(not q.unit for q in qs) or any(text == f for f, _, _ in out):
+            continue
+        for cs, ce, cqs in clause_spans:
+            if all(any(p.unit and same_quantity(q, p) for p in cqs) for q in qs):
+                out.append((text, cs, ce))
+                break
     return out
 
 
-def export_eval(rs: ReviewSet, out: Path, *, docs: list[str], chunk_ids: list[str], reviewer: str) -> int:
+def key_facts(answer: str, clause: str) -> list[str]:
+    """The key facts of ``answer`` that ``clause`` states (rules: :func:`clause_support`), as written in the answer."""
+    return [f for f, _, _ in clause_support(answer, clause)]
+
+
+def source_span(answer: str, clause: str) -> str | None:
+    """The clause sentence(s) that state the answer's key facts: the verbatim stretch of ``clause`` from the first
+    sentence holding one to the last (sentences end at 。；！？ or a line break); ``None`` when there is no key fact."""
+    support = clause_support(answer, clause)
+    if not support:
+        return None
+    sentences = [(m.start(), m.end()) for m in SENTENCE.finditer(clause)]
+    held = [(a, b) for a, b in sentences if any(a <= s < b for _, s, _ in support)]
+    start, end = min(a for a, _ in held), max(b for _, b in held)
+    return clause[start:end].strip().removesuffix("\\n").strip()
+
+
+def export_eval(rs: ReviewSet, out: Path, *, docs: list[str], chunk_ids: list[str], reviewer: str) -> dict[str, Any]:
     """Write the approved/edited pairs of the chunks chosen (by document name or chunk id) as an eval reference set
-    (JSON Lines) and record those chunks as set aside in the review log; returns the number of references.
+    (JSON Lines) and record those chunks as set aside in the review log.
+
+    A pair whose answer states no key fact its clause supports (:func:`clause_support`: no quantity with a unit, only
+    clause or heading numbers) is left out: an eval item without key facts cannot measure the numbers a safety answer
+    must get right. Its chunk is still set aside (training never sees the clauses chosen for evaluation).
+
+    Returns ``{"references": n written, "no_key_facts": [pair ids left out], "chunks": set-aside chunk count}``.
 
     Raises:
         CoalqaError: nothing chosen, a document or chunk id not in the set, or no approved pair among them.
@@ -102,27 +179,31 @@ def export_eval(rs: ReviewSet, out: Path, *, docs: list[str], chunk_ids: list[st
     chosen = {c for c in chunk_ids} | {p.chunk_id for p in rs.pairs if p.doc in docs and p.chunk_id}
     if not docs and not chunk_ids:  # feedback only: the clauses of the confirmed corrections
         chosen = {p.chunk_id for p in rs.pairs if p.chunk_id in rs.chunks}
-    refs = []
+    refs, no_facts, decided = [], [], set()
     for p in rs.pairs:
         status, rec = rs.state(p)
         if p.chunk_id not in chosen or p.chunk_id not in rs.chunks or status not in ("approved", "edited"):
             continue
+        decided.add(p.chunk_id)
         chunk = rs.chunks[p.chunk_id]
         question, answer = rs.current_text(p, rec)
-        support = sorted(support_sentences(answer, chunk["text"]), key=lambda s: -s[2])
-        span = chunk["text"][support[0][0]:support[0][1]] if support else chunk["text"][:200]
+        facts = key_facts(answer, chunk["text"])
+        if not facts:
+            no_facts.append(p.id)
+            continue
         refs.append({"id": f"review-{p.id}", "question": question, "reference_answer": answer,
-                     "key_facts": key_facts(answer, chunk["text"]), "source_doc": chunk["source"],
-                     "source_locator": chunk["locator"], "source_span": span, "chunk_id": p.chunk_id,
+                     "key_facts": facts, "source_doc": chunk["source"],
+                     "source_locator": chunk["locator"], "source_span": source_span(answer, chunk["text"]), "chunk_id": p.chunk_id,
                      "review": {"pair_id": p.id, "decision": status, "reviewer": rec.get("reviewer")}})
     if not refs:
-        raise CoalqaError(f"no approved or edited pairs among the {len(chosen)} chunk(s) chosen")
+        raise CoalqaError(f"no approved or edited pairs with a key fact among the {len(chosen)} chunk(s) chosen "
+                          f"({len(no_facts)} approved pair(s) state no quantity their clause supports)")
     write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in refs))
-    used = {r["chunk_id"] for r in refs}
+    used = decided
     rs.log.append(lambda log: [{"type": "set_aside", "chunk_id": c, "chunk_sha": rs.chunks[c]["sha"],
                                 "output": str(out), "reviewer": reviewer, "time": now_iso(), "app": APP}
                                for c in sorted(used) if c not in log.set_aside])
-    return len(refs)
+    return {"references": len(refs), "no_key_facts": no_facts, "chunks": len(used)}
 
 
 def review_provenance(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -37,7 +37,7 @@ STATUSES = ("pending", "approved", "edited", "rejected", "stale")
 FLAGS = ("number", "language", "duplicate", "no_clause", "stale", "ocr", "eval")
 RISK = {"stale": 16, "number": 8, "no_clause": 8, "language": 4, "duplicate": 2, "ocr": 1}
 REJECT_REASONS = ("数值错误", "责任主体错误", "问题误读条款", "答案不完整", "与条款无关", "重复", "其他")
-_SENTENCE = re.compile(r"[^。；;！!？?\n]+[。；;！!？?]?")
+SENTENCE = re.compile(r"[^。；;！!？?\n]+[。；;！!？?]?")
 
 
 def pair_id(chunk_id: Any, question: str, answer: str) -> str:
@@ -90,7 +90,7 @@ def support_sentences(answer: str, clause: str) -> list[tuple[int, int, float]]:
     grams = {answer[i:i + 2] for i in range(len(answer) - 1)}
     answer_q = [q for _, _, qs in quantity_spans(answer) for q in qs]
     out = []
-    for m in _SENTENCE.finditer(clause):
+    for m in SENTENCE.finditer(clause):
         text = m.group(0).strip()
         if len(text) < 4:
             continue

@@ -188,7 +188,8 @@ function render(p) {
   }
   $("meta").textContent = `${p.origin === "feedback" ? "用户反馈" : "第 " + p.row + " 行"} · ${p.doc} ${p.locator}` +
     (p.decision ? ` · ${DECISION_NAMES[p.decision.decision] || p.decision.decision}：${p.decision.reviewer}，` +
-      `${p.decision.time}${p.decision.reason ? "，理由：" + p.decision.reason : ""}` : "");
+      `${p.decision.time}${p.decision.reason ? "，理由：" + p.decision.reason : ""}` +
+      (p.decision.unsupported ? `，确认了条款中没有的数值：${p.decision.unsupported.join("、")}` : "") : "");
   $("question").textContent = p.question;
   renderMarked($("answer"), p.answer, p.answer_numbers.map(([s, e, ok]) => [s, e, ok ? "num" : "num bad"]));
   const orig = $("original");
@@ -286,7 +287,10 @@ async function decide(decision, extra) {
     if (pos + 1 < items.length) pos += 1;
     await show();
   } catch (e) {
-    if (e.status === 409 && e.data) {
+    if (e.status === 409 && e.data && e.data.error && e.data.error.code === "unsupported_numbers") {
+      flash("未保存：答案中有条款没有的数值，请确认", "bad");
+      askNumbers(decision, extra, e.data.numbers || []);
+    } else if (e.status === 409 && e.data) {
       flash("未保存：有冲突", "bad");
       const cur = e.data.current;
       $("conflict").hidden = false;
@@ -304,6 +308,21 @@ async function decide(decision, extra) {
   } finally {
     busy = false;
   }
+}
+
+// An edited answer states numbers its clause does not: nothing was saved; ask, naming them, before saving again.
+let pendingNumbers = null;
+function askNumbers(decision, extra, numbers) {
+  pendingNumbers = { decision, extra: { ...(extra || {}), confirm_unsupported: numbers } };
+  const text = $("numbers-confirm-text");
+  text.textContent = "修改后的答案写有 ";
+  numbers.forEach((n, i) => {
+    if (i) text.append("、");
+    text.append(el("mark", "num bad", n));
+  });
+  text.append("，但条款原文中没有这些数值。确定这些数值正确吗？");
+  $("numbers-confirm").showModal();
+  $("numbers-confirm-cancel").focus();
 }
 
 function startEdit() {
@@ -385,13 +404,18 @@ async function doBulk() {
   }
 }
 
+function focusReview() {
+  if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
+  $("pair-pane").focus({ preventScroll: true });
+}
+
 function typing(ev) {
   const t = ev.target;
   return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT");
 }
 
 document.addEventListener("keydown", (ev) => {
-  if (ev.isComposing || $("confirm").open || $("help").open) return;
+  if (ev.isComposing || $("confirm").open || $("help").open || $("numbers-confirm").open) return;
   if (mode === "edit") {
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); saveEdit(); }
     else if (ev.key === "Escape") { ev.preventDefault(); setMode("view"); }
@@ -406,7 +430,16 @@ document.addEventListener("keydown", (ev) => {
     return;
   }
   if (typing(ev)) {
-    if (ev.key === "Escape") ev.target.blur();
+    if (ev.target.id === "f-q" && (ev.key === "Enter" || ev.key === "Escape")) {
+      // the search is applied now and the keys go back to the review: j/k/a/r/e … work at once
+      ev.preventDefault();
+      clearTimeout(searchTimer);
+      pos = 0;
+      focusReview();
+      loadItems().catch((e) => showError(e.message));
+    } else if (ev.key === "Escape") {
+      focusReview();
+    }
     return;
   }
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
@@ -435,6 +468,16 @@ $("bulk-reject").addEventListener("click", () => openBulk("reject"));
 $("confirm-ok").addEventListener("click", doBulk);
 $("confirm-cancel").addEventListener("click", () => $("confirm").close());
 $("help-toggle").addEventListener("click", () => $("help").showModal());
+$("numbers-confirm-cancel").addEventListener("click", () => $("numbers-confirm").close());
+$("numbers-confirm").addEventListener("close", () => {
+  if (mode === "edit") $("edit-answer").focus();  // back to the answer to correct it
+});
+$("numbers-confirm-ok").addEventListener("click", () => {
+  const todo = pendingNumbers;
+  pendingNumbers = null;
+  $("numbers-confirm").close();
+  if (todo) decide(todo.decision, todo.extra);
+});
 $("filters").addEventListener("submit", (ev) => ev.preventDefault());
 for (const id of ["f-status", "f-doc", "f-flag", "f-sort"]) {
   $(id).addEventListener("change", () => { pos = 0; loadItems().catch((e) => showError(e.message)); });
