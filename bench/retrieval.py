@@ -39,7 +39,7 @@ from coalqa.corpus import load_documents, split_into_chunks, write_chunks  # noq
 from coalqa.eval import load_references  # noqa: E402
 from coalqa.eval.grounding import misses_table, ranked_references, retrieval_summary  # noqa: E402
 from coalqa.retrieval import build_index, load_index  # noqa: E402
-from coalqa.retrieval.config import IndexConfig  # noqa: E402
+from coalqa.retrieval.config import GroundingConfig, IndexConfig  # noqa: E402
 
 DEFAULTS = IndexConfig()
 
@@ -61,7 +61,7 @@ def evidence_recall(index, refs: list[dict], k: int, min_score: float, sentences
 
 
 def run(chunks_file: Path, work: Path, ref_sets: dict[str, list[dict]], settings: dict, repeat: int,
-        evidence_k: int = 0, min_score: float = 5.0, sentences: int = 2) -> dict:
+        evidence_k: int = 0, min_score: float = 8.0, sentences: int = 2) -> dict:
     """Build an index of ``chunks_file`` with ``settings`` (``build_index`` keywords) and score it on ``ref_sets``."""
     t0 = time.perf_counter()
     build_index([chunks_file], work / "index", **settings)
@@ -103,7 +103,9 @@ def main() -> None:
     ap.add_argument("--ablate", action="store_true", help="also run without each method (one table)")
     ap.add_argument("--misses", action="store_true", help="list the questions whose source chunk is not first")
     ap.add_argument("--evidence", type=int, default=0, metavar="K", help="also score the quoted evidence of K clauses")
-    ap.add_argument("--min_score", type=float, default=5.0, help="with --evidence: BM25 a clause needs (demo: 3)")
+    ap.add_argument("--min_score", type=float, default=GroundingConfig().min_score,
+                    help="with --evidence: BM25 of the question's own words a clause needs (or min_expanded_score, the "
+                    "grounding default; demo: 3)")
     ap.add_argument("--evidence_sentences", type=int, default=2)
     args = ap.parse_args()
 

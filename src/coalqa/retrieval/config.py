@@ -68,7 +68,7 @@ class GroundingConfig(BaseModel):
         DEFAULT_MIN_EXPANDED_SCORE, ge=0,
         description="a clause below min_score still supports a question in everyday words when it holds at least one "
         "of the question's own words and reaches this BM25 score counting the question's expansion terms, both on the "
-        "whole clause and on its best sentence window (the hit's 'expanded' score); null: off, min_score alone",
+        "whole clause and on its best sentence window (the hit's 'expanded' score); null in a --config YAML: off, min_score alone",
     )
     min_similarity: float = Field(
         0.9, ge=-1, le=1, description="hybrid index: a clause below min_score still supports the question at this cosine "
