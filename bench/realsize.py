@@ -9,8 +9,8 @@ Stages, each in a child process of its own so that each peak RSS is its own (``o
 3. ``train``: ``coalqa train`` with the seed recipe (``configs/deepseek-r1-distill-qwen-1.5b.yaml``: QLoRA r=64,
    α=16, dropout 0.1, the seven projections, gradient checkpointing) at batch 4 × ``--max_length`` 512,
    ``--steps`` optimizer steps of one micro-batch each (no accumulation), on clause-generator QA pairs of the real
-   corpus: seconds per step (from ``train_log.jsonl``, the first step included: there is no warm-up to skip at 2
-   steps), tokens per step, and what the seed's 6 epochs would take at that speed;
+   corpus: seconds per step (between logged steps in ``train_log.jsonl``, so the first, warm-up step is not timed),
+   tokens per step, and what the seed's 6 epochs would take at that speed;
 4. ``export``: ``coalqa export --format gguf`` of that adapter (merge in float32 + check + llama.cpp's converter):
    time and file sizes;
 5. ``answer``: ``coalqa eval --no-adapter --index`` of the base on the eval set (grounded, greedy, ``--context_k``
@@ -90,6 +90,8 @@ def main() -> None:
     args = parser.parse_args()
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = sorted(set(stages) - set(STAGES))
+    if args.steps < 2:
+        parser.error("--steps must be at least 2 (seconds per step are timed between logged steps)")
     if unknown:
         parser.error(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
     work = args.work.resolve()
@@ -133,9 +135,8 @@ def main() -> None:
                    "--logging_steps", "1", "--save_steps", "100000", "--eval_steps", "100000"], work / "train.log")
         log = [json.loads(ln) for ln in (run_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
         steps = [e for e in log if "loss" in e]
-        start = json.loads((run_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines()[0]).get("time")
-        times = [b["time"] - a["time"] for a, b in zip(steps, steps[1:])]
-        per_step = sum(times) / len(times) if times else (steps[-1]["time"] - start if start else float("nan"))
+        times = [b["time"] - a["time"] for a, b in zip(steps, steps[1:])]  # the first step (warm-up) is not timed
+        per_step = sum(times) / len(times) if times else float("nan")
         tokens = steps[-1].get("num_tokens", float("nan")) / len(steps)
         seed_steps = 6 * math.ceil(pairs / 16)  # seed: 6 epochs, batch 4 × accumulation 4
         done("train", r | {"steps": len(steps), "s_per_step_batch4": round(per_step, 1), "tokens_per_step": round(tokens),
