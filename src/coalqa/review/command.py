@@ -71,9 +71,10 @@ def _chunks_for(qa: Path | None, chunks: Path | None) -> Path:
     raise CoalqaError("give --chunks CHUNKS.jsonl (the chunks file the QA pairs were generated from)")
 
 
-def load_set(qa: Path | None, chunks: Path | None, feedback: Path | None = None, quiet: bool = False):
+def load_set(qa: Path | None, chunks: Path | None, feedback: Path | None = None, quiet: bool = False,
+             flags: bool = True):
     """The :class:`~coalqa.review.pairs.ReviewSet` of the command-line arguments (log beside the QA file, or in the
-    feedback folder when there is no QA file)."""
+    feedback folder when there is no QA file); ``flags=False`` skips the automatic flags (status and export)."""
     from coalqa.review.feedback import feedback_pairs
     from coalqa.review.log import ReviewLog, log_path_for
     from coalqa.review.pairs import ReviewSet
@@ -92,7 +93,7 @@ def load_set(qa: Path | None, chunks: Path | None, feedback: Path | None = None,
         from coalqa.review.pairs import read_chunk_table
 
         items = feedback_pairs(feedback, read_chunk_table(chunks))
-    rs = ReviewSet(qa, chunks, log, feedback=items)
+    rs = ReviewSet(qa, chunks, log, feedback=items, flags=flags)
     if not quiet:
         err.print(f"{len(rs.pairs)} pairs, {len(rs.chunks)} chunks, {len(log.records)} decisions in {log_path} "
                   f"(loaded in {time.perf_counter() - started:.1f} s)", style="dim", markup=False)
@@ -165,7 +166,7 @@ def status(
     """Print how many pairs are pending, approved, edited, rejected and stale (no browser)."""
     from coalqa.review.pairs import STATUSES
 
-    rs = load_set(qa, chunks, feedback)
+    rs = load_set(qa, chunks, feedback, flags=False)
     counts = rs.counts()
     table = Table(title=f"review of {qa or feedback}", title_justify="left")
     table.add_column("", overflow="fold")
@@ -207,7 +208,7 @@ def export(
     """Write the approved and edited pairs (edits applied, with review provenance), or an eval set (--as_eval)."""
     from coalqa.review.export import export_eval, export_training
 
-    rs = load_set(qa, chunks, feedback)
+    rs = load_set(qa, chunks, feedback, flags=False)
     console = Console(highlight=False, soft_wrap=True)
     if as_eval:
         res = export_eval(rs, output, docs=doc or [], chunk_ids=chunk or [], reviewer=reviewer or getpass.getuser())

@@ -28,8 +28,6 @@ from typing import Any
 
 from coalqa.corpus import read_chunks
 from coalqa.errors import CoalqaError
-from coalqa.generate.dedup import make_deduper
-from coalqa.generate.validate import text_language
 from coalqa.numbers import quantity_spans, same_quantity, unsupported_quantities
 from coalqa.review.log import ReviewLog
 
@@ -127,13 +125,16 @@ class ReviewSet:
         chunks_path: the chunks.jsonl the pairs were generated from (or a re-chunked one: changed clauses go stale).
         log: the review log (:func:`coalqa.review.log.log_path_for` beside the QA file).
         feedback: feedback items (:func:`coalqa.review.feedback.feedback_pairs`), reviewed like pairs.
+        flags: compute the automatic flags (:data:`FLAGS`; the near-duplicate check is most of the load time: ~19 s
+            of ~20 s for 10,500 pairs on a shared 2-core machine). Only the page shows them: ``coalqa review status``
+            and ``export`` pass ``False`` (statuses, counts and exports do not depend on flags).
 
     Raises:
         CoalqaError: unreadable QA or chunks file (file and row named).
     """
 
     def __init__(self, qa_path: Path | None, chunks_path: Path, log: ReviewLog, feedback: list[Pair] | None = None,
-                 progress=None) -> None:
+                 progress=None, flags: bool = True) -> None:
         from coalqa.train.data import read_qa_file
 
         self.qa_path, self.chunks_path, self.log = qa_path, chunks_path, log
@@ -156,9 +157,14 @@ class ReviewSet:
                                    extra={k: v for k, v in row.items() if k not in ("input", "output")}))
         self.pairs += feedback or []
         self.by_id = {p.id: p for p in self.pairs}
-        self._flag(progress)
+        self.flagged = flags
+        if flags:
+            self._flag(progress)
 
     def _flag(self, progress=None) -> None:
+        from coalqa.generate.dedup import make_deduper  # here: datasketch (MinHash) alone takes ~1.7 s to import
+        from coalqa.generate.validate import text_language
+
         seen = make_deduper()
         for i, p in enumerate(self.pairs):
             chunk = self.chunks.get(p.chunk_id)
@@ -190,7 +196,11 @@ class ReviewSet:
         return {"approve": "approved", "edit": "edited", "reject": "rejected"}[rec["decision"]], rec
 
     def flags(self, p: Pair, status: str | None = None) -> list[str]:
-        """The pair's flags now, in :data:`FLAGS` order (``stale`` and ``eval`` depend on the log)."""
+        """The pair's flags now, in :data:`FLAGS` order (``stale`` and ``eval`` depend on the log).
+
+        Raises CoalqaError on a set loaded with ``flags=False`` (its flags were never computed)."""
+        if not self.flagged:
+            raise CoalqaError("this review set was loaded without its flags (ReviewSet(..., flags=False))")
         stale = (status or self.state(p)[0]) == "stale"
         aside = p.chunk_id in self.log.set_aside
         if not (p.flags or stale or aside):
