@@ -13,8 +13,10 @@ Flags (:data:`FLAGS`), computed when the set is loaded with the same checks ``co
 ``number`` (the answer states a quantity its clause does not: :func:`coalqa.numbers.unsupported_quantities`),
 ``language`` (answer and clause in different languages: :func:`coalqa.generate.validate.text_language`),
 ``duplicate`` (a near or exact duplicate of an earlier question: :func:`coalqa.generate.dedup.make_deduper`),
-``no_clause`` (the pair names no chunk, or one the chunks file lacks), ``stale``, ``ocr`` (the clause was read by
-OCR: its text may hold misread characters) and ``eval`` (its chunk is set aside for evaluation).
+``no_clause`` (the pair names no chunk, or one the chunks file lacks), ``stale``, ``ocr_low`` (the clause was read by
+OCR with a line under 0.9 confidence, or none recorded: :func:`low_ocr_confidence`; risky, sorted with unsupported
+numbers), ``ocr`` (read by OCR with confidence ≥ 0.9: its text may still hold misread characters) and ``eval`` (its
+chunk is set aside for evaluation).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from coalqa.numbers import quantity_spans, same_quantity, unsupported_quantities
 from coalqa.review.log import ReviewLog
 
 STATUSES = ("pending", "approved", "edited", "rejected", "stale")
-FLAGS = ("number", "language", "duplicate", "no_clause", "stale", "ocr", "eval")
-RISK = {"stale": 16, "number": 8, "no_clause": 8, "language": 4, "duplicate": 2, "ocr": 1}
+FLAGS = ("number", "language", "duplicate", "no_clause", "stale", "ocr_low", "ocr", "eval")
+RISK = {"stale": 16, "number": 8, "no_clause": 8, "ocr_low": 8, "language": 4, "duplicate": 2, "ocr": 1}
 REJECT_REASONS = ("数值错误", "责任主体错误", "问题误读条款", "答案不完整", "与条款无关", "重复", "其他")
 SENTENCE = re.compile(r"[^。；;！!？?\n]+[。；;！!？?]?")
 
@@ -62,21 +64,25 @@ class Pair:
 
 
 def read_chunk_table(path: str | Path) -> dict[str, dict]:
-    """The chunks of a ``coalqa corpus`` chunks.jsonl by id: ``{id, source, title, locator, heading, text, sha, ocr}``.
+    """The chunks of a ``coalqa corpus`` chunks.jsonl by id: ``{id, source, title, locator, heading, text, sha, ocr,
+    ocr_confidence}``.
 
-    ``ocr`` is True where the line says so (chunks read from scanned pages). Raises what
+    ``ocr`` is True for chunks read from scanned pages, ``ocr_confidence`` then the lowest recognition confidence
+    (0–1) of its lines (``None`` otherwise, or when the file does not say). Raises what
     :func:`coalqa.corpus.read_chunks` raises.
     """
-    chunks = read_chunks(path)
-    ocr: set[str] = set()
-    with Path(path).open(encoding="utf-8-sig") as f:
-        for line in f:
-            if '"ocr"' in line:
-                row = json.loads(line)
-                if row.get("ocr"):
-                    ocr.add(str(row.get("id")))
     return {c.id: {"id": c.id, "source": c.source, "title": c.title, "locator": c.locator, "heading": c.heading,
-                   "text": c.text, "sha": c.sha, "ocr": c.id in ocr} for c in chunks}
+                   "text": c.text, "sha": c.sha, "ocr": bool(c.ocr),
+                   "ocr_confidence": c.ocr_confidence if c.ocr else None} for c in read_chunks(path)}
+
+
+def low_ocr_confidence(chunk: dict) -> bool:
+    """Was ``chunk`` read by OCR with a line under :data:`coalqa.corpus.ocr.LOW_CONFIDENCE` (0.9, the threshold of
+    the corpus fidelity report), or with no confidence recorded? Such clause text may hold misread numbers."""
+    from coalqa.corpus.ocr import LOW_CONFIDENCE
+
+    conf = chunk.get("ocr_confidence")
+    return bool(chunk.get("ocr")) and (conf is None or conf < LOW_CONFIDENCE)
 
 
 def support_sentences(answer: str, clause: str) -> list[tuple[int, int, float]]:
@@ -178,7 +184,7 @@ class ReviewSet:
                 if a and c and a != c:
                     p.flags.add("language")
                 if chunk["ocr"]:
-                    p.flags.add("ocr")
+                    p.flags.add("ocr_low" if low_ocr_confidence(chunk) else "ocr")
             if p.origin == "qa" and seen(p.question, p.answer):
                 p.flags.add("duplicate")
             if progress and i % 500 == 0:
