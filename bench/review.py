@@ -11,7 +11,8 @@ never beside your file). A real ``coalqa review`` process is started with a toke
   with Chromium also the time from navigation to the first pair on screen;
 * **next pair**: fetching one pair's details that was *not* preloaded (``/api/pairs?ids=…``; the page normally has it
   already), and with Chromium the keypress ``j`` until the next pair is on screen;
-* **decision durable**: ``POST /api/decide`` until its answer, which the server sends after ``fsync`` of the review log.
+* **decision durable**: ``POST /api/decide`` until its answer, which the server sends after ``fsync`` of the review log;
+* **status / export**: ``coalqa review status`` and ``review export`` as whole processes (they skip the page's flags).
 
 Targets (issue 22): page ready ≤ 1.5 s, next pair ≤ 100 ms, decision durable ≤ 50 ms at p95. Prints a table.
 """
@@ -147,6 +148,18 @@ def run(qa: Path, chunks: Path, args) -> None:
         proc.terminate()
         proc.wait(timeout=30)
 
+    # the commands without a browser: a whole process each (import, load, counts/export), no flags computed
+    exe = [sys.executable, "-m", "coalqa.cli", "review"]
+    commands = {"review status": [*exe, "status", str(qa), "--chunks", str(chunks)],
+                "review export": [*exe, "export", str(qa), "--chunks", str(chunks), "-o", str(qa.parent / "r.json")]}
+    cli_times = {}
+    for name, cmd in commands.items():
+        cli_times[name] = []
+        for _ in range(2):
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            cli_times[name].append(time.perf_counter() - t)
+
     load = os.getloadavg()
     print(f"\ncoalqa review on {n} pairs ({len(state['docs_order'])} documents), {qa.name}; server start (load + "
           f"flags) {startup:.1f} s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs "
@@ -164,6 +177,8 @@ def run(qa: Path, chunks: Path, args) -> None:
     print(row(f"bulk approve of one document ({todo} pairs, one fsync)", [bulk_s], "—"))
     print(row(f"undo of that bulk action ({todo} pairs)", [undo_s], "—"))
     print(row("filtered view: search 瓦斯, risky first", risky, "—"))
+    for name, values in cli_times.items():
+        print(row(f"`coalqa {name}` (whole process)", values, "—"))
 
 
 def measure_browser(url: str) -> dict | None:

@@ -392,14 +392,24 @@ def test_training_the_raw_qa_file_with_a_review_log_says_how_many_are_unreviewed
     assert f"{len(PAIRS) - 1} of {len(PAIRS)} pairs unreviewed" in (run_dir / "run_card.md").read_text(encoding="utf-8")
 
 
-def test_ocr_chunks_are_marked(tmp_path: Path) -> None:
+def test_ocr_chunks_show_their_confidence_and_low_confidence_is_risky(tmp_path: Path) -> None:
     chunks = [dict(c) for c in SMALL_CHUNKS]
-    chunks[1]["ocr"] = True  # a chunk read from a scanned page (coalqa corpus writes "ocr": true)
+    chunks[1] |= {"ocr": True, "ocr_confidence": 0.95}  # read from a scanned page, every line recognised ≥ 0.95
+    chunks[0] |= {"ocr": True, "ocr_confidence": 0.10}  # a line recognised at 0.10: its numbers may be misread
     qa, chunks_path = make_set(tmp_path, chunks=chunks)
     rs = open_set(qa, chunks_path)
     gas = [p for p in rs.pairs if p.chunk_id == "c-gas"]
-    assert gas and all("ocr" in rs.flags(p) and rs.detail(p)["chunk"]["ocr"] is True for p in gas)
-    assert not any("ocr" in rs.flags(p) for p in rs.pairs if p.chunk_id != "c-gas")
+    lamp = [p for p in rs.pairs if p.chunk_id == "c-lamp"]
+    assert gas and all("ocr" in rs.flags(p) and "ocr_low" not in rs.flags(p) for p in gas)
+    assert all(rs.detail(p)["chunk"]["ocr_confidence"] == 0.95 for p in gas)
+    assert lamp and all("ocr_low" in rs.flags(p) and "ocr" not in rs.flags(p) for p in lamp)
+    assert all(rs.detail(p)["chunk"]["ocr_confidence"] == 0.10 for p in lamp)
+    assert not any({"ocr", "ocr_low"} & set(rs.flags(p)) for p in rs.pairs if p.chunk_id not in ("c-gas", "c-lamp"))
+    risky = [p.chunk_id for p, _ in rs.view(sort="risky")]  # low-confidence OCR ranks with unsupported numbers
+    last_lamp = max(i for i, c in enumerate(risky) if c == "c-lamp")
+    assert last_lamp < min(i for i, c in enumerate(risky) if c == "c-gas")
+    assert all(rs.flags(p) for p, _ in rs.view(sort="risky")[:last_lamp + 1])
+    assert [p.chunk_id for p, _ in rs.view(flag="ocr_low")] == ["c-lamp"] * len(lamp)
 
 
 def test_a_pair_whose_clause_is_missing_can_be_decided_and_is_not_stale(tmp_path: Path) -> None:
@@ -497,3 +507,81 @@ def test_an_edit_stating_numbers_its_clause_lacks_needs_confirmation_and_export_
                                       "--exclude_unsupported"])
     assert result.exit_code == 0 and "3 with numbers their clause does not state" in result.output, result.output
     assert [r["output"] for r in json.loads(out.read_text(encoding="utf-8"))] == ["高瓦斯矿井每班至少检查3次。"]
+
+
+def test_status_and_export_skip_the_flags_only_the_page_shows(tmp_path: Path) -> None:
+    """The near-duplicate (MinHash) flags were ~19 of the ~20 s `review status`/`export` took on 10,500 pairs; they
+    are not computed there (datasketch is not even imported), and exports come out the same."""
+    qa, chunks = make_set(tmp_path)
+    rs = open_set(qa, chunks)
+    bulk(rs, [p for p, _ in rs.view()], "approve", "张工", len(PAIRS))
+    code = ("import sys; from coalqa.cli import main; sys.argv = ['coalqa', 'review', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'datasketch' not in sys.modules, 'the MinHash flags were computed'\nprint('NO-MINHASH')")
+    for args in (["status"], ["export", "-o", str(tmp_path / "r.json")]):
+        proc = subprocess.run([sys.executable, "-c", code, *args, str(qa), "--chunks", str(chunks)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "NO-MINHASH" in proc.stdout, proc.stdout + proc.stderr
+    from coalqa.review.command import load_set
+
+    fast = load_set(qa, chunks, quiet=True, flags=False)
+    assert fast.counts() == rs.counts()
+    with pytest.raises(CoalqaError, match="without its flags"):
+        fast.flags(fast.pairs[0])
+    assert "number" in rs.flags(rs.pairs[1])  # the page's set still has them
+    assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8")) == export_rows(rs)
+
+
+def export_rows(rs: ReviewSet) -> list[dict]:
+    from coalqa.review.export import reviewed_rows
+
+    return reviewed_rows(rs)[0]
+
+
+def test_a_wrong_host_or_busy_port_is_reported_before_loading(tmp_path: Path) -> None:
+    import socket
+
+    qa, chunks = make_set(tmp_path)
+    env = {**os.environ, "COALQA_REVIEW_TOKEN": TOKEN}
+    base = [sys.executable, "-m", "coalqa.cli", "review", str(qa), "--chunks", str(chunks), "--reviewer", "张工"]
+    # 192.0.2.1 (TEST-NET-1, RFC 5737) is nobody's address
+    proc = subprocess.run([*base, "--host", "192.0.2.1", "--port", "0"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "--host 192.0.2.1 is not an address of this machine" in proc.stderr, proc.stderr
+    assert "another program" not in proc.stderr and "pairs," not in proc.stderr  # nothing was loaded first
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([*base, "--port", str(port)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and "the port is in use by another program" in proc.stderr, proc.stderr
+    assert "pairs," not in proc.stderr
+
+
+def test_a_wildcard_host_prints_addresses_colleagues_can_open() -> None:
+    import socket
+
+    from coalqa.review.command import page_urls
+
+    urls = page_urls("0.0.0.0", 8765, "?token=t")
+    assert urls and not any("0.0.0.0" in u for u in urls), urls
+    assert urls[0] == f"http://{socket.gethostname()}:8765/?token=t"
+    assert all(u.startswith("http://") and u.endswith(":8765/?token=t") for u in urls)
+    assert page_urls("192.168.1.5", 80) == ["http://192.168.1.5:80/"]
+    assert page_urls("::1", 8765) == ["http://[::1]:8765/"]
+
+
+@pytest.mark.slow
+def test_sigterm_with_no_request_in_flight_says_none_was_cut_off(tmp_path: Path) -> None:
+    qa, chunks = make_set(tmp_path)
+    log = tmp_path / "server.log"
+    proc, url = _server(qa, chunks, log)
+    assert httpx.get(url + "/").status_code == 200  # a file response: runs in a worker thread, which stays idle
+    r = httpx.post(url + "/api/decide", json={"pair_id": open_set(qa, chunks).pairs[0].id, "decision": "approve",
+                                              "base_version": 0})
+    assert r.status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    out = log.read_text(errors="replace")
+    assert "in flight abandoned" not in out and "no request was cut off" in out, out

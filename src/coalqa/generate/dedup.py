@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from datasketch import MinHash, MinHashLSH
 
 _NUMBERS = re.compile(r"[0-9]+|[零〇一二三四五六七八九十百千万两]+")
 NUM_PERM = 64
@@ -40,6 +39,8 @@ def make_deduper(threshold: float = 0.8):
     deterministic (MinHash uses a fixed seed).
     """
     exact: set[str] = set()
+    from datasketch import MinHash, MinHashLSH  # here: importing it takes ~1.5 s (scipy), every coalqa command paid it
+
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
     kept: dict[str, tuple[set[str], list[str]]] = {}
 

@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import errno
 import getpass
 import json
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -71,9 +73,10 @@ def _chunks_for(qa: Path | None, chunks: Path | None) -> Path:
     raise CoalqaError("give --chunks CHUNKS.jsonl (the chunks file the QA pairs were generated from)")
 
 
-def load_set(qa: Path | None, chunks: Path | None, feedback: Path | None = None, quiet: bool = False):
+def load_set(qa: Path | None, chunks: Path | None, feedback: Path | None = None, quiet: bool = False,
+             flags: bool = True):
     """The :class:`~coalqa.review.pairs.ReviewSet` of the command-line arguments (log beside the QA file, or in the
-    feedback folder when there is no QA file)."""
+    feedback folder when there is no QA file); ``flags=False`` skips the automatic flags (status and export)."""
     from coalqa.review.feedback import feedback_pairs
     from coalqa.review.log import ReviewLog, log_path_for
     from coalqa.review.pairs import ReviewSet
@@ -92,7 +95,7 @@ def load_set(qa: Path | None, chunks: Path | None, feedback: Path | None = None,
         from coalqa.review.pairs import read_chunk_table
 
         items = feedback_pairs(feedback, read_chunk_table(chunks))
-    rs = ReviewSet(qa, chunks, log, feedback=items)
+    rs = ReviewSet(qa, chunks, log, feedback=items, flags=flags)
     if not quiet:
         err.print(f"{len(rs.pairs)} pairs, {len(rs.chunks)} chunks, {len(log.records)} decisions in {log_path} "
                   f"(loaded in {time.perf_counter() - started:.1f} s)", style="dim", markup=False)
@@ -128,31 +131,92 @@ def open_app(
         if not reviewer:
             raise CoalqaError(f"--host {host}: give --reviewer NAME (who signs off the decisions made here)")
     reviewer = reviewer or getpass.getuser()
+    port = _check_bind(host, port)  # before the load (seconds on a large set): a wrong --host fails at once
     rs = load_set(qa, chunks, feedback)
     import uvicorn
 
     from coalqa.review.app import create_app
 
     app = create_app(rs, reviewer=reviewer, token=token, max_body_bytes=max_body_bytes)
+    query = "?token=" + token if token else ""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"reviewer {reviewer} · review page {page_urls(host, port, query)[0]}"
+                  f"{' (token required on every route)' if token else ''} · Ctrl-C to stop: every saved decision is "
+                  "already on disk", markup=False)
+    for url in page_urls(host, port, query)[1:]:
+        console.print(f"  also: {url}", markup=False)
+    if host in ("0.0.0.0", "::", ""):
+        console.print(f"  ({host or 'all addresses'} means every address of this machine: colleagues open one of the "
+                      "addresses above; if none is reachable from their network, replace it with the address they "
+                      "reach this machine by)", markup=False)
+    # uvicorn binds itself: handing it a socket made here loses TCP_NODELAY on its connections (40 ms per answer)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which first finished every request in flight;
+        # its idle worker threads stop with the event loop: wait for them so nothing reports them as requests
+        for t in threading.enumerate():
+            if t is not threading.main_thread() and not t.daemon:
+                t.join(timeout=5)
+        console.print("review server stopped: no request was cut off; every saved decision is on disk", markup=False)
+        raise
+    if not server.started:
+        raise CoalqaError(f"could not serve on {host}:{port} (see the error above)")
+
+
+def _check_bind(host: str, port: int) -> int:
+    """Bind ``host:port`` once and let go, so a wrong address or a busy port is reported before the set is loaded;
+    returns the port (the free one ``--port 0`` gets). Raises CoalqaError naming the cause."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:  # fails early, and tells the port --port 0 gets
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
+        except socket.gaierror as e:
+            raise CoalqaError(f"--host {host}: not a valid address or known host name ({e.strerror})") from e
         except OSError as e:
-            raise CoalqaError(f"cannot listen on {host}:{port}: {e.strerror} (another program on that port? try "
-                              "--port 0)") from e
-        port = probe.getsockname()[1]
-    shown = host if ":" not in host else f"[{host}]"
-    Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"reviewer {reviewer} · review page http://{shown}:{port}/{'?token=' + token if token else ''}"
-        f"{' (token required on every route)' if token else ''} · Ctrl-C to stop: every saved decision is already on disk",
-        markup=False)
-    # uvicorn binds itself: handing it a socket made here loses TCP_NODELAY on its connections (40 ms per answer)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-    server.run()
-    if not server.started:
-        raise CoalqaError(f"could not serve on {host}:{port} (see the error above)")
+            if e.errno == errno.EADDRINUSE:
+                raise CoalqaError(f"cannot listen on {host}:{port}: the port is in use by another program; pick "
+                                  "another --port, or --port 0 for any free one") from e
+            if e.errno == errno.EADDRNOTAVAIL:
+                mine = ", ".join(local_addresses()) or "none found"
+                raise CoalqaError(f"--host {host} is not an address of this machine (its addresses: {mine}); use "
+                                  "127.0.0.1 (this machine only), 0.0.0.0 (every address) or one of these") from e
+            if e.errno == errno.EACCES:
+                raise CoalqaError(f"cannot listen on {host}:{port}: permission denied (ports under 1024 need "
+                                  "administrator rights; use e.g. --port 8765)") from e
+            raise CoalqaError(f"cannot listen on {host}:{port}: {e.strerror}") from e
+        return probe.getsockname()[1]
+
+
+def local_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback, best first (the one its default route uses), from the host
+    name's resolution and a UDP socket "connected" to a private address (no packet is sent)."""
+    found: list[str] = []
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            found.append(s.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            found.append(str(info[4][0]))
+    except OSError:
+        pass
+    return [a for a in dict.fromkeys(found) if not a.startswith("127.") and a != "0.0.0.0"]
+
+
+def page_urls(host: str, port: int, query: str = "") -> list[str]:
+    """Addresses to open the page at: for a wildcard ``host`` (0.0.0.0, ::) the machine's host name and its
+    addresses (:func:`local_addresses`) — ``http://0.0.0.0:…`` opens nowhere else —, else ``host`` itself."""
+    if host not in ("0.0.0.0", "::", ""):
+        shown = host if ":" not in host else f"[{host}]"
+        return [f"http://{shown}:{port}/{query}"]
+    names = [socket.gethostname(), *local_addresses()]
+    return [f"http://{n}:{port}/{query}" for n in dict.fromkeys(n for n in names if n)] or \
+        [f"http://127.0.0.1:{port}/{query}"]
 
 
 @review_app.command("status")
@@ -165,7 +229,7 @@ def status(
     """Print how many pairs are pending, approved, edited, rejected and stale (no browser)."""
     from coalqa.review.pairs import STATUSES
 
-    rs = load_set(qa, chunks, feedback)
+    rs = load_set(qa, chunks, feedback, flags=False)
     counts = rs.counts()
     table = Table(title=f"review of {qa or feedback}", title_justify="left")
     table.add_column("", overflow="fold")
@@ -207,7 +271,7 @@ def export(
     """Write the approved and edited pairs (edits applied, with review provenance), or an eval set (--as_eval)."""
     from coalqa.review.export import export_eval, export_training
 
-    rs = load_set(qa, chunks, feedback)
+    rs = load_set(qa, chunks, feedback, flags=False)
     console = Console(highlight=False, soft_wrap=True)
     if as_eval:
         res = export_eval(rs, output, docs=doc or [], chunk_ids=chunk or [], reviewer=reviewer or getpass.getuser())

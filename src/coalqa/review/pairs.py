@@ -13,8 +13,10 @@ Flags (:data:`FLAGS`), computed when the set is loaded with the same checks ``co
 ``number`` (the answer states a quantity its clause does not: :func:`coalqa.numbers.unsupported_quantities`),
 ``language`` (answer and clause in different languages: :func:`coalqa.generate.validate.text_language`),
 ``duplicate`` (a near or exact duplicate of an earlier question: :func:`coalqa.generate.dedup.make_deduper`),
-``no_clause`` (the pair names no chunk, or one the chunks file lacks), ``stale``, ``ocr`` (the clause was read by
-OCR: its text may hold misread characters) and ``eval`` (its chunk is set aside for evaluation).
+``no_clause`` (the pair names no chunk, or one the chunks file lacks), ``stale``, ``ocr_low`` (the clause was read by
+OCR with a line under 0.9 confidence, or none recorded: :func:`low_ocr_confidence`; risky, sorted with unsupported
+numbers), ``ocr`` (read by OCR with confidence ≥ 0.9: its text may still hold misread characters) and ``eval`` (its
+chunk is set aside for evaluation).
 """
 
 from __future__ import annotations
@@ -28,14 +30,12 @@ from typing import Any
 
 from coalqa.corpus import read_chunks
 from coalqa.errors import CoalqaError
-from coalqa.generate.dedup import make_deduper
-from coalqa.generate.validate import text_language
 from coalqa.numbers import quantity_spans, same_quantity, unsupported_quantities
 from coalqa.review.log import ReviewLog
 
 STATUSES = ("pending", "approved", "edited", "rejected", "stale")
-FLAGS = ("number", "language", "duplicate", "no_clause", "stale", "ocr", "eval")
-RISK = {"stale": 16, "number": 8, "no_clause": 8, "language": 4, "duplicate": 2, "ocr": 1}
+FLAGS = ("number", "language", "duplicate", "no_clause", "stale", "ocr_low", "ocr", "eval")
+RISK = {"stale": 16, "number": 8, "no_clause": 8, "ocr_low": 8, "language": 4, "duplicate": 2, "ocr": 1}
 REJECT_REASONS = ("数值错误", "责任主体错误", "问题误读条款", "答案不完整", "与条款无关", "重复", "其他")
 SENTENCE = re.compile(r"[^。；;！!？?\n]+[。；;！!？?]?")
 
@@ -64,21 +64,25 @@ class Pair:
 
 
 def read_chunk_table(path: str | Path) -> dict[str, dict]:
-    """The chunks of a ``coalqa corpus`` chunks.jsonl by id: ``{id, source, title, locator, heading, text, sha, ocr}``.
+    """The chunks of a ``coalqa corpus`` chunks.jsonl by id: ``{id, source, title, locator, heading, text, sha, ocr,
+    ocr_confidence}``.
 
-    ``ocr`` is True where the line says so (chunks read from scanned pages). Raises what
+    ``ocr`` is True for chunks read from scanned pages, ``ocr_confidence`` then the lowest recognition confidence
+    (0–1) of its lines (``None`` otherwise, or when the file does not say). Raises what
     :func:`coalqa.corpus.read_chunks` raises.
     """
-    chunks = read_chunks(path)
-    ocr: set[str] = set()
-    with Path(path).open(encoding="utf-8-sig") as f:
-        for line in f:
-            if '"ocr"' in line:
-                row = json.loads(line)
-                if row.get("ocr"):
-                    ocr.add(str(row.get("id")))
     return {c.id: {"id": c.id, "source": c.source, "title": c.title, "locator": c.locator, "heading": c.heading,
-                   "text": c.text, "sha": c.sha, "ocr": c.id in ocr} for c in chunks}
+                   "text": c.text, "sha": c.sha, "ocr": bool(c.ocr),
+                   "ocr_confidence": c.ocr_confidence if c.ocr else None} for c in read_chunks(path)}
+
+
+def low_ocr_confidence(chunk: dict) -> bool:
+    """Was ``chunk`` read by OCR with a line under :data:`coalqa.corpus.ocr.LOW_CONFIDENCE` (0.9, the threshold of
+    the corpus fidelity report), or with no confidence recorded? Such clause text may hold misread numbers."""
+    from coalqa.corpus.ocr import LOW_CONFIDENCE
+
+    conf = chunk.get("ocr_confidence")
+    return bool(chunk.get("ocr")) and (conf is None or conf < LOW_CONFIDENCE)
 
 
 def support_sentences(answer: str, clause: str) -> list[tuple[int, int, float]]:
@@ -127,13 +131,16 @@ class ReviewSet:
         chunks_path: the chunks.jsonl the pairs were generated from (or a re-chunked one: changed clauses go stale).
         log: the review log (:func:`coalqa.review.log.log_path_for` beside the QA file).
         feedback: feedback items (:func:`coalqa.review.feedback.feedback_pairs`), reviewed like pairs.
+        flags: compute the automatic flags (:data:`FLAGS`; the near-duplicate check is most of the load time: ~19 s
+            of ~20 s for 10,500 pairs on a shared 2-core machine). Only the page shows them: ``coalqa review status``
+            and ``export`` pass ``False`` (statuses, counts and exports do not depend on flags).
 
     Raises:
         CoalqaError: unreadable QA or chunks file (file and row named).
     """
 
     def __init__(self, qa_path: Path | None, chunks_path: Path, log: ReviewLog, feedback: list[Pair] | None = None,
-                 progress=None) -> None:
+                 progress=None, flags: bool = True) -> None:
         from coalqa.train.data import read_qa_file
 
         self.qa_path, self.chunks_path, self.log = qa_path, chunks_path, log
@@ -156,9 +163,14 @@ class ReviewSet:
                                    extra={k: v for k, v in row.items() if k not in ("input", "output")}))
         self.pairs += feedback or []
         self.by_id = {p.id: p for p in self.pairs}
-        self._flag(progress)
+        self.flagged = flags
+        if flags:
+            self._flag(progress)
 
     def _flag(self, progress=None) -> None:
+        from coalqa.generate.dedup import make_deduper  # here: datasketch (MinHash) alone takes ~1.7 s to import
+        from coalqa.generate.validate import text_language
+
         seen = make_deduper()
         for i, p in enumerate(self.pairs):
             chunk = self.chunks.get(p.chunk_id)
@@ -172,7 +184,7 @@ class ReviewSet:
                 if a and c and a != c:
                     p.flags.add("language")
                 if chunk["ocr"]:
-                    p.flags.add("ocr")
+                    p.flags.add("ocr_low" if low_ocr_confidence(chunk) else "ocr")
             if p.origin == "qa" and seen(p.question, p.answer):
                 p.flags.add("duplicate")
             if progress and i % 500 == 0:
@@ -190,7 +202,11 @@ class ReviewSet:
         return {"approve": "approved", "edit": "edited", "reject": "rejected"}[rec["decision"]], rec
 
     def flags(self, p: Pair, status: str | None = None) -> list[str]:
-        """The pair's flags now, in :data:`FLAGS` order (``stale`` and ``eval`` depend on the log)."""
+        """The pair's flags now, in :data:`FLAGS` order (``stale`` and ``eval`` depend on the log).
+
+        Raises CoalqaError on a set loaded with ``flags=False`` (its flags were never computed)."""
+        if not self.flagged:
+            raise CoalqaError("this review set was loaded without its flags (ReviewSet(..., flags=False))")
         stale = (status or self.state(p)[0]) == "stale"
         aside = p.chunk_id in self.log.set_aside
         if not (p.flags or stale or aside):

@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 const STATUS_NAMES = { pending: "待审", approved: "已通过", edited: "已修改", rejected: "已驳回", stale: "条款已变更" };
 const FLAG_NAMES = {
   number: "数值不在条款中", language: "语言不符", duplicate: "近似重复", no_clause: "找不到条款",
-  stale: "条款已变更", ocr: "OCR 条款", eval: "已留作评测",
+  stale: "条款已变更", ocr_low: "OCR 低置信度", ocr: "OCR 条款", eval: "已留作评测",
 };
 const DECISION_NAMES = { approve: "通过", reject: "驳回", edit: "修改后通过", skip: "跳过", undo: "撤销" };
 const STORE = "coalqa-review-view";
@@ -184,6 +184,9 @@ function render(p) {
     if (f === "stale" && p.status === "stale") continue;  // the status badge says it already
     const b = el("span", "flag " + f, FLAG_NAMES[f] || f);
     if (f === "number" && p.unsupported.length) b.title = "条款中没有：" + p.unsupported.join("、");
+    if ((f === "ocr" || f === "ocr_low") && p.chunk && typeof p.chunk.ocr_confidence === "number") {
+      b.textContent = `${FLAG_NAMES[f]} ${p.chunk.ocr_confidence.toFixed(2)}`;
+    }
     $("flags").append(b);
   }
   $("meta").textContent = `${p.origin === "feedback" ? "用户反馈" : "第 " + p.row + " 行"} · ${p.doc} ${p.locator}` +
@@ -211,7 +214,7 @@ function render(p) {
   if (c) {
     $("clause-title").textContent = `《${c.title}》${c.locator}`;
     $("clause-source").textContent = [c.source, c.heading].filter(Boolean).join(" · ");
-    $("ocr").hidden = !c.ocr;
+    showOcr(c, p.flags.includes("ocr_low"));
     const layers = p.support.map(([s, e]) => [s, e, "support"])
       .concat(p.clause_numbers.map(([s, e, hit]) => [s, e, hit ? "num hit" : "num"]));
     renderMarked($("clause-text"), c.text, layers);
@@ -245,6 +248,18 @@ function render(p) {
     $("history").append(el("li", null, `v${h.version} ${DECISION_NAMES[h.decision] || h.decision} · ${h.reviewer} · ` +
       `${h.time}${h.reason ? " · " + h.reason : ""}`));
   }
+}
+
+// OCR'd clause: its lowest line confidence, and a warning style when it is low (flag ocr_low, from the server).
+function showOcr(c, low) {
+  const b = $("ocr");
+  b.hidden = !c.ocr;
+  if (!c.ocr) return;
+  const conf = typeof c.ocr_confidence === "number" ? c.ocr_confidence.toFixed(2) : null;
+  b.textContent = conf === null ? "OCR 识别 · 置信度未记录" : `OCR 识别 · 最低置信度 ${conf}`;
+  b.className = "badge ocr" + (low ? " low" : "");
+  b.title = low ? "此条款由 OCR 识别，有识别置信度低的行：数值可能误识，请对照原件核对" :
+    "此条款由 OCR 识别（各行置信度不低于 0.9），仍可能有误识字符";
 }
 
 function setMode(m) {
