@@ -363,3 +363,14 @@ def test_ocr_never_on_a_folder_of_scans_exits_2_and_still_writes_the_report(tmp_
     [skipped] = report["skipped"]
     assert Path(skipped["path"]).name == "scan.pdf" and "--ocr never" in skipped["reason"]
     assert report["totals"]["skipped"] == 1 and report["totals"]["documents"] == 0
+
+
+def test_only_ocrd_headings_are_judged_in_a_partly_scanned_file() -> None:
+    from coalqa.corpus import Document
+    from coalqa.corpus.chunking import suspect_headings
+
+    texts = ["第二十条甲。", "第十条乙。", "第二十二条丙。", "第十条丁。", "第二十四条戊。"]
+    conf = [None, None, 0.99, 0.99, 0.99]  # the first two lines from the text layer, the rest OCR'd
+    doc = Document(source="mixed.pdf", path=Path("mixed.pdf"), title="T", text="\n".join(texts), confidence=conf,
+                   ocr_pages=[2], ocr_lines=[(2, t, 0.99) for t in texts[2:]])
+    assert [h["text"] for h in suspect_headings(doc)] == ["第十条丁。"]  # the printed 第十条 is trusted

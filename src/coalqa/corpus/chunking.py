@@ -496,8 +496,8 @@ def suspect_headings(doc: Document) -> list[dict[str, str]]:
     A heading is suspect when (a) it is not on the longest run of headings that advance in order (between two
     headings ``k`` apart the number grows by ``k`` to ``_STEP × k``: a heading or two OCR did not see is allowed)
     and (b) its step from each neighbouring heading is not an advance of 1 to ``_STEP``. A ``第一条`` starts the
-    numbering anew (two regulations in one file). ``[]`` for a document with no OCR'd text: text layers are
-    trusted as printed.
+    numbering anew (two regulations in one file). Only headings on OCR'd lines are judged (all headings give the
+    order); ``[]`` for a document with no OCR'd text: text layers are trusted as printed.
 
     Returns ``[{"label", "text" (the heading line), "why"}]`` in document order."""
     if not doc.ocr:
@@ -522,8 +522,11 @@ def suspect_headings(doc: Document) -> list[dict[str, str]]:
         while k is not None:
             on_run.add(k)
             k = best[k][1]
+    scanned = [line for line, conf in zip(doc.text.split("\n"), doc.confidence) if conf is not None]
     out = []
     for k, (n, label, line) in enumerate(heads):
+        if doc.confidence and not any(s.startswith(line[:20]) or line.startswith(s[:20]) for s in scanned):
+            continue  # a heading from a text layer of a partly scanned file: printed, not recognised
         steps = ([(n - heads[k - 1][0], f"after {heads[k - 1][1]}")] if k else []) + \
                 ([(heads[k + 1][0] - n, f"before {heads[k + 1][1]}")] if k + 1 < len(heads) else [])
         if k not in on_run and all(not 1 <= step <= _STEP for step, _ in steps):
