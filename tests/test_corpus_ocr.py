@@ -374,3 +374,24 @@ def test_only_ocrd_headings_are_judged_in_a_partly_scanned_file() -> None:
     doc = Document(source="mixed.pdf", path=Path("mixed.pdf"), title="T", text="\n".join(texts), confidence=conf,
                    ocr_pages=[2], ocr_lines=[(2, t, 0.99) for t in texts[2:]])
     assert [h["text"] for h in suspect_headings(doc)] == ["第十条丁。"]  # the printed 第十条 is trusted
+
+
+def test_ocr_always_keeps_a_good_text_layer_when_the_pages_ocr_is_unusable(tmp_path: Path) -> None:
+    pytest.importorskip("rapidocr_onnxruntime")
+    pytest.importorskip("reportlab")
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    from coalqa.corpus.pdffile import pdf_text
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    path = tmp_path / "layer.pdf"
+    c = canvas.Canvas(str(path), pagesize=(595, 842))
+    c.setFont("STSong-Light", 12)
+    for k, line in enumerate(SCANNED[1:4]):
+        c.drawString(72, 760 - 20 * k, line)
+    c.save()
+    read = pdf_text(path, ocr="always", dpi=40)  # rendered too coarse: the OCR misreads (风这, 4ms, 24的)
+    assert read.ocr_pages == [1] and read.ocr_dropped == [1]
+    assert read.lines == SCANNED[1:4] and read.confidence == [None, None, None]  # the text layer, as printed

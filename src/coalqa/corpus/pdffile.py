@@ -25,7 +25,8 @@ CJK) still forms lines. The lines are then turned back into the paragraphs of th
   ``"always"`` every page; OCR'd lines go through the same furniture removal and re-flow and keep their
   confidence. An OCR'd page judged unusable (:func:`coalqa.corpus.quality.ocr_page_verdict`: most lines
   recognised with low confidence, or garbled) is left out of the text and named in :attr:`PdfText.ocr_dropped`
-  (a file whose every page is unusable is an error naming the figures and the numbers on its doubtful lines).
+  (a file whose every page is unusable is an error naming the figures and the numbers on its doubtful lines;
+  with ``"always"``, a page whose text layer passed the checks keeps that text instead).
   With ``"never"`` such pages are left out and named in :attr:`PdfText.unread`.
 """
 
@@ -292,6 +293,7 @@ def pdf_text(
     pages: list[list[_Line]] = []
     tables: list[list[_Table]] = []
     want: list[int] = []
+    usable_layer: set[int] = set()
     try:
         with pdfplumber.open(str(path)) as pdf:
             title = str((pdf.metadata or {}).get("Title") or "").strip()
@@ -301,8 +303,11 @@ def pdf_text(
                 view = page.filter(lambda o: not _inside(o, boxes)) if boxes else page
                 lines = _page_lines(view, n)
                 area = sum((im["x1"] - im["x0"]) * (im["bottom"] - im["top"]) for im in page.images)
-                if ocr == "always" or (not found and needs_ocr(lines, area / (page.width * page.height))):
+                needed = not found and needs_ocr(lines, area / (page.width * page.height))
+                if ocr == "always" or needed:
                     want.append(n)
+                if ocr == "always" and not needed:
+                    usable_layer.add(n)  # its text layer stands in if its OCR is unusable
                 pages.append(lines)
                 tables.append(found)
     except (PDFPasswordIncorrect, PdfminerException) as e:
@@ -322,12 +327,13 @@ def pdf_text(
         except OcrUnavailable as e:
             raise PdfError(str(e)) from e
         for n in want:
+            layer = pages[n], tables[n]
             pages[n] = _ocr_lines(found[n], n)
             tables[n] = []
             result.ocr_lines += [(n + 1, ln.text, ln.confidence) for ln in pages[n]]
             verdict, reasons = ocr_page_verdict([(ln.text, ln.confidence) for ln in pages[n]], LOW_CONFIDENCE)
             if verdict == "unusable":  # its text would be nonsense with wrong numbers: left out, reported
-                pages[n] = []
+                pages[n], tables[n] = layer if n in usable_layer else ([], [])
                 result.ocr_dropped.append(n + 1)
                 dropped_reasons.append(f"page {n + 1}: {'; '.join(reasons)}")
         result.ocr_pages = [n + 1 for n in want]

@@ -87,7 +87,7 @@ def document_report(doc: Document, chunks: list[Chunk]) -> dict[str, Any]:
     ocr = _ocr_report(doc) if doc.ocr else None
     if ocr:
         for p in ocr["bad_pages"]:
-            fate = ("left out of the chunks" if p["page"] in doc.ocr_dropped
+            fate = ("its OCR text left out of the chunks" if p["page"] in doc.ocr_dropped
                     else "kept; its chunks carry ocr_confidence" if p["verdict"] == "doubtful"
                     else "NOT left out")
             nums = ", ".join(p["low_confidence_numbers"][:SHOW_MISSING]) + (
