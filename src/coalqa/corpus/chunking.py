@@ -22,6 +22,7 @@ locator range never runs backwards.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import unicodedata
@@ -484,6 +485,68 @@ def _locator(labels: list[str | None], heading: str) -> str:
     return named[0] if named[0] == named[-1] else f"{named[0]}–{named[-1]}"
 
 
+UNCERTAIN = "（OCR条号存疑）"  # after a locator's label that OCR may have misread (see suspect_headings)
+_STEP = 3  # consecutive article headings differ by 1; up to 3 allows one or two headings OCR did not see
+
+
+def suspect_headings(doc: Document) -> list[dict[str, str]]:
+    """Article headings (``第X条`` opening a line, not a cross-reference) of an OCR'd document whose number
+    breaks the numbering order (``第二十条``, ``第十条``, ``第二十二条``: OCR read ``第二十一条`` as ``第十条``).
+
+    A heading is suspect when (a) it is not on the longest run of headings that advance in order (between two
+    headings ``k`` apart the number grows by ``k`` to ``_STEP × k``: a heading or two OCR did not see is allowed)
+    and (b) its step from each neighbouring heading is not an advance of 1 to ``_STEP``. A ``第一条`` starts the
+    numbering anew (two regulations in one file). Only headings on OCR'd lines are judged (all headings give the
+    order); ``[]`` for a document with no OCR'd text: text layers are trusted as printed.
+
+    Returns ``[{"label", "text" (the heading line), "why"}]`` in document order."""
+    if not doc.ocr:
+        return []
+    heads = []
+    for line in rejoin_wrapped_quantities(doc.text.split("\n")):
+        folded = fold_width(line)
+        m = ARTICLE.match(folded)
+        n = _cn_int(m.group(1)) if m and not REFERENCE.match(folded, m.end()) else None
+        if n is not None:
+            heads.append((n, f"第{m.group(1)}条", line))
+    on_run: set[int] = set()
+    starts = [k for k, h in enumerate(heads) if h[0] == 1 or k == 0] + [len(heads)]
+    for lo, hi in itertools.pairwise(starts):
+        best: dict[int, tuple[int, int | None]] = {}  # index -> (run length ending here, previous index)
+        for i in range(lo, hi):
+            best[i] = (1, None)
+            for j in range(max(lo, i - 5), i):
+                if i - j <= heads[i][0] - heads[j][0] <= _STEP * (i - j) and best[j][0] + 1 > best[i][0]:
+                    best[i] = (best[j][0] + 1, j)
+        k: int | None = max(best, key=lambda i: (best[i][0], -i)) if best else None
+        while k is not None:
+            on_run.add(k)
+            k = best[k][1]
+    scanned = [line for line, conf in zip(doc.text.split("\n"), doc.confidence) if conf is not None]
+    out = []
+    for k, (n, label, line) in enumerate(heads):
+        if doc.confidence and not any(s.startswith(line[:20]) or line.startswith(s[:20]) for s in scanned):
+            continue  # a heading from a text layer of a partly scanned file: printed, not recognised
+        steps = ([(n - heads[k - 1][0], f"after {heads[k - 1][1]}")] if k else []) + \
+                ([(heads[k + 1][0] - n, f"before {heads[k + 1][1]}")] if k + 1 < len(heads) else [])
+        if k not in on_run and all(not 1 <= step <= _STEP for step, _ in steps):
+            out.append({"label": label, "text": line, "why": ", ".join(where for _, where in steps)})
+    return out
+
+
+def _mark_uncertain(locator: str, text: str, suspects: list[dict[str, str]]) -> str:
+    """``locator`` with :data:`UNCERTAIN` after each suspect label it names whose heading line ``text`` holds;
+    after the whole locator when the suspect heading was not taken as a label (its text sits in this chunk)."""
+    for h in suspects:
+        if h["text"][:30] not in text:
+            continue
+        marked = re.sub(rf"{re.escape(h['label'])}(?![（(]OCR)", h["label"] + UNCERTAIN, locator)
+        if marked == locator and UNCERTAIN not in locator:
+            marked = locator + UNCERTAIN
+        locator = marked
+    return locator
+
+
 def split_into_chunks(doc: Document, max_chars: int = 1500) -> list[Chunk]:
     """Cut ``doc`` into chunks that follow its structure.
 
@@ -493,6 +556,10 @@ def split_into_chunks(doc: Document, max_chars: int = 1500) -> list[Chunk]:
     exceeds ``max_chars``), each piece that starts inside the table beginning with the table's caption and
     header again. The chunks' texts, joined, hold every non-whitespace character of ``doc.text`` in order
     (nothing dropped; duplicated only the repeated table headers).
+
+    In an OCR'd document, a label whose article number breaks the numbering order (:func:`suspect_headings`)
+    is marked :data:`UNCERTAIN` in the locator (``第十条（OCR条号存疑）``), so questions and citations made from
+    the chunk say so.
 
     Returns chunks in document order, each with ``chars <= max_chars``. Ids are content hashes,
     stable across runs for the same input. A run of text with no punctuation longer than
@@ -524,10 +591,13 @@ def split_into_chunks(doc: Document, max_chars: int = 1500) -> list[Chunk]:
             size = len(text)
     chunks: list[Chunk] = []
     seen: set[str] = set()
+    suspects = suspect_headings(doc)
     for texts, labels, headings in groups:
         text = "\n".join(texts)
         heading = next((h for h, lab in zip(headings, labels) if lab), "") or next(filter(None, headings), "")
         locator = _locator(labels, heading)
+        if suspects:
+            locator = _mark_uncertain(locator, text, suspects)
         digest = hashlib.sha1(f"{doc.source}\n{locator}\n{text}".encode()).hexdigest()[:16]
         cid, k = digest, 1
         while cid in seen:

@@ -79,17 +79,25 @@ def corpus(
     for d in docs_report:
         if "ocr" in d:
             o = d["ocr"]
-            console.print(f"OCR: {d['path']}: {len(o['pages'])} page(s), {o['lines']} line(s), lowest confidence "
-                          f"{o['min_confidence']:.3f}; {len(o['low_confidence'])} line(s) under "
-                          f"{o['low_confidence_threshold']}, {len(o['suspect_numbers'])} suspect number(s) (see the report)",
+            left_out = f", {len(o['pages_left_out'])} left out as unusable" if o["pages_left_out"] else ""
+            console.print(f"OCR: {d['path']}: {len(o['pages'])} page(s){left_out}, {o['lines']} line(s), median "
+                          f"confidence {o['median_confidence']:.3f}, lowest {o['min_confidence']:.3f}; "
+                          f"{len(o['low_confidence'])} line(s) under {o['low_confidence_threshold']}; numbers "
+                          f"recognised {o['numbers_recognised']}, on low-confidence lines {o['numbers_low_confidence']} "
+                          f"(no ground truth for a scan); {len(o['suspect_numbers'])} suspect number(s), "
+                          f"{len(o['suspect_headings'])} suspect article number(s) (see the report)",
                           highlight=False, soft_wrap=True)
-    kept = sum(d["numbers_in"] - d["numbers_missing_count"] for d in docs_report)
-    n_ocr = sum(1 for d in docs_report if "ocr" in d)
+    text_docs = [d for d in docs_report if "ocr" not in d]  # numbers "kept" only where the source is known
+    kept = sum(d["numbers_in"] - d["numbers_missing_count"] for d in text_docs)
+    n_ocr = len(docs_report) - len(text_docs)
     cells = sum(d["table_cells"] for d in docs_report)
+    ocr_numbers = (f" · OCR'd: numbers recognised {sum(d['ocr']['numbers_recognised'] for d in docs_report if 'ocr' in d):,}, "
+                   f"on low-confidence lines {sum(d['ocr']['numbers_low_confidence'] for d in docs_report if 'ocr' in d):,} "
+                   f"(no ground truth)") if n_ocr else ""
     console.print(
         f"{len(documents)} read, {len(skipped)} skipped{f' ({n_ocr} by OCR)' if n_ocr else ''} · {len(chunks)} chunks · "
         f"{sum(d['tables'] for d in docs_report)} table(s), {cells:,} cells · numbers kept "
-        f"{kept:,}/{sum(d['numbers_in'] for d in docs_report):,} · characters in→out "
+        f"{kept:,}/{sum(d['numbers_in'] for d in text_docs):,}{' (text layers)' if n_ocr else ''}{ocr_numbers} · characters in→out "
         f"{sum(d['chars_in'] for d in docs_report):,}→{sum(d['chars_out'] for d in docs_report):,} · "
         f"{len(problems)} warning(s)", highlight=False, soft_wrap=True,
     )
@@ -109,7 +117,11 @@ def corpus(
             "numbers_missing": sum(d["numbers_missing_count"] for d in docs_report),
             "ocr_documents": n_ocr,
             "ocr_pages": sum(len(d["ocr"]["pages"]) for d in docs_report if "ocr" in d),
+            "ocr_pages_left_out": sum(len(d["ocr"]["pages_left_out"]) for d in docs_report if "ocr" in d),
+            "ocr_numbers_recognised": sum(d["ocr"]["numbers_recognised"] for d in docs_report if "ocr" in d),
+            "ocr_numbers_low_confidence": sum(d["ocr"]["numbers_low_confidence"] for d in docs_report if "ocr" in d),
             "ocr_suspect_numbers": sum(len(d["ocr"]["suspect_numbers"]) for d in docs_report if "ocr" in d),
+            "ocr_suspect_headings": sum(len(d["ocr"]["suspect_headings"]) for d in docs_report if "ocr" in d),
             "tables": sum(d["tables"] for d in docs_report),
             "table_cells": cells,
             "table_numbers": sum(d["table_numbers"] for d in docs_report),
@@ -120,8 +132,11 @@ def corpus(
     if previous is not None:
         report["update"] = {"previous": str(cfg.previous), **compare_chunks(previous, chunks)}
         _print_update(console, report["update"])
-    if not chunks:
-        raise CoalqaError(f"nothing could be read from {', '.join(map(str, docs))}; no chunks written")
+    if not chunks:  # the report still says which file was skipped and why
+        report["failed"] = "nothing could be read; no chunks written"
+        write_report(rpath, report)
+        raise CoalqaError(f"nothing could be read from {', '.join(map(str, docs))}; no chunks written "
+                          f"(report: {rpath})")
     if cfg.strict and problems:
         report["strict_failed"] = True
         write_report(rpath, report)
@@ -143,16 +158,19 @@ def _table(docs_report: list[dict[str, Any]], skipped: list[tuple[Path, str]], o
     for d in docs_report:
         kept = d["numbers_in"] - d["numbers_missing_count"]
         style = "red" if d["warnings"] else None
-        table.add_row(d["source"], f"{d['chars_in']:,}→{d['chars_out']:,}", f"{kept:,}/{d['numbers_in']:,}",
+        numbers = (f"OCR {d['ocr']['numbers_recognised']:,} ({d['ocr']['numbers_low_confidence']:,} doubtful)"
+                   if "ocr" in d else f"{kept:,}/{d['numbers_in']:,}")
+        table.add_row(d["source"], f"{d['chars_in']:,}→{d['chars_out']:,}", numbers,
                       str(d["chunks"]), str(d["front_chunks"]), str(len(d["warnings"])), style=style)
     for path, _ in skipped:
         table.add_row(Path(path).name, "0", "0/0", "0", "0", "1", style="red")
     table.add_section()
-    kept = sum(d["numbers_in"] - d["numbers_missing_count"] for d in docs_report)
+    text_docs = [d for d in docs_report if "ocr" not in d]
+    kept = sum(d["numbers_in"] - d["numbers_missing_count"] for d in text_docs)
     table.add_row(
         f"{len(docs_report)} read, {len(skipped)} skipped",
         f"{sum(d['chars_in'] for d in docs_report):,}→{sum(d['chars_out'] for d in docs_report):,}",
-        f"{kept:,}/{sum(d['numbers_in'] for d in docs_report):,}",
+        f"{kept:,}/{sum(d['numbers_in'] for d in text_docs):,}",
         str(sum(d["chunks"] for d in docs_report)),
         str(sum(d["front_chunks"] for d in docs_report)),
         str(sum(len(d["warnings"]) for d in docs_report) + len(skipped)),

@@ -23,7 +23,11 @@ CJK) still forms lines. The lines are then turned back into the paragraphs of th
 * **OCR** (:mod:`coalqa.corpus.ocr`): with ``ocr="auto"`` a page with no text layer, or whose text fails the
   suspicious-extraction checks (:func:`coalqa.corpus.quality.suspicious`), is rendered and OCR'd, with
   ``"always"`` every page; OCR'd lines go through the same furniture removal and re-flow and keep their
-  confidence. With ``"never"`` such pages are left out and named in :attr:`PdfText.unread`.
+  confidence. An OCR'd page judged unusable (:func:`coalqa.corpus.quality.ocr_page_verdict`: most lines
+  recognised with low confidence, or garbled) is left out of the text and named in :attr:`PdfText.ocr_dropped`
+  (a file whose every page is unusable is an error naming the figures and the numbers on its doubtful lines;
+  with ``"always"``, a page whose text layer passed the checks keeps that text instead).
+  With ``"never"`` such pages are left out and named in :attr:`PdfText.unread`.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from coalqa.corpus.quality import suspicious
+from coalqa.corpus.quality import ocr_page_verdict, suspicious
 from coalqa.corpus.tables import CAPTION, Cell, TableLines, caption_label, header_rows, table_lines
 from coalqa.numbers import starts_with_quantity
 
@@ -89,6 +93,8 @@ class PdfText:
         tables: the tables, as lines.
         ocr_pages: 1-based numbers of the pages OCR'd; ``ocr_lines``: ``(page, text, confidence)`` of each
             line the engine returned (for the fidelity report).
+        ocr_dropped: 1-based numbers of OCR'd pages left out because their OCR is unusable
+            (:func:`coalqa.corpus.quality.ocr_page_verdict`); their lines stay in ``ocr_lines`` for the report.
         unread: 1-based numbers of pages that needed OCR but were not OCR'd (``ocr="never"``).
     """
 
@@ -100,6 +106,7 @@ class PdfText:
     confidence: list[float | None] = field(default_factory=list)
     ocr_pages: list[int] = field(default_factory=list)
     ocr_lines: list[tuple[int, str, float]] = field(default_factory=list)
+    ocr_dropped: list[int] = field(default_factory=list)
     unread: list[int] = field(default_factory=list)
 
 
@@ -286,6 +293,7 @@ def pdf_text(
     pages: list[list[_Line]] = []
     tables: list[list[_Table]] = []
     want: list[int] = []
+    usable_layer: set[int] = set()
     try:
         with pdfplumber.open(str(path)) as pdf:
             title = str((pdf.metadata or {}).get("Title") or "").strip()
@@ -295,8 +303,11 @@ def pdf_text(
                 view = page.filter(lambda o: not _inside(o, boxes)) if boxes else page
                 lines = _page_lines(view, n)
                 area = sum((im["x1"] - im["x0"]) * (im["bottom"] - im["top"]) for im in page.images)
-                if ocr == "always" or (not found and needs_ocr(lines, area / (page.width * page.height))):
+                needed = not found and needs_ocr(lines, area / (page.width * page.height))
+                if ocr == "always" or needed:
                     want.append(n)
+                if ocr == "always" and not needed:
+                    usable_layer.add(n)  # its text layer stands in if its OCR is unusable
                 pages.append(lines)
                 tables.append(found)
     except (PDFPasswordIncorrect, PdfminerException) as e:
@@ -307,17 +318,24 @@ def pdf_text(
     except (PDFSyntaxError, ValueError, KeyError, TypeError, IndexError) as e:
         raise PdfError(f"unreadable PDF ({type(e).__name__}: {e})") from e
     result = PdfText([], title, "", [])
+    dropped_reasons: list[str] = []
     if want and ocr != "never":
-        from coalqa.corpus.ocr import DPI, OcrUnavailable, ocr_pages
+        from coalqa.corpus.ocr import DPI, LOW_CONFIDENCE, OcrUnavailable, ocr_pages
 
         try:
             found = ocr_pages(path, want, dpi=dpi or DPI, progress=progress)
         except OcrUnavailable as e:
             raise PdfError(str(e)) from e
         for n in want:
+            layer = pages[n], tables[n]
             pages[n] = _ocr_lines(found[n], n)
             tables[n] = []
             result.ocr_lines += [(n + 1, ln.text, ln.confidence) for ln in pages[n]]
+            verdict, reasons = ocr_page_verdict([(ln.text, ln.confidence) for ln in pages[n]], LOW_CONFIDENCE)
+            if verdict == "unusable":  # its text would be nonsense with wrong numbers: left out, reported
+                pages[n], tables[n] = layer if n in usable_layer else ([], [])
+                result.ocr_dropped.append(n + 1)
+                dropped_reasons.append(f"page {n + 1}: {'; '.join(reasons)}")
         result.ocr_pages = [n + 1 for n in want]
     elif want:
         result.unread = [n + 1 for n in want if not pages[n]]
@@ -327,6 +345,11 @@ def pdf_text(
         if result.unread:
             raise PdfError(f"image-only PDF ({len(result.unread)} page(s) without a text layer) and --ocr never: "
                            "rerun with --ocr auto to OCR them")
+        if dropped_reasons:
+            numbers = _low_numbers(result.ocr_lines)
+            raise PdfError(f"OCR unusable on every page read ({' | '.join(dropped_reasons)}); nothing kept"
+                           + (f"; numbers on its low-confidence lines: {', '.join(numbers)}" if numbers else "")
+                           + "; rescan at 300 dpi or more, or type the text in")
         raise PdfError("PDF has no extractable text")
     drop = _furniture(pages)
     items: list = []
@@ -365,6 +388,14 @@ def pdf_text(
                 raw.append(ln.text)
         result.raw = "\n".join(raw + cells)
     return result
+
+
+def _low_numbers(ocr_lines: list[tuple[int, str, float]]) -> list[str]:
+    """The numbers (:func:`coalqa.numbers.number_tokens`) on OCR'd lines under the low-confidence threshold."""
+    from coalqa.corpus.ocr import LOW_CONFIDENCE
+    from coalqa.numbers import number_tokens
+
+    return [tok for _, text, conf in ocr_lines if conf < LOW_CONFIDENCE for tok in number_tokens(text)]
 
 
 def _lower(a: float | None, b: float | None) -> float | None:

@@ -56,7 +56,8 @@ class Document:
         confidence: for a document with OCR'd pages, the lowest OCR confidence of each line of ``text``
             (``None``: from a text layer); ``[]`` when nothing was OCR'd.
         ocr_pages: 1-based numbers of the pages OCR'd; ``ocr_lines``: ``(page, text, confidence)`` of every
-            line the OCR engine returned (the fidelity report lists the doubtful ones).
+            line the OCR engine returned (the fidelity report lists the doubtful ones); ``ocr_dropped``: those
+            OCR'd pages left out of ``text`` because their OCR is unusable.
         unread_pages: 1-based numbers of PDF pages without a text layer left unread (``ocr="never"``).
     """
 
@@ -72,6 +73,7 @@ class Document:
     confidence: list[float | None] = field(default_factory=list)
     ocr_pages: list[int] = field(default_factory=list)
     ocr_lines: list[tuple[int, str, float]] = field(default_factory=list)
+    ocr_dropped: list[int] = field(default_factory=list)
     unread_pages: list[int] = field(default_factory=list)
 
     @property
@@ -248,6 +250,7 @@ def read_document(
     confidence: list[float | None] = []
     ocr_pages: list[int] = []
     ocr_lines: list[tuple[int, str, float]] = []
+    ocr_dropped: list[int] = []
     unread: list[int] = []
     if kind in ("docx", "doc"):
         try:
@@ -267,7 +270,7 @@ def read_document(
         except PdfError as e:
             raise ReadError(str(e)) from e
         lines, given_title, source, removed, tables = read.lines, read.title, read.raw, read.removed, read.tables
-        ocr_pages, ocr_lines, unread = read.ocr_pages, read.ocr_lines, read.unread
+        ocr_pages, ocr_lines, unread, ocr_dropped = read.ocr_pages, read.ocr_lines, read.unread, read.ocr_dropped
         confidence = read.confidence if ocr_pages else []
         raw = "\n".join(lines)
         if removed:
@@ -306,6 +309,7 @@ def read_document(
         confidence=confidence,
         ocr_pages=ocr_pages,
         ocr_lines=ocr_lines,
+        ocr_dropped=ocr_dropped,
         unread_pages=unread,
     )
 
@@ -314,8 +318,10 @@ def _image_text(path: Path, ocr: str, progress) -> PdfText:
     """A scanned page in an image file, OCR'd like a PDF page without text."""
     if ocr == "never":
         raise PdfError("an image (a scanned page?) and --ocr never: rerun with --ocr auto to OCR it")
-    from coalqa.corpus.ocr import OcrUnavailable, ocr_pages
+    from coalqa.corpus.ocr import LOW_CONFIDENCE, OcrUnavailable, ocr_pages
     from coalqa.corpus.pdffile import _ocr_lines
+    from coalqa.corpus.quality import ocr_page_verdict
+    from coalqa.numbers import number_tokens
 
     try:
         found = ocr_pages(path, [0], image=True, progress=progress)
@@ -326,6 +332,12 @@ def _image_text(path: Path, ocr: str, progress) -> PdfText:
     lines = _ocr_lines(found[0], 0)
     if not lines:
         raise PdfError("no text recognised in the image")
+    verdict, reasons = ocr_page_verdict([(ln.text, ln.confidence) for ln in lines], LOW_CONFIDENCE)
+    if verdict == "unusable":
+        numbers = [tok for ln in lines if ln.confidence < LOW_CONFIDENCE for tok in number_tokens(ln.text)]
+        raise PdfError(f"OCR unusable ({'; '.join(reasons)}); nothing kept"
+                       + (f"; numbers on its low-confidence lines: {', '.join(numbers)}" if numbers else "")
+                       + "; rescan at 300 dpi or more, or type the text in")
     return PdfText([ln.text for ln in lines], "", "\n".join(ln.text for ln in lines), [],
                    confidence=[ln.confidence for ln in lines], ocr_pages=[1],
                    ocr_lines=[(1, ln.text, ln.confidence) for ln in lines])

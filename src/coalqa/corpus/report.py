@@ -18,21 +18,31 @@ Per document (:func:`document_report`):
 * ``ocr`` (documents with OCR'd pages): ``pages`` OCR'd, ``lines`` recognised, ``min_confidence``,
   ``low_confidence`` (lines under :data:`coalqa.corpus.ocr.LOW_CONFIDENCE`, each with its page, text,
   confidence and every number in it) and ``suspect_numbers`` (digits glued to a letter OCR confuses with a
-  digit, :func:`coalqa.corpus.ocr.suspect_numbers`: ``S3``, ``O.5``, ``l0m``), each with page and line.
+  digit, :func:`coalqa.corpus.ocr.suspect_numbers`: ``S3``, ``O.5``, ``l0m``), each with page and line;
+  ``median_confidence``; ``bad_pages`` (pages judged ``doubtful`` or ``unusable`` by
+  :func:`coalqa.corpus.quality.ocr_page_verdict`, with the reasons, whether the page was left out of the chunks,
+  and the numbers on its low-confidence lines) and ``pages_left_out``; ``numbers_recognised`` /
+  ``numbers_low_confidence``: the numbers the engine read on the kept pages, and how many of them sit on
+  low-confidence lines. A scan has no ground truth: ``numbers_in``/``numbers_missing`` of an OCR'd document only
+  compare the OCR output with itself, so the summary does not count them as "kept";
+  ``suspect_headings``: OCR'd article numbers that break the numbering order
+  (:func:`coalqa.corpus.chunking.suspect_headings`), whose locators are marked :data:`UNCERTAIN`.
 
-Each problem becomes a warning naming the reason (a suspect OCR number too; a low-confidence line is listed,
-not warned about); ``coalqa corpus --strict`` turns them into an error.
+Each problem becomes a warning naming the reason (a suspect OCR number, a doubtful or unusable OCR'd page and a
+suspect article number too; a single low-confidence line is listed, not warned about); ``coalqa corpus --strict``
+turns them into an error.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from coalqa.corpus import quality
-from coalqa.corpus.chunking import FRONT, Chunk
+from coalqa.corpus.chunking import FRONT, UNCERTAIN, Chunk, suspect_headings
 from coalqa.corpus.readers import Document, clean_text
 from coalqa.jsonio import write_text_atomic
 from coalqa.numbers import number_tokens
@@ -75,6 +85,18 @@ def document_report(doc: Document, chunks: list[Chunk]) -> dict[str, Any]:
         pages = ", ".join(map(str, doc.unread_pages[:SHOW_MISSING])) + (" …" if len(doc.unread_pages) > SHOW_MISSING else "")
         warnings.append(f"page(s) {pages} have no text layer and were not read (--ocr never)")
     ocr = _ocr_report(doc) if doc.ocr else None
+    if ocr:
+        for p in ocr["bad_pages"]:
+            fate = ("its OCR text left out of the chunks" if p["page"] in doc.ocr_dropped
+                    else "kept; its chunks carry ocr_confidence" if p["verdict"] == "doubtful"
+                    else "NOT left out")
+            nums = ", ".join(p["low_confidence_numbers"][:SHOW_MISSING]) + (
+                " …" if len(p["low_confidence_numbers"]) > SHOW_MISSING else "")
+            warnings.append(f"page {p['page']}: OCR {p['verdict']} ({'; '.join(p['reasons'])}); {fate}"
+                            + (f"; numbers on its low-confidence lines: {nums}" if nums else ""))
+        for h in ocr["suspect_headings"]:
+            warnings.append(f"suspect OCR'd article number {h['label']} ({h['why']}): locator marked "
+                            f"{h['label']}{UNCERTAIN}; line: {h['text'][:40]}")
     if ocr and ocr["suspect_numbers"]:
         shown = ", ".join(f"{s['number']} (page {s['page']})" for s in ocr["suspect_numbers"][:SHOW_MISSING])
         warnings.append(f"{len(ocr['suspect_numbers'])} suspect number(s) in OCR'd text (digits glued to a letter): "
@@ -117,13 +139,32 @@ def _ocr_report(doc: Document) -> dict[str, Any]:
            for page, text, conf in doc.ocr_lines if conf < LOW_CONFIDENCE]
     suspect = [{"page": page, "number": run, "text": text}
                for page, text, _ in doc.ocr_lines for run in suspect_numbers(text)]
+    bad_pages = []
+    for page in doc.ocr_pages:
+        lines = [(t, c) for p, t, c in doc.ocr_lines if p == page]
+        verdict, reasons = quality.ocr_page_verdict(lines, LOW_CONFIDENCE)
+        if verdict != "ok":
+            bad_pages.append({"page": page, "verdict": verdict, "reasons": reasons,
+                              "confidence_median": round(statistics.median(c for _, c in lines), 4),
+                              "left_out": page in doc.ocr_dropped,
+                              "low_confidence_numbers": [tok for t, c in lines if c < LOW_CONFIDENCE
+                                                         for tok in number_tokens(t)]})
+    kept = [(t, c) for p, t, c in doc.ocr_lines if p not in doc.ocr_dropped]
+    confs = sorted(c for _, _, c in doc.ocr_lines)
     return {
         "pages": doc.ocr_pages,
+        "pages_left_out": doc.ocr_dropped,
         "lines": len(doc.ocr_lines),
-        "min_confidence": round(min((c for _, _, c in doc.ocr_lines), default=1.0), 4),
+        "min_confidence": round(min(confs, default=1.0), 4),
+        "median_confidence": round(statistics.median(confs), 4) if confs else None,
         "low_confidence_threshold": LOW_CONFIDENCE,
         "low_confidence": low,
+        "bad_pages": bad_pages,
+        # no ground truth for a scan: these count what the engine read, not what the page says
+        "numbers_recognised": sum(len(number_tokens(t)) for t, _ in kept),
+        "numbers_low_confidence": sum(len(number_tokens(t)) for t, c in kept if c < LOW_CONFIDENCE),
         "suspect_numbers": suspect,
+        "suspect_headings": suspect_headings(doc),
     }
 
 
