@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +76,9 @@ def export_training(rs: ReviewSet, out: Path, exclude_unsupported: bool = False)
     """
     rows, counts = reviewed_rows(rs, exclude_unsupported)
     if not rows:
+        excluded = counts["excluded_unsupported"]
         raise CoalqaError(f"no approved or edited pairs to export yet ({counts['set_aside']} set aside for eval"
-                          f"{', %d left out for unsupported numbers' % counts['excluded_unsupported'] if counts['excluded_unsupported'] else ''}): "
+                          f"{f', {excluded} left out for unsupported numbers' if excluded else ''}): "
                           f"review them first with `coalqa review {rs.qa_path} --chunks {rs.chunks_path}`")
     write_json_atomic(out, rows)
     stem = out.with_suffix("") if out.suffix == ".json" else out
