@@ -6,9 +6,11 @@
   and the counts.
 * :func:`export_eval`: approved/edited pairs of chosen documents or chunks (with feedback only: every confirmed
   correction) as a ``coalqa eval`` reference set (JSON
-  Lines: ``id``, ``question``, ``reference_answer``, ``key_facts`` — the answer's quantities that its clause states,
-  as written in the answer —, ``source_doc``, ``source_locator``, ``source_span`` — the clause sentence that supports
-  it best); those chunks are recorded in the review log as set aside, so training exports leave them out.
+  Lines: ``id``, ``question``, ``reference_answer``, ``key_facts`` — the answer's quantities with a unit that its
+  clause states inside a sentence, as written in the answer (:func:`clause_support`: never bare, clause, section,
+  list or heading numbers) —, ``source_doc``, ``source_locator``, ``source_span`` — the clause sentence(s) stating
+  them, verbatim); a pair without such a quantity is left out and counted; the chosen chunks are recorded in the
+  review log as set aside, so training exports leave them out.
 * :func:`review_provenance` / :func:`training_note`: what ``coalqa train`` writes into its run card.
 """
 
