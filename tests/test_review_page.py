@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from serve_process import free_port
 from test_review import PAIRS, TOKEN, make_set
 
@@ -153,11 +152,11 @@ def test_keyboard_review_bulk_undo_reload_in_headless_chromium(server, tmp_path)
 
 
 def test_stale_pair_shows_old_and_new_clause_side_by_side(tmp_path) -> None:
+    from conftest import SMALL_CHUNKS, write_chunks_file
     from playwright.sync_api import expect, sync_playwright
+    from test_review import open_set
 
     from coalqa.review.actions import decide
-    from conftest import SMALL_CHUNKS, write_chunks_file
-    from test_review import open_set
 
     qa, chunks = make_set(tmp_path)
     rs = open_set(qa, chunks)
@@ -259,35 +258,33 @@ def test_search_enter_applies_the_filter_and_gives_the_keys_back_to_the_review(s
 
 
 def test_ocr_badge_shows_the_confidence_and_marks_a_low_one(tmp_path) -> None:
-    from playwright.sync_api import expect, sync_playwright
-
     from conftest import SMALL_CHUNKS
+    from playwright.sync_api import expect, sync_playwright
 
     chunks = [dict(c) for c in SMALL_CHUNKS]
     chunks[0] |= {"ocr": True, "ocr_confidence": 0.10}  # c-lamp: pairs 1, 2 and 12
     chunks[1] |= {"ocr": True, "ocr_confidence": 0.95}  # c-gas: pairs 3 and 4
     qa, chunks_path = make_set(tmp_path, chunks=chunks)
-    with start(qa, chunks_path, tmp_path / "review.log") as url:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 900})
-                page.goto(f"{url}/?token={TOKEN}")
-                page.wait_for_selector("body[data-ready='1']")
-                expect(page.locator("#position")).to_contain_text("第 1 /")
-                expect(page.locator("#ocr")).to_have_text("OCR 识别 · 最低置信度 0.10")
-                assert "low" in page.locator("#ocr").get_attribute("class")
-                expect(page.locator("#flags .flag.ocr_low")).to_have_text("OCR 低置信度 0.10")
-                page.screenshot(path=str(tmp_path / "review_ocr_low.png"))
-                for _ in range(2):
-                    page.keyboard.press("j")
-                expect(page.locator("#position")).to_contain_text("第 3 /")
-                expect(page.locator("#ocr")).to_have_text("OCR 识别 · 最低置信度 0.95")
-                assert "low" not in page.locator("#ocr").get_attribute("class")
-                expect(page.locator("#flags .flag.ocr")).to_have_text("OCR 条款 0.95")
+    with start(qa, chunks_path, tmp_path / "review.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/?token={TOKEN}")
+            page.wait_for_selector("body[data-ready='1']")
+            expect(page.locator("#position")).to_contain_text("第 1 /")
+            expect(page.locator("#ocr")).to_have_text("OCR 识别 · 最低置信度 0.10")
+            assert "low" in page.locator("#ocr").get_attribute("class")
+            expect(page.locator("#flags .flag.ocr_low")).to_have_text("OCR 低置信度 0.10")
+            page.screenshot(path=str(tmp_path / "review_ocr_low.png"))
+            for _ in range(2):
                 page.keyboard.press("j")
-                page.keyboard.press("j")
-                expect(page.locator("#ocr")).to_be_hidden()  # pair 5: a clause read from text
-            finally:
-                browser.close()
+            expect(page.locator("#position")).to_contain_text("第 3 /")
+            expect(page.locator("#ocr")).to_have_text("OCR 识别 · 最低置信度 0.95")
+            assert "low" not in page.locator("#ocr").get_attribute("class")
+            expect(page.locator("#flags .flag.ocr")).to_have_text("OCR 条款 0.95")
+            page.keyboard.press("j")
+            page.keyboard.press("j")
+            expect(page.locator("#ocr")).to_be_hidden()  # pair 5: a clause read from text
+        finally:
+            browser.close()
     print(f"screenshot: {tmp_path / 'review_ocr_low.png'}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-
 _NUMBERS = re.compile(r"[0-9]+|[零〇一二三四五六七八九十百千万两]+")
 NUM_PERM = 64
 
@@ -39,7 +38,10 @@ def make_deduper(threshold: float = 0.8):
     deterministic (MinHash uses a fixed seed).
     """
     exact: set[str] = set()
-    from datasketch import MinHash, MinHashLSH  # here: importing it takes ~1.5 s (scipy), every coalqa command paid it
+    from datasketch import (  # here: importing it takes ~1.5 s (scipy), every coalqa command paid it
+        MinHash,
+        MinHashLSH,
+    )
 
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
     kept: dict[str, tuple[set[str], list[str]]] = {}

@@ -6,16 +6,17 @@
   and the counts.
 * :func:`export_eval`: approved/edited pairs of chosen documents or chunks (with feedback only: every confirmed
   correction) as a ``coalqa eval`` reference set (JSON
-  Lines: ``id``, ``question``, ``reference_answer``, ``key_facts`` — the answer's quantities that its clause states,
-  as written in the answer —, ``source_doc``, ``source_locator``, ``source_span`` — the clause sentence that supports
-  it best); those chunks are recorded in the review log as set aside, so training exports leave them out.
+  Lines: ``id``, ``question``, ``reference_answer``, ``key_facts`` — the answer's quantities with a unit that its
+  clause states inside a sentence, as written in the answer (:func:`clause_support`: never bare, clause, section,
+  list or heading numbers) —, ``source_doc``, ``source_locator``, ``source_span`` — the clause sentence(s) stating
+  them, verbatim); a pair without such a quantity is left out and counted; the chosen chunks are recorded in the
+  review log as set aside, so training exports leave them out.
 * :func:`review_provenance` / :func:`training_note`: what ``coalqa train`` writes into its run card.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,9 @@ def export_training(rs: ReviewSet, out: Path, exclude_unsupported: bool = False)
     """
     rows, counts = reviewed_rows(rs, exclude_unsupported)
     if not rows:
+        excluded = counts["excluded_unsupported"]
         raise CoalqaError(f"no approved or edited pairs to export yet ({counts['set_aside']} set aside for eval"
-                          f"{', %d left out for unsupported numbers' % counts['excluded_unsupported'] if counts['excluded_unsupported'] else ''}): "
+                          f"{f', {excluded} left out for unsupported numbers' if excluded else ''}): "
                           f"review them first with `coalqa review {rs.qa_path} --chunks {rs.chunks_path}`")
     write_json_atomic(out, rows)
     stem = out.with_suffix("") if out.suffix == ".json" else out

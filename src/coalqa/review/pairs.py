@@ -168,7 +168,9 @@ class ReviewSet:
             self._flag(progress)
 
     def _flag(self, progress=None) -> None:
-        from coalqa.generate.dedup import make_deduper  # here: datasketch (MinHash) alone takes ~1.7 s to import
+        from coalqa.generate.dedup import (
+            make_deduper,  # here: datasketch (MinHash) alone takes ~1.7 s to import
+        )
         from coalqa.generate.validate import text_language
 
         seen = make_deduper()
