@@ -236,7 +236,7 @@ def degraded(image, dpi: int = 90, blur: float = 1.0, noise: float = 40, seed: i
     return Image.fromarray(grey.clip(0, 255).astype(np.uint8))
 
 
-@pytest.mark.slow  # three OCR runs of a page: ~40 s on 2 shared cores
+@pytest.mark.slow  # five OCR runs of a page: ~27 s on 2 shared cores (load 7.5)
 def test_unreadable_scanned_page_is_left_out_named_with_its_numbers_and_fails_strict(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
