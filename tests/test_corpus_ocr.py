@@ -236,7 +236,7 @@ def degraded(image, dpi: int = 90, blur: float = 1.0, noise: float = 40, seed: i
     return Image.fromarray(grey.clip(0, 255).astype(np.uint8))
 
 
-@pytest.mark.slow  # three OCR runs of a page: ~40 s on 2 shared cores
+@pytest.mark.slow  # five OCR runs of a page: ~27 s on 2 shared cores (load 7.5)
 def test_unreadable_scanned_page_is_left_out_named_with_its_numbers_and_fails_strict(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -395,3 +395,20 @@ def test_ocr_always_keeps_a_good_text_layer_when_the_pages_ocr_is_unusable(tmp_p
     read = pdf_text(path, ocr="always", dpi=40)  # rendered too coarse: the OCR misreads (风这, 4ms, 24的)
     assert read.ocr_pages == [1] and read.ocr_dropped == [1]
     assert read.lines == SCANNED[1:4] and read.confidence == [None, None, None]  # the text layer, as printed
+
+
+def test_scanned_article_number_out_of_order_fails_strict_and_its_locator_is_marked(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    misread = ["第二十条井下严禁使用灯泡取暖。", "第十条主要通风机必须装有反风设施。", "第二十二条每季度检查1次。",
+               "第二十三条每班检查2次。"]  # as OCR read a scan of 第二十条…第二十三条, 第二十一条 misread as 第十条
+    scanned_page(misread).save(docs / "scan.pdf", "PDF", resolution=200)
+    result = run_cli(str(docs), "-o", str(tmp_path / "chunks.jsonl"), "--strict")
+    assert result.exit_code != 0 and "suspect OCR'd article number 第十条" in str(result.exception)
+    report = json.loads((tmp_path / "chunks.report.json").read_text(encoding="utf-8"))
+    assert report["strict_failed"] and report["totals"]["ocr_suspect_headings"] == 1
+    result = run_cli(str(docs), "-o", str(tmp_path / "chunks.jsonl"))
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+    # one chunk: the 第十条 line sits in it, under 第二十条, so its whole locator is uncertain
+    assert [r["locator"] for r in rows] == ["第二十条–第二十三条（OCR条号存疑）"]

@@ -89,7 +89,7 @@ def document_report(doc: Document, chunks: list[Chunk]) -> dict[str, Any]:
         for p in ocr["bad_pages"]:
             fate = ("its OCR text left out of the chunks" if p["page"] in doc.ocr_dropped
                     else "kept; its chunks carry ocr_confidence" if p["verdict"] == "doubtful"
-                    else "NOT left out")
+                    else "still in the chunks")
             nums = ", ".join(p["low_confidence_numbers"][:SHOW_MISSING]) + (
                 " …" if len(p["low_confidence_numbers"]) > SHOW_MISSING else "")
             warnings.append(f"page {p['page']}: OCR {p['verdict']} ({'; '.join(p['reasons'])}); {fate}"
