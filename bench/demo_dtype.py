@@ -6,7 +6,7 @@
 
 Each configuration runs in its own process (the environment variables must be set before torch starts) and trains
 the demo's real stand-in (SmolLM2-135M-Instruct) on the demo's real training set with the demo's settings
-(``configs/demo-standin.yaml``) for ``--steps`` optimizer steps after one warm-up step. Printed per configuration:
+(``coalqa/demo/presets/standin.yaml``) for ``--steps`` optimizer steps after one warm-up step. Printed per configuration:
 the dtype chosen and why, median wall seconds and CPU seconds per step, and the demo's projected training time
 (its number of steps × the median). CPU seconds are printed because wall time is only meaningful on an idle machine.
 """

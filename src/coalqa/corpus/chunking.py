@@ -307,6 +307,57 @@ def _inline_split(folded: str, last_article: int, last_chapter: int) -> int | No
     return None
 
 
+def _drop_stale(path: list[tuple[int, str]], number: str) -> None:
+    """Forget (in place) the numbered headings of ``path`` that do not contain clause ``number`` (their end was not
+    marked)."""
+    path[:] = [
+        (lv, t) for lv, t in path
+        if (m := NUMBERED.match(fold_width(t))) is None or number == m.group(1) or number.startswith(m.group(1) + ".")
+    ]
+
+
+def _heading_numbers(text: str, level: int, last_top: int, last_chapter: int,
+                     last_clause: str | None) -> tuple[int, int, str | None]:
+    """``(last_top, last_chapter, last_clause)`` once the heading ``text`` at ``level`` is read: a top-level section
+    number (level 2, not 第X章), a chapter number (第X章), a numbered heading's clause number (6.2)."""
+    top = TOP_SECTION.match(fold_width(text))
+    if top and level == 2 and not LAW_HEADING.match(text):
+        last_top = int(top.group(1))
+    law = LAW_HEADING.match(fold_width(text))
+    if law and law.group(1) == "章":
+        last_chapter = _cn_int(re.match(rf"第([{CN_NUM}\d]+)", fold_width(text)).group(1)) or last_chapter
+    number = NUMBERED.match(fold_width(text))
+    if number and not law:
+        last_clause = number.group(1)
+    return last_top, last_chapter, last_clause
+
+
+def _line_label(folded: str, lines: list[str], nxt: int, last_article: int, last_clause: str | None,
+                current: _Unit | None) -> tuple[re.Match[str] | None, str | None]:
+    """``(article match, label)`` of the line ``folded`` (``lines[nxt]`` follows it): the 第X条 heading it
+    (:func:`_article`), else the clause number heading it (:func:`_clause`), else ``(None, None)``."""
+    m = _article(folded, lines, nxt, last_article)
+    label = m.group(0) if m else _clause(folded, lines, nxt, last_clause)
+    if label and not m and current is not None and (current.label or "").startswith("第"):
+        # one system per run of units: a decimal clause inside an article counts only when the next
+        # numbered line continues it (1.1 then 1.2), not when it is followed by the next 第X条
+        after = _next_numbered(lines, nxt)
+        if after is None or after[0] == 0 or not _succeeds(after[1], label):
+            label = None
+    return m, label
+
+
+def _line_item(folded: str, m: re.Match[str] | None, item: str | None) -> str | None:
+    """The item (``(一)``) the line ``folded`` belongs to: the one it opens, else none after an article's opening
+    (``m``), else still ``item``."""
+    im = ITEM.match(folded[m.end():] if m else folded)
+    if im:
+        return f"({im.group(1)})"
+    if m:
+        return None  # "第一百八十条通风瓦斯日报…": the article's own text again, outside any item
+    return item
+
+
 def parse_units(doc: Document) -> list[_Unit]:
     """Group the document's lines into units (one article/clause each, or unnumbered text under a heading)."""
     lines = rejoin_wrapped_quantities(doc.text.split("\n"))
@@ -322,17 +373,10 @@ def parse_units(doc: Document) -> list[_Unit]:
     def heading_text() -> str:
         return " / ".join(text for _, text in path)
 
-    def drop_stale(number: str) -> None:
-        """Forget numbered headings that do not contain clause ``number`` (their end was not marked)."""
-        path[:] = [
-            (lv, t) for lv, t in path
-            if (m := NUMBERED.match(fold_width(t))) is None or number == m.group(1) or number.startswith(m.group(1) + ".")
-        ]
-
     def open_unit(label: str | None) -> _Unit:
         nonlocal pending, pending_break
         if label and not label.startswith("第"):
-            drop_stale(label)
+            _drop_stale(path, label)
         unit = _Unit(label, heading_text(), pending_break)
         unit.lines, unit.items = list(pending), [None] * len(pending)
         pending, pending_break = [], False
@@ -343,7 +387,7 @@ def parse_units(doc: Document) -> list[_Unit]:
         nonlocal pending_break
         number = NUMBERED.match(fold_width(text))
         if number and level > BREAK_LEVEL:
-            drop_stale(number.group(1))
+            _drop_stale(path, number.group(1))
         while path and path[-1][0] >= level:
             path.pop()
         path.append((level, text))
@@ -365,28 +409,13 @@ def parse_units(doc: Document) -> list[_Unit]:
         if head:
             level, text, rest = head
             text, rest = line[: len(text)], line[len(text):]  # the same cut, in the original characters
-            top = TOP_SECTION.match(fold_width(text))
-            if top and level == 2 and not LAW_HEADING.match(text):
-                last_top = int(top.group(1))
-            law = LAW_HEADING.match(fold_width(text))
-            if law and law.group(1) == "章":
-                last_chapter = _cn_int(re.match(rf"第([{CN_NUM}\d]+)", fold_width(text)).group(1)) or last_chapter
-            number = NUMBERED.match(fold_width(text))
-            if number and not law:
-                last_clause = number.group(1)
+            last_top, last_chapter, last_clause = _heading_numbers(text, level, last_top, last_chapter, last_clause)
             push_heading(level, text)
             if rest:
                 lines.insert(i, rest)
             continue
         current = units[-1] if units and not pending else None
-        m = _article(folded, lines, i, last_article)
-        label = m.group(0) if m else _clause(folded, lines, i, last_clause)
-        if label and not m and current is not None and (current.label or "").startswith("第"):
-            # one system per run of units: a decimal clause inside an article counts only when the next
-            # numbered line continues it (1.1 then 1.2), not when it is followed by the next 第X条
-            after = _next_numbered(lines, i)
-            if after is None or after[0] == 0 or not _succeeds(after[1], label):
-                label = None
+        m, label = _line_label(folded, lines, i, last_article, last_clause, current)
         if label and not m and i < len(lines) and _is_clause_heading(folded, label, fold_width(lines[i])):
             push_heading(5 + label.count("."), line)
             last_clause = label
@@ -401,12 +430,7 @@ def parse_units(doc: Document) -> list[_Unit]:
             item = None
         elif current is None:
             current = open_unit(None)
-        after = folded[m.end():] if m else folded
-        im = ITEM.match(after)
-        if im:
-            item = f"({im.group(1)})"
-        elif m:
-            item = None  # "第一百八十条通风瓦斯日报…": the article's own text again, outside any item
+        item = _line_item(folded, m, item)
         current.lines.append(line)
         current.items.append(item)
     if pending:  # headings at the very end

@@ -54,8 +54,6 @@ def create_app(engine, config, *, api_key: str | None = None, grounder=None, fee
         feedback_context: with ``config.feedback_dir``, what each feedback item records about the server (``model``,
             ``adapter``, ``adapter_fingerprint``, ``index``, ``index_fingerprint``; :mod:`coalqa.review.feedback`).
     """
-    static = resources.files("coalqa.serve") / "static"
-    started = int(time.time())
 
     @asynccontextmanager
     async def lifespan(app):
@@ -69,22 +67,7 @@ def create_app(engine, config, *, api_key: str | None = None, grounder=None, fee
 
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
-
-    def error_response(e: ApiError) -> JSONResponse:
-        return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, e: ApiError):
-        return error_response(e)
-
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, e: HTTPException):
-        kind = "not_found" if e.status_code == 404 else "method_not_allowed" if e.status_code == 405 else None
-        return error_response(ApiError(e.status_code, str(e.detail), code=kind, headers=dict(e.headers or {})))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, e: RequestValidationError):
-        return error_response(ApiError(400, f"invalid request: {e.errors()[0].get('msg')}"))
+    _add_error_handlers(app)
 
     async def authorized(request: Request) -> None:
         if not bearer_ok(request.headers.get("authorization"), api_key):
@@ -95,43 +78,8 @@ def create_app(engine, config, *, api_key: str | None = None, grounder=None, fee
         return await read_limited(request, config.max_body_bytes,
                                   lambda message: ApiError(400, message, code="request_too_large"))
 
-    @app.get("/health")
-    async def health():
-        return {"status": "ok", "model": config.served_model_name, "grounded": grounder is not None,
-                "auth": api_key is not None, "feedback": config.feedback_dir is not None, **engine.describe()}
-
-    @app.post("/v1/feedback", dependencies=[Depends(authorized)])
-    async def feedback(request: Request):
-        """One "correct / wrong" verdict (+ corrected answer) on an answer, appended durably before the reply."""
-        if config.feedback_dir is None:
-            raise ApiError(404, "this server takes no feedback (start it with --feedback_dir DIR)", code="no_feedback")
-        from coalqa.errors import CoalqaError
-        from coalqa.review.feedback import save_feedback
-
-        try:
-            item = json.loads(await read_body(request))
-            if not isinstance(item, dict):
-                raise CoalqaError("expected a JSON object")
-            saved = await asyncio.to_thread(save_feedback, config.feedback_dir, item, feedback_context or {})
-        except ValueError as e:
-            raise ApiError(400, f"invalid feedback: {e}") from e
-        except CoalqaError as e:
-            raise ApiError(400, str(e)) from e
-        return {"id": saved["id"], "saved": True}
-
-    @app.get("/v1/models", dependencies=[Depends(authorized)])
-    async def models():
-        return {"object": "list", "data": [{"id": config.served_model_name, "object": "model", "created": started,
-                                            "owned_by": "coalqa"}]}
-
-    @app.get("/v1/clauses/{chunk_id}", dependencies=[Depends(authorized)])
-    async def clause(chunk_id: str):
-        if grounder is None:
-            raise ApiError(404, "this server has no index (start it with --index)", code="no_index")
-        found = grounder.clause(chunk_id)
-        if found is None:
-            raise ApiError(404, f"no clause {chunk_id!r} in the index", code="clause_not_found")
-        return found
+    _add_info_routes(app, engine, config, authorized, api_key=api_key, grounder=grounder)
+    _add_feedback_route(app, config, authorized, read_body, feedback_context)
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorized)])
     async def chat_completions(request: Request):
@@ -152,24 +100,81 @@ def create_app(engine, config, *, api_key: str | None = None, grounder=None, fee
         return JSONResponse(completion(cid, model, outcome.answer, outcome.reasoning, outcome.finish_reason,
                                        usage(outcome.prompt_tokens, outcome.completion_tokens), extra))
 
-    def _finished_response(turn: Turn, cid: str, model: str, outcome: Outcome, extra: dict):
-        """A reply known without generating (an abstention), streamed or not."""
-        use = usage(outcome.prompt_tokens, outcome.completion_tokens)
-        if not turn.stream:
-            return JSONResponse(completion(cid, model, outcome.answer, "", outcome.finish_reason, use, extra))
+    _add_page(app)
+    return app
 
-        async def events():
-            created = int(time.time())
-            yield sse(chunk(cid, model, created, {"role": "assistant", "content": ""}, include_usage=turn.include_usage,
-                            extra=extra))
-            yield sse(chunk(cid, model, created, {"content": outcome.answer}, include_usage=turn.include_usage))
-            yield sse(chunk(cid, model, created, {}, outcome.finish_reason, include_usage=turn.include_usage,
-                            extra=extra))
-            if turn.include_usage:
-                yield sse(usage_chunk(cid, model, created, use))
-            yield sse("[DONE]")
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+def _error_response(e: ApiError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error, ours or FastAPI's (404, 405, an invalid request), as OpenAI's error object."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError):
+        return _error_response(e)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, e: HTTPException):
+        kind = "not_found" if e.status_code == 404 else "method_not_allowed" if e.status_code == 405 else None
+        return _error_response(ApiError(e.status_code, str(e.detail), code=kind, headers=dict(e.headers or {})))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, e: RequestValidationError):
+        return _error_response(ApiError(400, f"invalid request: {e.errors()[0].get('msg')}"))
+
+
+def _add_info_routes(app: FastAPI, engine, config, authorized, *, api_key: str | None, grounder) -> None:
+    """``GET /health``, ``GET /v1/models`` and ``GET /v1/clauses/{chunk_id}``."""
+    started = int(time.time())
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": config.served_model_name, "grounded": grounder is not None,
+                "auth": api_key is not None, "feedback": config.feedback_dir is not None, **engine.describe()}
+
+    @app.get("/v1/models", dependencies=[Depends(authorized)])
+    async def models():
+        return {"object": "list", "data": [{"id": config.served_model_name, "object": "model", "created": started,
+                                            "owned_by": "coalqa"}]}
+
+    @app.get("/v1/clauses/{chunk_id}", dependencies=[Depends(authorized)])
+    async def clause(chunk_id: str):
+        if grounder is None:
+            raise ApiError(404, "this server has no index (start it with --index)", code="no_index")
+        found = grounder.clause(chunk_id)
+        if found is None:
+            raise ApiError(404, f"no clause {chunk_id!r} in the index", code="clause_not_found")
+        return found
+
+
+def _add_feedback_route(app: FastAPI, config, authorized, read_body, feedback_context: dict | None) -> None:
+    """``POST /v1/feedback``."""
+
+    @app.post("/v1/feedback", dependencies=[Depends(authorized)])
+    async def feedback(request: Request):
+        """One "correct / wrong" verdict (+ corrected answer) on an answer, appended durably before the reply."""
+        if config.feedback_dir is None:
+            raise ApiError(404, "this server takes no feedback (start it with --feedback_dir DIR)", code="no_feedback")
+        from coalqa.errors import CoalqaError
+        from coalqa.review.feedback import save_feedback
+
+        try:
+            item = json.loads(await read_body(request))
+            if not isinstance(item, dict):
+                raise CoalqaError("expected a JSON object")
+            saved = await asyncio.to_thread(save_feedback, config.feedback_dir, item, feedback_context or {})
+        except ValueError as e:
+            raise ApiError(400, f"invalid feedback: {e}") from e
+        except CoalqaError as e:
+            raise ApiError(400, str(e)) from e
+        return {"id": saved["id"], "saved": True}
+
+
+def _add_page(app: FastAPI) -> None:
+    """``GET /`` (the page, with its Content-Security-Policy) and ``/static``."""
+    static = resources.files("coalqa.serve") / "static"
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -177,7 +182,26 @@ def create_app(engine, config, *, api_key: str | None = None, grounder=None, fee
                                                                  "X-Content-Type-Options": "nosniff"})
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
-    return app
+
+
+def _finished_response(turn: Turn, cid: str, model: str, outcome: Outcome, extra: dict):
+    """A reply known without generating (an abstention), streamed or not."""
+    use = usage(outcome.prompt_tokens, outcome.completion_tokens)
+    if not turn.stream:
+        return JSONResponse(completion(cid, model, outcome.answer, "", outcome.finish_reason, use, extra))
+
+    async def events():
+        created = int(time.time())
+        yield sse(chunk(cid, model, created, {"role": "assistant", "content": ""}, include_usage=turn.include_usage,
+                        extra=extra))
+        yield sse(chunk(cid, model, created, {"content": outcome.answer}, include_usage=turn.include_usage))
+        yield sse(chunk(cid, model, created, {}, outcome.finish_reason, include_usage=turn.include_usage,
+                        extra=extra))
+        if turn.include_usage:
+            yield sse(usage_chunk(cid, model, created, use))
+        yield sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 async def _wait(gen: Generation, request) -> Outcome:

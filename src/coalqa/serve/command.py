@@ -50,17 +50,7 @@ def serve(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     api_key = api_key or os.environ.get(ENV_API_KEY) or None
     proxy = cfg.backend_url is not None
-    if proxy and not cfg.backend_model:
-        raise CoalqaError("--backend_url needs --backend_model (the model name the backend serves, e.g. vLLM's "
-                          "--lora-modules name)")
-    if cfg.backend_model and not proxy:
-        raise CoalqaError("--backend_model needs --backend_url (the backend's API, e.g. http://gpu-host:8000/v1)")
-    if not proxy and peft_model is None and cfg.model_name_or_path is None:
-        raise CoalqaError("give --peft_model DIR (the output folder of `coalqa train`), --model_name_or_path with "
-                          "--no-adapter, or --backend_url/--backend_model")
-    if not is_loopback(cfg.host) and api_key is None:
-        err.print(f"[yellow]warning:[/] listening on {escape(cfg.host)} without an API key: anyone who can reach "
-                  f"this machine can use the model (set {ENV_API_KEY})")
+    _check_settings(cfg, peft_model, api_key, err)
 
     from coalqa.chat_model import ChatModel, announce_grounding, load_index_for, start_model
 
@@ -112,6 +102,27 @@ def serve(
     if server.should_exit and not server.started:
         raise CoalqaError(f"could not serve on {cfg.host}:{cfg.port} (see the error above: port in use?)")
     raise StopRequested("SIGTERM")
+
+
+def _check_settings(cfg: ServeConfig, peft_model: Path | None, api_key: str | None, err: Console) -> None:
+    """Refuse settings that cannot serve (proxy flags without each other, no model at all); warn about a non-local
+    address without an API key.
+
+    Raises:
+        CoalqaError: ``--backend_url`` without ``--backend_model`` or the reverse, or no model to serve.
+    """
+    proxy = cfg.backend_url is not None
+    if proxy and not cfg.backend_model:
+        raise CoalqaError("--backend_url needs --backend_model (the model name the backend serves, e.g. vLLM's "
+                          "--lora-modules name)")
+    if cfg.backend_model and not proxy:
+        raise CoalqaError("--backend_model needs --backend_url (the backend's API, e.g. http://gpu-host:8000/v1)")
+    if not proxy and peft_model is None and cfg.model_name_or_path is None:
+        raise CoalqaError("give --peft_model DIR (the output folder of `coalqa train`), --model_name_or_path with "
+                          "--no-adapter, or --backend_url/--backend_model")
+    if not is_loopback(cfg.host) and api_key is None:
+        err.print(f"[yellow]warning:[/] listening on {escape(cfg.host)} without an API key: anyone who can reach "
+                  f"this machine can use the model (set {ENV_API_KEY})")
 
 
 def _feedback_context(cfg: ServeConfig, peft_model: Path | None, index) -> dict:

@@ -80,20 +80,12 @@ def _text(content, where: str) -> str:
     raise ApiError(400, f"{where}: content must be a string or a list of text parts", param=where)
 
 
-def parse_request(body: bytes, *, served_model: str, defaults, max_messages: int, max_message_chars: int,
-                  max_tokens_limit: int) -> Turn:
-    """Check a request body and turn it into a :class:`Turn`.
-
-    Messages: optional ``system``/``developer`` messages first, then ``user`` and ``assistant`` alternating, ending
-    with ``user``; an assistant message's ``content`` is its answer (reasoning is not sent back to the model, as
-    DeepSeek-R1's usage notes ask).
-
-    Args:
-        defaults: an :class:`coalqa.ask.AskConfig` whose temperature, top_p and max_new_tokens fill unset fields.
+def _chat_request(body: bytes, served_model: str, max_messages: int) -> ChatRequest:
+    """The request body as a :class:`ChatRequest` for ``served_model`` with 1 to ``max_messages`` messages.
 
     Raises:
-        ApiError: 400 for malformed JSON, a wrong field, an unsupported feature (``n`` > 1, image parts) or a limit
-            exceeded (message count, message length, ``max_tokens``); 404 for an unknown model name.
+        ApiError: 400 for malformed JSON, a wrong field, ``n`` > 1 or a message count out of range; 404 for another
+            model name.
     """
     try:
         data = json.loads(body)
@@ -117,9 +109,20 @@ def parse_request(body: bytes, *, served_model: str, defaults, max_messages: int
     if len(req.messages) > max_messages:
         raise ApiError(400, f"messages: {len(req.messages)} messages, at most {max_messages} allowed", param="messages",
                        code="too_many_messages")
+    return req
+
+
+def _conversation(messages: list[dict], max_message_chars: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """``(system texts, [(role, text)])`` of ``messages``: system/developer messages first, then user and assistant
+    taking turns, ending with a user message.
+
+    Raises:
+        ApiError: 400 for a malformed message, a non-text part, a message over ``max_message_chars``, a role out of
+            order or unknown, or no user message last.
+    """
     system: list[str] = []
     turns: list[tuple[str, str]] = []
-    for i, m in enumerate(req.messages):
+    for i, m in enumerate(messages):
         where = f"messages.{i}"
         if not isinstance(m, dict) or "role" not in m:
             raise ApiError(400, f"{where}: a message is an object with 'role' and 'content'", param=where)
@@ -141,6 +144,26 @@ def parse_request(body: bytes, *, served_model: str, defaults, max_messages: int
             raise ApiError(400, f"{where}: unsupported role {role!r} (system, developer, user, assistant)", param=where)
     if not turns or turns[-1][0] != "user":
         raise ApiError(400, "messages: the last message must be a user message", param="messages")
+    return system, turns
+
+
+def parse_request(body: bytes, *, served_model: str, defaults, max_messages: int, max_message_chars: int,
+                  max_tokens_limit: int) -> Turn:
+    """Check a request body and turn it into a :class:`Turn`.
+
+    Messages: optional ``system``/``developer`` messages first, then ``user`` and ``assistant`` alternating, ending
+    with ``user``; an assistant message's ``content`` is its answer (reasoning is not sent back to the model, as
+    DeepSeek-R1's usage notes ask).
+
+    Args:
+        defaults: an :class:`coalqa.ask.AskConfig` whose temperature, top_p and max_new_tokens fill unset fields.
+
+    Raises:
+        ApiError: 400 for malformed JSON, a wrong field, an unsupported feature (``n`` > 1, image parts) or a limit
+            exceeded (message count, message length, ``max_tokens``); 404 for an unknown model name.
+    """
+    req = _chat_request(body, served_model, max_messages)
+    system, turns = _conversation(req.messages, max_message_chars)
     question = turns[-1][1]
     if not question.strip():
         raise ApiError(400, "messages: the question (last user message) is empty", param="messages")
