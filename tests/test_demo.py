@@ -141,3 +141,61 @@ def test_overlaps_span_locates_each_piece_of_a_fact_answer():
     assert overlaps_span("(三)采掘工作面的甲烷浓度检查次数如下:\n1.低瓦斯矿井，每班至少2次；\n2.高瓦斯矿井", text, spans)
     assert not overlaps_span("(四)其他规定。", text, spans)
     assert overlaps_span("an LLM's paraphrase, found nowhere in the text", text, spans)  # kept: cannot tell
+
+
+def test_demo_presets_ship_inside_the_package(tmp_path):
+    """The presets ``coalqa demo`` reads are package resources (``coalqa/demo/presets/``), one copy, and load."""
+    from importlib import resources
+
+    from coalqa.demo.config import (
+        FAST_PRESET,
+        STANDIN_PRESET,
+        STANDIN_RAFT_PRESET,
+        train_config,
+        with_fast_preset,
+    )
+
+    presets = resources.files("coalqa.demo") / "presets"
+    for name, path in {"standin": STANDIN_PRESET, "standin-raft": STANDIN_RAFT_PRESET, "fast": FAST_PRESET}.items():
+        with resources.as_file(presets / f"{name}.yaml") as found:
+            assert Path(found).resolve() == path.resolve()
+    repo_configs = Path(__file__).resolve().parents[1] / "configs"
+    assert not list(repo_configs.glob("demo-standin*.yaml")) and not (repo_configs / "demo-fast.yaml").exists()
+    fast = with_fast_preset(DemoConfig(fast=True))
+    assert (fast.max_docs, fast.max_steps, fast.max_new_tokens) == (3, 2, 8)
+    plain = train_config(DemoConfig(), {}, "base-model", tmp_path / "qa.json")
+    raft = train_config(DemoConfig(), {}, "base-model", tmp_path / "qa.json", tmp_path / "index")
+    assert plain.use_4bit is False and plain.num_train_epochs == 7 and plain.learning_rate == 1e-3
+    assert raft.num_train_epochs == 4 and raft.max_length == 768 and raft.context_k == 1  # standin-raft.yaml on top
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_finds_the_demo_presets(tmp_path):
+    """A non-editable install (the wheel ``pip install .`` builds), run away from the checkout, loads the presets."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[1]
+    src = tmp_path / "checkout"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    shutil.copytree(repo / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("coalqa-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {f"coalqa/demo/presets/{n}.yaml" for n in ("standin", "standin-raft", "fast")} <= set(names)
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = ("import coalqa, pathlib; from coalqa.demo.config import DemoConfig, train_config, with_fast_preset; "
+            "assert pathlib.Path(coalqa.__file__).is_relative_to(pathlib.Path.cwd()), coalqa.__file__; "
+            "print(with_fast_preset(DemoConfig(fast=True)).max_steps, "
+            "train_config(DemoConfig(), {}, 'base', pathlib.Path('qa.json'), pathlib.Path('idx')).num_train_epochs)")
+    out = subprocess.run([sys.executable, "-c", code], check=False, cwd=site,
+                         env=os.environ | {"PYTHONPATH": str(site)}, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "4.0"]  # --fast: 2 steps; RAFT on the stand-in: 4 epochs

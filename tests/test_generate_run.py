@@ -219,15 +219,14 @@ def test_cli_clause_missing_key_and_bad_flags(tmp_path, monkeypatch) -> None:
     assert res.exit_code != 0
 
 
-def test_clause_on_the_real_corpus_is_fast_and_verbatim(tmp_path, corpus_dir) -> None:
+def test_clause_on_the_real_corpus_is_verbatim(tmp_path, corpus_dir) -> None:
+    """Every chunk of the whole real corpus gets verbatim pairs (its speed: ``python bench/generate_clause.py``)."""
     corpus = pytest.importorskip("coalqa.corpus")
     from dataclasses import asdict
 
     docs, _ = corpus.load_documents([corpus_dir])
     chunks = [asdict(c) for d in docs for c in corpus.split_into_chunks(d, max_chars=1500)]
-    t0 = time.monotonic()
     summary = run_generate(chunks, tmp_path / "QAdata_all.json", GenerateConfig(provider="clause"))
-    assert time.monotonic() - t0 < 30
     data = json.loads((tmp_path / "QAdata_all.json").read_text(encoding="utf-8"))
     assert summary["chunks"]["done"] == len(chunks) and len(data) >= 2 * len(chunks)
     # verbatim answers pass the faithfulness check: one reject, a fragment of a garbled table row cut inside a
