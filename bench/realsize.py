@@ -25,6 +25,7 @@ and compute dtype are printed with the figures (a shared machine makes every tim
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -135,7 +136,7 @@ def main() -> None:
                    "--logging_steps", "1", "--save_steps", "100000", "--eval_steps", "100000"], work / "train.log")
         log = [json.loads(ln) for ln in (run_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
         steps = [e for e in log if "loss" in e]
-        times = [b["time"] - a["time"] for a, b in zip(steps, steps[1:])]  # the first step (warm-up) is not timed
+        times = [b["time"] - a["time"] for a, b in itertools.pairwise(steps)]  # the first step (warm-up) is not timed
         per_step = sum(times) / len(times) if times else float("nan")
         tokens = steps[-1].get("num_tokens", float("nan")) / len(steps)
         seed_steps = 6 * math.ceil(pairs / 16)  # seed: 6 epochs, batch 4 × accumulation 4

@@ -35,11 +35,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-from coalqa.corpus import load_documents, split_into_chunks, write_chunks  # noqa: E402
-from coalqa.eval import load_references  # noqa: E402
-from coalqa.eval.grounding import misses_table, ranked_references, retrieval_summary  # noqa: E402
-from coalqa.retrieval import build_index, load_index  # noqa: E402
-from coalqa.retrieval.config import GroundingConfig, IndexConfig  # noqa: E402
+from coalqa.corpus import load_documents, split_into_chunks, write_chunks
+from coalqa.eval import load_references
+from coalqa.eval.grounding import misses_table, ranked_references, retrieval_summary
+from coalqa.retrieval import build_index, load_index
+from coalqa.retrieval.config import GroundingConfig, IndexConfig
 
 DEFAULTS = IndexConfig()
 
@@ -47,8 +47,8 @@ DEFAULTS = IndexConfig()
 def evidence_recall(index, refs: list[dict], k: int, min_score: float, sentences: int) -> float:
     """Mean key-fact recall of the evidence a grounded answer would quote (module docstring, ``--evidence``)."""
     from coalqa.ask.config import AskConfig
-    from coalqa.grounding import evidence, retrieve_support
     from coalqa.eval.metrics import key_fact_recall
+    from coalqa.grounding import evidence, retrieve_support
 
     cfg = AskConfig(min_score=min_score, evidence_sentences=sentences)
     scores = []

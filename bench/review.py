@@ -39,7 +39,7 @@ TOKEN = "bench-token"
 
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
 
 
 def row(name: str, values: list[float], target: str) -> str:

@@ -151,8 +151,8 @@ def test_reading_order_two_columns_then_full_width() -> None:
 
 def test_grounded_citation_says_a_clause_came_from_ocr(tmp_path: Path) -> None:
     from coalqa.ask.config import AskConfig
-    from coalqa.grounding import finish, retrieve_support
     from coalqa.corpus import Chunk, read_chunks, write_chunks
+    from coalqa.grounding import finish, retrieve_support
     from coalqa.retrieval import build_index, load_index
 
     chunks = [Chunk("a1", "scan.pdf", "煤矿通风管理规定", "第一条", SCANNED[1], len(SCANNED[1]), ocr=True, ocr_confidence=0.98),

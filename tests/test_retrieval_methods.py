@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_CHUNKS, write_chunks_file
 from typer.testing import CliRunner
 
 from coalqa.cli import app
@@ -16,7 +17,6 @@ from coalqa.eval.grounding import is_source, ranked_references, supports
 from coalqa.retrieval import build_index, load_index
 from coalqa.retrieval.expansion import BUILTIN, expand, read_expansions
 from coalqa.retrieval.text import make_tokenizer
-from conftest import SMALL_CHUNKS, write_chunks_file
 
 runner = CliRunner()
 

@@ -10,10 +10,9 @@ import shutil
 
 import httpx
 import pytest
-from typer.testing import CliRunner
-
 from conftest import write_chunks_file
 from serve_process import ServeProcess
+from typer.testing import CliRunner
 
 from coalqa.cli import app as cli
 

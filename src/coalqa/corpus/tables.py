@@ -21,6 +21,7 @@ line), so a long table split between chunks keeps its header; chunking never cut
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -71,7 +72,7 @@ def header_rows(grid: list[list[Cell]], marked: int = 0) -> int:
     if len(grid) < 3:
         return 1
     first, second = grid[0], grid[1]
-    across = any(a.origin == b.origin for a, b in zip(first, first[1:]))
+    across = any(a.origin == b.origin for a, b in itertools.pairwise(first))
     down = any(a.origin == b.origin for a, b in zip(first, second))
     return 2 if across and down else 1
 

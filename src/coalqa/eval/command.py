@@ -109,7 +109,7 @@ def eval_command(
             raise CoalqaError("--retrieval_only scores an index: give --index INDEX_DIR (from `coalqa index`)")
         if predictions is not None or peft_model is not None or no_adapter:
             raise CoalqaError("--retrieval_only runs no model: leave out --predictions, --peft_model and --no-adapter")
-        json_path, md_path, summary = write_retrieval_report(refs, index, output, references_file=str(references))
+        json_path, md_path, _ = write_retrieval_report(refs, index, output, references_file=str(references))
         # the Markdown report holds the strict and support figures and the misses with their top hit
         console.print(md_path.read_text(encoding="utf-8").split("\n", 2)[2].strip(), highlight=False, markup=False,
                       soft_wrap=True)

@@ -66,7 +66,7 @@ def supports(chunk: dict, ref: dict) -> bool:
     facts = [f for f in ref.get("key_facts") or [] if normalize_for_matching(f)]
     if not facts or not span:
         return False
-    found, missed = find_key_facts(chunk.get("text") or "", facts)
+    _, missed = find_key_facts(chunk.get("text") or "", facts)
     if missed:
         return False
     grams = {span[i:i + 2] for i in range(len(span) - 1)}
@@ -182,10 +182,10 @@ def write_retrieval_report(references: list[dict], index: Index, stem: str | Pat
     report = {"coalqa_eval_retrieval": 2, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "index": str(index.path),
               "index_fingerprint": index.fingerprint, **meta, "retrieval": summary, "retrieval_support": support,
               "support_rule": SUPPORT_NOTE, "items": items}
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"
     lines = [f"# coalqa eval: retrieval over `{index.path}`", "",
-             "strict: a hit comes from the reference's source_doc and holds its source_span (citation accuracy); "
-             f"support: {SUPPORT_NOTE}.", "",
+             ("strict: a hit comes from the reference's source_doc and holds its source_span (citation accuracy); "
+              f"support: {SUPPORT_NOTE}."), "",
              "| hit | n | " + " | ".join(k for k in summary if k != "n") + " |", "|---|---:|" + "---:|" * (len(summary) - 1)]
     for name, s in (("strict", summary), ("support", support)):
         lines.append(f"| {name} | {s['n']} | " + " | ".join(fmt(v) for k, v in s.items() if k != "n") + " |")

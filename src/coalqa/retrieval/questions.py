@@ -14,8 +14,8 @@ holding an evaluation question (NFKC, casefolded, whitespace removed) is refused
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from coalqa.errors import CoalqaError
 from coalqa.numbers import nfkc_casefold

@@ -32,7 +32,7 @@ STOPWORDS = frozenset(
 # Everyday question words and particles dropped from questions only (never from the index): a worker's 咋/啥/得/呢
 # match nothing a clause says but, as rare tokens, can lift an unrelated chunk that happens to hold them.
 QUESTION_WORDS = frozenset(
-    "咋 啥 么 吧 啊 呀 嘛 请问 得 能 该 还 就 这 那 些 这些 那些 一 下 上 多 怎么 哪儿".split()
+    ["咋", "啥", "么", "吧", "啊", "呀", "嘛", "请问", "得", "能", "该", "还", "就", "这", "那", "些", "这些", "那些", "一", "下", "上", "多", "怎么", "哪儿"]
 )
 _PUNCT = re.compile(r"^[\W_]+$")
 _ORDINAL = re.compile(r"第[一二三四五六七八九十百千零〇\d]+[编章节条款项]")
