@@ -45,6 +45,40 @@ def corpus(
                   outputs={"the chunks file (--output)": output, "the fidelity report": rpath})
     console = Console(stderr=True)
     previous = read_chunks(cfg.previous) if cfg.previous else None  # fail early on a bad --previous
+    documents, skipped = _load_with_progress(docs, cfg, [output, rpath], console)
+    chunks: list[Chunk] = []
+    docs_report: list[dict[str, Any]] = []
+    for doc in documents:
+        doc_chunks = split_into_chunks(doc, cfg.max_chars)
+        chunks.extend(doc_chunks)
+        docs_report.append(document_report(doc, doc_chunks) | {"notes": list(doc.warnings)})
+    problems = [(d["path"], w) for d in docs_report for w in d["warnings"]]
+    problems += [(str(path), reason) for path, reason in skipped]
+    _print_summary(console, docs_report, skipped, problems, len(chunks), output)
+    report = _report(output, cfg.max_chars, docs_report, skipped, len(chunks), len(problems))
+    if previous is not None:
+        report["update"] = {"previous": str(cfg.previous), **compare_chunks(previous, chunks)}
+        _print_update(console, report["update"])
+    if not chunks:  # the report still says which file was skipped and why
+        report["failed"] = "nothing could be read; no chunks written"
+        write_report(rpath, report)
+        raise CoalqaError(f"nothing could be read from {', '.join(map(str, docs))}; no chunks written "
+                          f"(report: {rpath})")
+    if cfg.strict and problems:
+        report["strict_failed"] = True
+        write_report(rpath, report)
+        raise CoalqaError(
+            f"--strict: {len(problems)} fidelity warning(s), first: {problems[0][0]}: {problems[0][1]}; "
+            f"chunks not written to {output} (report: {rpath})"
+        )
+    write_chunks(chunks, output)
+    write_report(rpath, report)
+    console.print(f"wrote {len(chunks)} chunks (max {cfg.max_chars} chars) to {output}; fidelity report {rpath}",
+                  highlight=False, soft_wrap=True)
+
+
+def _load_with_progress(docs: list[Path], cfg: CorpusConfig, exclude: list[Path], console: Console):
+    """:func:`~coalqa.corpus.readers.load_documents` with an OCR progress bar per scanned file: ``(documents, skipped)``."""
     with Progress(TextColumn("OCR {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
                   TimeElapsedColumn(), console=console, transient=False) as bars:
 
@@ -59,17 +93,13 @@ def corpus(
 
             return step
 
-        documents, skipped = load_documents(list(docs), soffice=cfg.soffice, exclude=[output, rpath], ocr=cfg.ocr,
-                                            progress=progress, ocr_dpi=cfg.ocr_dpi)
-    chunks: list[Chunk] = []
-    docs_report: list[dict[str, Any]] = []
-    for doc in documents:
-        doc_chunks = split_into_chunks(doc, cfg.max_chars)
-        chunks.extend(doc_chunks)
-        docs_report.append(document_report(doc, doc_chunks) | {"notes": list(doc.warnings)})
-    problems = [(d["path"], w) for d in docs_report for w in d["warnings"]]
-    problems += [(str(path), reason) for path, reason in skipped]
+        return load_documents(list(docs), soffice=cfg.soffice, exclude=exclude, ocr=cfg.ocr,
+                              progress=progress, ocr_dpi=cfg.ocr_dpi)
 
+
+def _print_summary(console: Console, docs_report: list[dict[str, Any]], skipped: list[tuple[Path, str]],
+                   problems: list[tuple[str, str]], n_chunks: int, output: Path) -> None:
+    """Notes, warnings, the per-document table, an OCR line per scanned document and the totals line."""
     for d in docs_report:
         for w in d["notes"]:
             console.print(f"[yellow]note:[/] {d['path']}: {w}", highlight=False, soft_wrap=True)
@@ -95,59 +125,45 @@ def corpus(
                    f"on low-confidence lines {sum(d['ocr']['numbers_low_confidence'] for d in docs_report if 'ocr' in d):,} "
                    f"(no ground truth)") if n_ocr else ""
     console.print(
-        f"{len(documents)} read, {len(skipped)} skipped{f' ({n_ocr} by OCR)' if n_ocr else ''} · {len(chunks)} chunks · "
+        f"{len(docs_report)} read, {len(skipped)} skipped{f' ({n_ocr} by OCR)' if n_ocr else ''} · {n_chunks} chunks · "
         f"{sum(d['tables'] for d in docs_report)} table(s), {cells:,} cells · numbers kept "
         f"{kept:,}/{sum(d['numbers_in'] for d in text_docs):,}{' (text layers)' if n_ocr else ''}{ocr_numbers} · characters in→out "
         f"{sum(d['chars_in'] for d in docs_report):,}→{sum(d['chars_out'] for d in docs_report):,} · "
         f"{len(problems)} warning(s)", highlight=False, soft_wrap=True,
     )
 
-    report: dict[str, Any] = {
+
+def _report(output: Path, max_chars: int, docs_report: list[dict[str, Any]], skipped: list[tuple[Path, str]],
+            n_chunks: int, n_problems: int) -> dict[str, Any]:
+    """The fidelity report saved beside the chunks: per-document entries, skipped files and totals."""
+    ocr = [d["ocr"] for d in docs_report if "ocr" in d]
+    return {
         "output": str(output),
-        "max_chars": cfg.max_chars,
+        "max_chars": max_chars,
         "documents": docs_report,
         "skipped": [{"path": str(p), "reason": r} for p, r in skipped],
         "totals": {
-            "documents": len(documents),
+            "documents": len(docs_report),
             "skipped": len(skipped),
-            "chunks": len(chunks),
+            "chunks": n_chunks,
             "chars_in": sum(d["chars_in"] for d in docs_report),
             "chars_out": sum(d["chars_out"] for d in docs_report),
             "numbers_in": sum(d["numbers_in"] for d in docs_report),
             "numbers_missing": sum(d["numbers_missing_count"] for d in docs_report),
-            "ocr_documents": n_ocr,
-            "ocr_pages": sum(len(d["ocr"]["pages"]) for d in docs_report if "ocr" in d),
-            "ocr_pages_left_out": sum(len(d["ocr"]["pages_left_out"]) for d in docs_report if "ocr" in d),
-            "ocr_numbers_recognised": sum(d["ocr"]["numbers_recognised"] for d in docs_report if "ocr" in d),
-            "ocr_numbers_low_confidence": sum(d["ocr"]["numbers_low_confidence"] for d in docs_report if "ocr" in d),
-            "ocr_suspect_numbers": sum(len(d["ocr"]["suspect_numbers"]) for d in docs_report if "ocr" in d),
-            "ocr_suspect_headings": sum(len(d["ocr"]["suspect_headings"]) for d in docs_report if "ocr" in d),
+            "ocr_documents": len(ocr),
+            "ocr_pages": sum(len(o["pages"]) for o in ocr),
+            "ocr_pages_left_out": sum(len(o["pages_left_out"]) for o in ocr),
+            "ocr_numbers_recognised": sum(o["numbers_recognised"] for o in ocr),
+            "ocr_numbers_low_confidence": sum(o["numbers_low_confidence"] for o in ocr),
+            "ocr_suspect_numbers": sum(len(o["suspect_numbers"]) for o in ocr),
+            "ocr_suspect_headings": sum(len(o["suspect_headings"]) for o in ocr),
             "tables": sum(d["tables"] for d in docs_report),
-            "table_cells": cells,
+            "table_cells": sum(d["table_cells"] for d in docs_report),
             "table_numbers": sum(d["table_numbers"] for d in docs_report),
             "table_numbers_kept": sum(d["table_numbers_kept"] for d in docs_report),
-            "warnings": len(problems),
+            "warnings": n_problems,
         },
     }
-    if previous is not None:
-        report["update"] = {"previous": str(cfg.previous), **compare_chunks(previous, chunks)}
-        _print_update(console, report["update"])
-    if not chunks:  # the report still says which file was skipped and why
-        report["failed"] = "nothing could be read; no chunks written"
-        write_report(rpath, report)
-        raise CoalqaError(f"nothing could be read from {', '.join(map(str, docs))}; no chunks written "
-                          f"(report: {rpath})")
-    if cfg.strict and problems:
-        report["strict_failed"] = True
-        write_report(rpath, report)
-        raise CoalqaError(
-            f"--strict: {len(problems)} fidelity warning(s), first: {problems[0][0]}: {problems[0][1]}; "
-            f"chunks not written to {output} (report: {rpath})"
-        )
-    write_chunks(chunks, output)
-    write_report(rpath, report)
-    console.print(f"wrote {len(chunks)} chunks (max {cfg.max_chars} chars) to {output}; fidelity report {rpath}",
-                  highlight=False, soft_wrap=True)
 
 
 def _table(docs_report: list[dict[str, Any]], skipped: list[tuple[Path, str]], output: Path) -> Table:

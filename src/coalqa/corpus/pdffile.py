@@ -285,6 +285,46 @@ def pdf_text(
         PdfError: damaged or encrypted file; no text at all (pages needing OCR with ``ocr="never"``, or OCR
             unavailable: the message says which and what to do).
     """
+    title, pages, tables, want, usable_layer = _read_layers(path, ocr)
+    result = PdfText([], title, "", [])
+    dropped_reasons: list[str] = []
+    if want and ocr != "never":
+        dropped_reasons = _ocr_wanted(path, pages, tables, want, usable_layer, result, dpi, progress)
+    elif want:
+        result.unread = [n + 1 for n in want if not pages[n]]
+    all_lines = [ln for lines in pages for ln in lines]
+    cells = [c.text for ts in tables for t in ts for c in {c.origin: c for row in t.grid for c in row}.values() if c.text]
+    if not all_lines and not cells:
+        _refuse_empty(result, dropped_reasons)
+    drop = _furniture(pages)
+    items: list = []
+    for n, lines in enumerate(pages):
+        page_items = [ln for ln in lines if id(ln) not in drop] + tables[n]
+        items += sorted(page_items, key=lambda x: x.top)
+    body, result.tables = _table_items(_merge_tables(items))
+    result.removed = [ln.text for ln in all_lines if id(ln) in drop]
+    result.raw = "\n".join([ln.text for ln in all_lines] + cells)
+    if not body:
+        return result
+    result.lines, result.confidence, split_number = _reflow(body)
+    if split_number:  # the plain reading, with a number broken by a wrap read whole (as the eye reads it)
+        raw: list[str] = []
+        for ln in all_lines:
+            if id(ln) in split_number and raw:
+                raw[-1] += ln.text
+            else:
+                raw.append(ln.text)
+        result.raw = "\n".join(raw + cells)
+    return result
+
+
+def _read_layers(path: Path, ocr: str):
+    """Each page's text-layer lines and tables, and which pages to OCR: ``(title, pages, tables, want,
+    usable_layer)``; ``usable_layer``: pages (0-based) OCR'd under ``"always"`` whose text layer passed the checks.
+
+    Raises:
+        PdfError: damaged or encrypted file.
+    """
     import pdfplumber
     from pdfminer.pdfdocument import PDFPasswordIncorrect
     from pdfminer.pdfparser import PDFSyntaxError
@@ -317,50 +357,51 @@ def pdf_text(
         raise PdfError(f"unreadable PDF ({cause})") from e
     except (PDFSyntaxError, ValueError, KeyError, TypeError, IndexError) as e:
         raise PdfError(f"unreadable PDF ({type(e).__name__}: {e})") from e
-    result = PdfText([], title, "", [])
-    dropped_reasons: list[str] = []
-    if want and ocr != "never":
-        from coalqa.corpus.ocr import DPI, LOW_CONFIDENCE, OcrUnavailable, ocr_pages
+    return title, pages, tables, want, usable_layer
 
-        try:
-            found = ocr_pages(path, want, dpi=dpi or DPI, progress=progress)
-        except OcrUnavailable as e:
-            raise PdfError(str(e)) from e
-        for n in want:
-            layer = pages[n], tables[n]
-            pages[n] = _ocr_lines(found[n], n)
-            tables[n] = []
-            result.ocr_lines += [(n + 1, ln.text, ln.confidence) for ln in pages[n]]
-            verdict, reasons = ocr_page_verdict([(ln.text, ln.confidence) for ln in pages[n]], LOW_CONFIDENCE)
-            if verdict == "unusable":  # its text would be nonsense with wrong numbers: left out, reported
-                pages[n], tables[n] = layer if n in usable_layer else ([], [])
-                result.ocr_dropped.append(n + 1)
-                dropped_reasons.append(f"page {n + 1}: {'; '.join(reasons)}")
-        result.ocr_pages = [n + 1 for n in want]
-    elif want:
-        result.unread = [n + 1 for n in want if not pages[n]]
-    all_lines = [ln for lines in pages for ln in lines]
-    cells = [c.text for ts in tables for t in ts for c in {c.origin: c for row in t.grid for c in row}.values() if c.text]
-    if not all_lines and not cells:
-        if result.unread:
-            raise PdfError(f"image-only PDF ({len(result.unread)} page(s) without a text layer) and --ocr never: "
-                           "rerun with --ocr auto to OCR them")
-        if dropped_reasons:
-            numbers = _low_numbers(result.ocr_lines)
-            raise PdfError(f"OCR unusable on every page read ({' | '.join(dropped_reasons)}); nothing kept"
-                           + (f"; numbers on its low-confidence lines: {', '.join(numbers)}" if numbers else "")
-                           + "; rescan at 300 dpi or more, or type the text in")
-        raise PdfError("PDF has no extractable text")
-    drop = _furniture(pages)
-    items: list = []
-    for n, lines in enumerate(pages):
-        page_items = [ln for ln in lines if id(ln) not in drop] + tables[n]
-        items += sorted(page_items, key=lambda x: x.top)
-    body, result.tables = _table_items(_merge_tables(items))
-    result.removed = [ln.text for ln in all_lines if id(ln) in drop]
-    result.raw = "\n".join([ln.text for ln in all_lines] + cells)
-    if not body:
-        return result
+
+def _ocr_wanted(path: Path, pages: list[list[_Line]], tables: list[list[_Table]], want: list[int],
+                usable_layer: set[int], result: PdfText, dpi: int | None,
+                progress: Callable[[int, int], None] | None) -> list[str]:
+    """OCR the pages ``want`` in place of their text layer (an unusable one left out, or its layer kept when in
+    ``usable_layer``), recording ``result``'s OCR fields; returns why each left-out page was left out."""
+    from coalqa.corpus.ocr import DPI, LOW_CONFIDENCE, OcrUnavailable, ocr_pages
+
+    try:
+        found = ocr_pages(path, want, dpi=dpi or DPI, progress=progress)
+    except OcrUnavailable as e:
+        raise PdfError(str(e)) from e
+    dropped_reasons: list[str] = []
+    for n in want:
+        layer = pages[n], tables[n]
+        pages[n] = _ocr_lines(found[n], n)
+        tables[n] = []
+        result.ocr_lines += [(n + 1, ln.text, ln.confidence) for ln in pages[n]]
+        verdict, reasons = ocr_page_verdict([(ln.text, ln.confidence) for ln in pages[n]], LOW_CONFIDENCE)
+        if verdict == "unusable":  # its text would be nonsense with wrong numbers: left out, reported
+            pages[n], tables[n] = layer if n in usable_layer else ([], [])
+            result.ocr_dropped.append(n + 1)
+            dropped_reasons.append(f"page {n + 1}: {'; '.join(reasons)}")
+    result.ocr_pages = [n + 1 for n in want]
+    return dropped_reasons
+
+
+def _refuse_empty(result: PdfText, dropped_reasons: list[str]) -> None:
+    """Raise the :class:`PdfError` that says why a PDF gave no text at all."""
+    if result.unread:
+        raise PdfError(f"image-only PDF ({len(result.unread)} page(s) without a text layer) and --ocr never: "
+                       "rerun with --ocr auto to OCR them")
+    if dropped_reasons:
+        numbers = _low_numbers(result.ocr_lines)
+        raise PdfError(f"OCR unusable on every page read ({' | '.join(dropped_reasons)}); nothing kept"
+                       + (f"; numbers on its low-confidence lines: {', '.join(numbers)}" if numbers else "")
+                       + "; rescan at 300 dpi or more, or type the text in")
+    raise PdfError("PDF has no extractable text")
+
+
+def _reflow(body: list[_Line]) -> tuple[list[str], list[float | None], set[int]]:
+    """Join hard-wrapped lines into paragraphs: ``(paragraphs, lowest OCR confidence of each or None, ids of the
+    lines that continue a number the line before broke)``."""
     text_lines = [ln for ln in body if not ln.table] or body
     xs1 = sorted(ln.x1 for ln in text_lines)
     left = min(ln.x0 for ln in text_lines)
@@ -378,16 +419,7 @@ def pdf_text(
         else:
             out.append(b.text)
             conf.append(b.confidence)
-    result.lines, result.confidence = out, conf
-    if split_number:  # the plain reading, with a number broken by a wrap read whole (as the eye reads it)
-        raw: list[str] = []
-        for ln in all_lines:
-            if id(ln) in split_number and raw:
-                raw[-1] += ln.text
-            else:
-                raw.append(ln.text)
-        result.raw = "\n".join(raw + cells)
-    return result
+    return out, conf, split_number
 
 
 def _low_numbers(ocr_lines: list[tuple[int, str, float]]) -> list[str]:

@@ -241,54 +241,18 @@ def read_document(
     if not data.strip():
         raise ReadError("empty file")
     kind = sniff_format(data)
-    warnings: list[str] = []
-    headings: dict[str, int] = {}
-    given_title = ""
     suffix = path.suffix.lower()
-    removed: list[str] = []
-    tables: list[TableLines] = []
-    confidence: list[float | None] = []
-    ocr_pages: list[int] = []
-    ocr_lines: list[tuple[int, str, float]] = []
-    ocr_dropped: list[int] = []
-    unread: list[int] = []
+    # each reader returns the text before cleaning (``raw``), its ``lines`` and ``given_title``, and Document fields
     if kind in ("docx", "doc"):
-        try:
-            lines, given_title, headings, source, tables = (
-                docx_lines(path) if kind == "docx" else _convert_doc(path, soffice))
-        except ReadError:
-            raise
-        except Exception as e:  # python-docx/lxml raise assorted errors on damaged files
-            raise ReadError(f"unreadable Word file ({type(e).__name__}: {e})") from e
-        raw = "\n".join(lines)
-        if kind == "docx" and suffix != ".docx":
-            warnings.append(f"named {suffix or 'without extension'} but is a Word .docx; read as docx")
+        read = _read_word(path, kind, suffix, soffice)
     elif kind in ("pdf", "image"):
-        try:
-            read = (pdf_text(path, ocr=ocr, progress=progress, dpi=ocr_dpi) if kind == "pdf"
-                    else _image_text(path, ocr, progress))
-        except PdfError as e:
-            raise ReadError(str(e)) from e
-        lines, given_title, source, removed, tables = read.lines, read.title, read.raw, read.removed, read.tables
-        ocr_pages, ocr_lines, unread, ocr_dropped = read.ocr_pages, read.ocr_lines, read.unread, read.ocr_dropped
-        confidence = read.confidence if ocr_pages else []
-        raw = "\n".join(lines)
-        if removed:
-            warnings.append(f"left out {len(removed)} page header/footer/page-number line(s)")
-        if kind == "pdf" and suffix != ".pdf":
-            warnings.append(f"named {suffix or 'without extension'} but is a PDF; read as PDF")
+        read = _read_pages(path, kind, suffix, ocr, progress, ocr_dpi)
     elif kind == "zip":
         raise ReadError("a zip archive that is not a Word .docx; unsupported")
     else:
-        try:
-            raw, encoding = decode_text(data)  # the one encoding detection, shared with every other text input
-        except UndecodableText as e:
-            raise ReadError(str(e)) from e
-        if _is_json_data(raw):
-            raise ReadError("JSON data (e.g. chunks or QA pairs written by coalqa), not a regulation text")
-        source = raw
-        if suffix not in TEXT_SUFFIXES:
-            warnings.append(f"named {suffix or 'without extension'} but is plain text ({encoding}); read as text")
+        read = _read_plain(data, suffix)
+    raw, lines, given_title = read.pop("raw"), read.pop("lines", []), read.pop("given_title", "")
+    confidence = read.pop("confidence", [])
     if confidence:  # clean line by line so each cleaned line keeps its confidence
         pairs = [(part, conf) for line, conf in zip(lines, confidence) for part in clean_text(line).split("\n") if part]
         text, confidence = "\n".join(p for p, _ in pairs), [c for _, c in pairs]
@@ -296,22 +260,56 @@ def read_document(
         text = clean_text(raw)
     if not text:
         raise ReadError("no text after cleaning (only whitespace)")
-    return Document(
-        source=path.name,
-        path=path,
-        title=_guess_title(text, path, given_title),
-        text=text,
-        headings=headings,
-        warnings=warnings,
-        raw_text=source,
-        removed=removed,
-        tables=tables,
-        confidence=confidence,
-        ocr_pages=ocr_pages,
-        ocr_lines=ocr_lines,
-        ocr_dropped=ocr_dropped,
-        unread_pages=unread,
-    )
+    return Document(source=path.name, path=path, title=_guess_title(text, path, given_title), text=text,
+                    confidence=confidence, **read)
+
+
+def _read_word(path: Path, kind: str, suffix: str, soffice: str | None) -> dict:
+    """A .docx (or a .doc converted by LibreOffice) for :func:`read_document`."""
+    try:
+        lines, given_title, headings, source, tables = (
+            docx_lines(path) if kind == "docx" else _convert_doc(path, soffice))
+    except ReadError:
+        raise
+    except Exception as e:  # python-docx/lxml raise assorted errors on damaged files
+        raise ReadError(f"unreadable Word file ({type(e).__name__}: {e})") from e
+    warnings: list[str] = []
+    if kind == "docx" and suffix != ".docx":
+        warnings.append(f"named {suffix or 'without extension'} but is a Word .docx; read as docx")
+    return {"raw": "\n".join(lines), "lines": lines, "given_title": given_title, "headings": headings,
+            "warnings": warnings, "raw_text": source, "tables": tables}
+
+
+def _read_pages(path: Path, kind: str, suffix: str, ocr: str, progress, ocr_dpi: int | None) -> dict:
+    """A PDF (:func:`~coalqa.corpus.pdffile.pdf_text`) or a scanned page's image for :func:`read_document`."""
+    try:
+        read = (pdf_text(path, ocr=ocr, progress=progress, dpi=ocr_dpi) if kind == "pdf"
+                else _image_text(path, ocr, progress))
+    except PdfError as e:
+        raise ReadError(str(e)) from e
+    warnings: list[str] = []
+    if read.removed:
+        warnings.append(f"left out {len(read.removed)} page header/footer/page-number line(s)")
+    if kind == "pdf" and suffix != ".pdf":
+        warnings.append(f"named {suffix or 'without extension'} but is a PDF; read as PDF")
+    return {"raw": "\n".join(read.lines), "lines": read.lines, "given_title": read.title, "warnings": warnings,
+            "raw_text": read.raw, "removed": read.removed, "tables": read.tables,
+            "confidence": read.confidence if read.ocr_pages else [], "ocr_pages": read.ocr_pages,
+            "ocr_lines": read.ocr_lines, "ocr_dropped": read.ocr_dropped, "unread_pages": read.unread}
+
+
+def _read_plain(data: bytes, suffix: str) -> dict:
+    """A plain-text file in any encoding (:func:`coalqa.textio.decode_text`) for :func:`read_document`."""
+    try:
+        raw, encoding = decode_text(data)  # the one encoding detection, shared with every other text input
+    except UndecodableText as e:
+        raise ReadError(str(e)) from e
+    if _is_json_data(raw):
+        raise ReadError("JSON data (e.g. chunks or QA pairs written by coalqa), not a regulation text")
+    warnings: list[str] = []
+    if suffix not in TEXT_SUFFIXES:
+        warnings.append(f"named {suffix or 'without extension'} but is plain text ({encoding}); read as text")
+    return {"raw": raw, "warnings": warnings, "raw_text": raw}
 
 
 def _image_text(path: Path, ocr: str, progress) -> PdfText:

@@ -160,18 +160,7 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
             that is not an index, the embedding model cannot be loaded, a bad expansion table (file and line named),
             ``sentence_window`` < 0 or ``expansion_weight`` outside 0–1.
     """
-    import bm25s
-    import numpy as np
-
-    if not isinstance(sentence_window, int) or sentence_window < 0:
-        raise CoalqaError(f"sentence_window must be 0 (off) or a number of sentences (got {sentence_window!r})")
-    if not 0 <= expansion_weight <= 1:
-        raise CoalqaError(f"expansion_weight must be between 0 and 1 (got {expansion_weight!r})")
-    if expansions is not None and str(expansions).lower() == "none":
-        expansions = None
-    table_file = None if expansions is None else BUILTIN if str(expansions) == "builtin" else Path(expansions)
-    table = read_expansions(table_file) if table_file is not None else None  # bad table: refused before any work
-
+    table_file, table = _expansion_table(expansions, sentence_window, expansion_weight)  # refused before any work
     out_dir = Path(out_dir)
     if out_dir.exists() and not (out_dir / MANIFEST).is_file() and (out_dir.is_file() or any(out_dir.iterdir())):
         raise CoalqaError(f"{out_dir} exists and is not a coalqa index; pick another -o folder (nothing was written)")
@@ -179,14 +168,7 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
     files = [Path(f) for f in chunk_files]
     hashes = [file_sha256(f) if f.is_file() else None for f in files]
     chunks = read_index_chunks(files)
-    asked, question_stats = None, None
-    if references and not questions:
-        raise CoalqaError("--references lists the evaluation sets whose questions --questions QA files must not hold; "
-                          "give --questions QA.json too, or leave --references out")
-    if questions:
-        from coalqa.retrieval.questions import read_index_questions
-
-        asked, question_stats = read_index_questions(questions, [c["id"] for c in chunks], references)
+    asked, question_stats = _read_questions(questions, references, chunks)
     embedder = None
     if embedding_model:
         from coalqa.retrieval.dense import load_embedder
@@ -202,47 +184,15 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         # each sentence is tokenised once; a chunk is its head + all its sentences, a window a run of its sentences
         # and each block jieba cuts on its own (a phrase between punctuation) once however often the corpus repeats it
         cache: dict[str, list[str]] = {}
-        heads = [tokenize(_head_text(c), tokenizer, cache) for c in chunks]
-        sentences = [[tokenize(s, tokenizer, cache) for s in split_sentences(c["text"])] for c in chunks]
-        retriever = bm25s.BM25(**BM25_PARAMS)
-        retriever.index([h + [t for s in ss for t in s] for h, ss in zip(heads, sentences)], show_progress=progress)
-        retriever.save(str(tmp / "bm25"), show_progress=False)
-        if sentence_window:
-            windows, owners = [], []
-            for i, ss in enumerate(sentences):
-                for start in range(max(1, len(ss) - sentence_window + 1)):
-                    windows.append([t for s in ss[start:start + sentence_window] for t in s])
-                    owners.append(i)
-            window_index = bm25s.BM25(**BM25_PARAMS)
-            window_index.index(windows, show_progress=progress)
-            window_index.save(str(tmp / "windows"), show_progress=False)
-            np.save(tmp / "window_chunks.npy", np.asarray(owners, dtype="int32"))
+        _write_chunk_indexes(tmp, chunks, tokenizer, cache, sentence_window, progress)
         question_record = None
         if asked is not None:
-            rows = [(i, q) for i, qs in enumerate(asked) for q in qs]
-            question_index = bm25s.BM25(**BM25_PARAMS)
-            question_index.index([tokenize(q, tokenizer, cache) for _, q in rows], show_progress=progress)
-            question_index.save(str(tmp / "questions"), show_progress=False)
-            np.save(tmp / "question_chunks.npy", np.asarray([i for i, _ in rows], dtype="int32"))
-            with (tmp / "questions.jsonl").open("w", encoding="utf-8") as f:
-                for i, q in rows:
-                    f.write(json.dumps({"chunk_id": chunks[i]["id"], "question": q}, ensure_ascii=False) + "\n")
+            _write_question_index(tmp, chunks, asked, tokenizer, cache, progress)
             question_record = {"files": [{"path": str(Path(q).resolve()), "sha256": file_sha256(q)} for q in questions],
                                "references": [str(Path(r).resolve()) for r in references], **question_stats}
-        expansion = None
-        if table is not None:
-            shutil.copyfile(table_file, tmp / "expansions.txt")
-            expansion = {"source": "builtin" if table_file == BUILTIN else str(table_file.resolve()),
-                         "sha256": file_sha256(tmp / "expansions.txt"), "entries": len(table),
-                         "weight": float(expansion_weight)}
-        with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as f:
-            for c in chunks:
-                f.write(json.dumps({k: c[k] for k in CHUNK_FIELDS if k in c}, ensure_ascii=False) + "\n")
-        embedding = None
-        if embedder is not None:
-            vectors = embedder.passages([c["title"] + " " + c["text"] for c in chunks])
-            np.save(tmp / "embeddings.npy", vectors.astype("float32"))
-            embedding = {"model": embedder.spec, "dim": int(vectors.shape[1])}
+        expansion = _write_expansions(tmp, table_file, table, expansion_weight)
+        _write_jsonl(tmp / "chunks.jsonl", ({k: c[k] for k in CHUNK_FIELDS if k in c} for c in chunks))
+        embedding = _write_embeddings(tmp, chunks, embedder)
         manifest = {
             "coalqa_index": INDEX_FORMAT,
             "tokenizer_version": TOKENIZER_VERSION,
@@ -260,17 +210,114 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
             "build_seconds": round(time.perf_counter() - started, 2),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _expansion_table(expansions, sentence_window, expansion_weight):
+    """Checks :func:`build_index`'s numeric options and reads its expansion table: ``(table_file, table)``, both
+    ``None`` when expansion is off."""
+    if not isinstance(sentence_window, int) or sentence_window < 0:
+        raise CoalqaError(f"sentence_window must be 0 (off) or a number of sentences (got {sentence_window!r})")
+    if not 0 <= expansion_weight <= 1:
+        raise CoalqaError(f"expansion_weight must be between 0 and 1 (got {expansion_weight!r})")
+    if expansions is not None and str(expansions).lower() == "none":
+        expansions = None
+    table_file = None if expansions is None else BUILTIN if str(expansions) == "builtin" else Path(expansions)
+    table = read_expansions(table_file) if table_file is not None else None
+    return table_file, table
+
+
+def _read_questions(questions, references, chunks):
+    """The questions of ``questions`` per chunk and their stats (:func:`~coalqa.retrieval.questions.read_index_questions`),
+    or ``(None, None)`` without QA files."""
+    if references and not questions:
+        raise CoalqaError("--references lists the evaluation sets whose questions --questions QA files must not hold; "
+                          "give --questions QA.json too, or leave --references out")
+    if not questions:
+        return None, None
+    from coalqa.retrieval.questions import read_index_questions
+
+    return read_index_questions(questions, [c["id"] for c in chunks], references)
+
+
+def _write_chunk_indexes(tmp: Path, chunks, tokenizer, cache, sentence_window: int, progress: bool) -> None:
+    """The whole-chunk BM25 index (``bm25/``) and, with ``sentence_window``, the sentence-window one (``windows/`` and
+    ``window_chunks.npy``: the chunk of each window)."""
+    import bm25s
+    import numpy as np
+
+    heads = [tokenize(_head_text(c), tokenizer, cache) for c in chunks]
+    sentences = [[tokenize(s, tokenizer, cache) for s in split_sentences(c["text"])] for c in chunks]
+    retriever = bm25s.BM25(**BM25_PARAMS)
+    retriever.index([h + [t for s in ss for t in s] for h, ss in zip(heads, sentences)], show_progress=progress)
+    retriever.save(str(tmp / "bm25"), show_progress=False)
+    if not sentence_window:
+        return
+    windows, owners = [], []
+    for i, ss in enumerate(sentences):
+        for start in range(max(1, len(ss) - sentence_window + 1)):
+            windows.append([t for s in ss[start:start + sentence_window] for t in s])
+            owners.append(i)
+    window_index = bm25s.BM25(**BM25_PARAMS)
+    window_index.index(windows, show_progress=progress)
+    window_index.save(str(tmp / "windows"), show_progress=False)
+    np.save(tmp / "window_chunks.npy", np.asarray(owners, dtype="int32"))
+
+
+def _write_question_index(tmp: Path, chunks, asked, tokenizer, cache, progress: bool) -> None:
+    """The BM25 index of the QA files' questions (``questions/``), the chunk of each (``question_chunks.npy``) and
+    the questions themselves (``questions.jsonl``)."""
+    import bm25s
+    import numpy as np
+
+    rows = [(i, q) for i, qs in enumerate(asked) for q in qs]
+    question_index = bm25s.BM25(**BM25_PARAMS)
+    question_index.index([tokenize(q, tokenizer, cache) for _, q in rows], show_progress=progress)
+    question_index.save(str(tmp / "questions"), show_progress=False)
+    np.save(tmp / "question_chunks.npy", np.asarray([i for i, _ in rows], dtype="int32"))
+    _write_jsonl(tmp / "questions.jsonl", ({"chunk_id": chunks[i]["id"], "question": q} for i, q in rows))
+
+
+def _write_expansions(tmp: Path, table_file: Path | None, table, weight: float) -> dict | None:
+    """A copy of the expansion table (``expansions.txt``) and its manifest entry; ``None`` when expansion is off."""
+    if table is None:
+        return None
+    shutil.copyfile(table_file, tmp / "expansions.txt")
+    return {"source": "builtin" if table_file == BUILTIN else str(table_file.resolve()),
+            "sha256": file_sha256(tmp / "expansions.txt"), "entries": len(table), "weight": float(weight)}
+
+
+def _write_embeddings(tmp: Path, chunks, embedder) -> dict | None:
+    """``embeddings.npy`` (float32, one row per chunk) and its manifest entry; ``None`` without an embedder."""
+    if embedder is None:
+        return None
+    import numpy as np
+
+    vectors = embedder.passages([c["title"] + " " + c["text"] for c in chunks])
+    np.save(tmp / "embeddings.npy", vectors.astype("float32"))
+    return {"model": embedder.spec, "dim": int(vectors.shape[1])}
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    """One JSON object per line, UTF-8, Chinese kept as is."""
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Replaces ``out_dir`` (if any) by the finished ``tmp`` folder."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _scores(retriever, weights: dict[str, float], n: int):

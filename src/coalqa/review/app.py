@@ -59,16 +59,26 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
         token: required on every route when set (module docstring); ``None``: open (loopback only, see the command).
         max_body_bytes: largest POST body (413 above it).
     """
-    static = resources.files("coalqa.review") / "static"
     app = FastAPI(title="coalqa review", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(GZipMiddleware, minimum_size=4096, compresslevel=5)
+    _add_token_guard(app, token)
+    _add_error_handlers(app)
+    _add_page_routes(app)
+    _add_read_routes(app, rs, reviewer)
+    _add_write_routes(app, rs, reviewer, max_body_bytes)
+    return app
 
-    def authorized(request: Request) -> bool:
-        if token is None:
-            return True
-        cookie = request.cookies.get(COOKIE)
-        return bearer_ok(request.headers.get("authorization"), token) or (
-            cookie is not None and bearer_ok(f"Bearer {cookie}", token))
+
+def _authorized(request: Request, token: str | None) -> bool:
+    if token is None:
+        return True
+    cookie = request.cookies.get(COOKIE)
+    return bearer_ok(request.headers.get("authorization"), token) or (
+        cookie is not None and bearer_ok(f"Bearer {cookie}", token))
+
+
+def _add_token_guard(app: FastAPI, token: str | None) -> None:
+    """``/?token=`` sets the cookie and redirects; every other request without the token gets a 401."""
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -78,7 +88,7 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
             resp = RedirectResponse("/", status_code=303)
             resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
             return resp
-        if not authorized(request):
+        if not _authorized(request, token):
             if request.url.path.startswith("/api/"):
                 return JSONResponse({"error": {"message": "missing or wrong token: send 'Authorization: Bearer "
                                                "<token>' or open the URL `coalqa review` printed", "code": "unauthorized"}},
@@ -86,6 +96,10 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
             return PlainTextResponse("coalqa review: open the URL with ?token=… that `coalqa review` printed",
                                      status_code=401, headers={**PAGE_HEADERS, "WWW-Authenticate": "Bearer"})
         return await call_next(request)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as ``{"error": {"message", "code"}}`` (module docstring)."""
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, e: Refused):
@@ -104,26 +118,35 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
         return JSONResponse({"error": {"message": f"invalid request: {e.errors()[0].get('msg')}",
                                        "code": "invalid_request"}}, status_code=400)
 
-    async def body(request: Request) -> dict:
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            raise Refused(415, "send JSON (Content-Type: application/json)", "unsupported_media_type")
-        raw = await read_body(request, max_body_bytes, lambda m: Refused(413, m, "request_too_large"))
-        try:
-            data = json.loads(raw or b"{}")
-        except ValueError as e:
-            raise Refused(400, f"not valid JSON: {e}", "invalid_json") from e
-        if not isinstance(data, dict):
-            raise Refused(400, "expected a JSON object", "invalid_json")
-        return data
 
-    def view_of(params) -> list:
-        status, flag = str(params.get("status") or ""), str(params.get("flag") or "")
-        if status and status not in STATUSES:
-            raise Refused(400, f"status must be one of {', '.join(STATUSES)}", "invalid_request")
-        if flag and flag not in FLAGS:
-            raise Refused(400, f"flag must be one of {', '.join(FLAGS)}", "invalid_request")
-        return rs.view(status, str(params.get("doc") or ""), flag, str(params.get("q") or "")[:200],
-                       str(params.get("sort") or ""))
+async def _json_body(request: Request, max_body_bytes: int) -> dict:
+    """The POST body as a JSON object; :class:`Refused` (415/413/400) otherwise."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise Refused(415, "send JSON (Content-Type: application/json)", "unsupported_media_type")
+    raw = await read_body(request, max_body_bytes, lambda m: Refused(413, m, "request_too_large"))
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError as e:
+        raise Refused(400, f"not valid JSON: {e}", "invalid_json") from e
+    if not isinstance(data, dict):
+        raise Refused(400, "expected a JSON object", "invalid_json")
+    return data
+
+
+def _view_of(rs: ReviewSet, params) -> list:
+    """The pairs (with their status) of the view ``params`` names: ``status doc flag q sort``."""
+    status, flag = str(params.get("status") or ""), str(params.get("flag") or "")
+    if status and status not in STATUSES:
+        raise Refused(400, f"status must be one of {', '.join(STATUSES)}", "invalid_request")
+    if flag and flag not in FLAGS:
+        raise Refused(400, f"flag must be one of {', '.join(FLAGS)}", "invalid_request")
+    return rs.view(status, str(params.get("doc") or ""), flag, str(params.get("q") or "")[:200],
+                   str(params.get("sort") or ""))
+
+
+def _add_page_routes(app: FastAPI) -> None:
+    """``GET /`` and ``GET /static/{name}``."""
+    static = resources.files("coalqa.review") / "static"
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -134,6 +157,10 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
         if name not in STATIC:
             raise Refused(404, f"no file {name}", "not_found")
         return FileResponse(str(static / name), media_type=STATIC[name], headers=PAGE_HEADERS)
+
+
+def _add_read_routes(app: FastAPI, rs: ReviewSet, reviewer: str) -> None:
+    """``GET /api/state``, ``/api/items`` and ``/api/pairs``."""
 
     @app.get("/api/state")
     async def state():
@@ -150,7 +177,7 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
     async def items(request: Request):
         rs.log.refresh()
         # only what the page navigates and counts by: 10,000 pairs stay ~250 KB (~40 KB gzipped)
-        rows = [[p.id, s] for p, s in view_of(request.query_params)]
+        rows = [[p.id, s] for p, s in _view_of(rs, request.query_params)]
         return JSONResponse({"items": rows})  # JSONResponse: skips FastAPI's slow re-encoding
 
     @app.get("/api/pairs")
@@ -162,9 +189,13 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
             raise Refused(404, f"no pair {missing[0]!r}", "not_found")
         return JSONResponse({"pairs": [rs.detail(rs.by_id[i]) for i in wanted]})
 
+
+def _add_write_routes(app: FastAPI, rs: ReviewSet, reviewer: str, max_body_bytes: int) -> None:
+    """``POST /api/decide``, ``/api/bulk`` and ``/api/undo``."""
+
     @app.post("/api/decide")
     async def decide(request: Request):
-        data = await body(request)
+        data = await _json_body(request, max_body_bytes)
         pid = str(data.get("pair_id") or "")
         if pid not in rs.by_id:
             raise Refused(404, f"no pair {pid!r}", "not_found")
@@ -186,8 +217,8 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
 
     @app.post("/api/bulk")
     async def bulk(request: Request):
-        data = await body(request)
-        view = [p for p, _ in view_of(data)]
+        data = await _json_body(request, max_body_bytes)
+        view = [p for p, _ in _view_of(rs, data)]
         try:
             count = int(data.get("count"))
         except (TypeError, ValueError):
@@ -201,8 +232,6 @@ def create_app(rs: ReviewSet, *, reviewer: str, token: str | None = None, max_bo
 
     @app.post("/api/undo")
     async def undo(request: Request):
-        await body(request)
+        await _json_body(request, max_body_bytes)
         recs = actions.undo(rs, reviewer)
         return {"undone": len(recs), "ids": [r["pair_id"] for r in recs]}
-
-    return app
