@@ -507,6 +507,14 @@ def test_an_edit_stating_numbers_its_clause_lacks_needs_confirmation_and_export_
                                       "--exclude_unsupported"])
     assert result.exit_code == 0 and "3 with numbers their clause does not state" in result.output, result.output
     assert [r["output"] for r in json.loads(out.read_text(encoding="utf-8"))] == ["高瓦斯矿井每班至少检查3次。"]
+    # an eval reference must agree with its clause: the pairs stating numbers it lacks are left out, and named
+    refs = tmp_path / "e.jsonl"
+    result = CliRunner().invoke(cli, ["review", "export", str(qa), "--chunks", str(chunks), "--as_eval",
+                                      "--chunk", p0.chunk_id, "--chunk", p2.chunk_id, "-o", str(refs)])
+    assert result.exit_code == 0, result.output
+    assert f"pair {p0.id}" in result.output and "99h" in result.output, result.output
+    answers = [json.loads(x)["reference_answer"] for x in refs.read_text(encoding="utf-8").splitlines()]
+    assert answers and not any("99h" in a or "12h" in a or "10min" in a for a in answers), answers
 
 
 def test_status_and_export_skip_the_flags_only_the_page_shows(tmp_path: Path) -> None:

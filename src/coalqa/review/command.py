@@ -279,6 +279,9 @@ def export(
             console.print(f"left out: {len(res['no_key_facts'])} approved pair(s) whose answer states no quantity "
                           "(a number with a unit) that its clause states in a sentence — only clause, heading or list "
                           "numbers, or none: a reference without key facts cannot check the numbers", markup=False)
+        for u in res["unsupported"]:
+            console.print(f"left out: pair {u['pair_id']} ({u['locator']}) states {'、'.join(u['numbers'])}, which its "
+                          "clause does not: a reference answer must agree with its clause", markup=False)
         console.print(f"{res['references']} reference(s) → {output}; {res['chunks']} chunk(s) set aside in "
                       f"{rs.log.path}: training exports leave their pairs out. Score a model on them: coalqa eval "
                       f"--references {output} …", markup=False)

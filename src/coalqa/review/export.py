@@ -162,9 +162,12 @@ def export_eval(rs: ReviewSet, out: Path, *, docs: list[str], chunk_ids: list[st
 
     A pair whose answer states no key fact its clause supports (:func:`clause_support`: no quantity with a unit, only
     clause or heading numbers) is left out: an eval item without key facts cannot measure the numbers a safety answer
-    must get right. Its chunk is still set aside (training never sees the clauses chosen for evaluation).
+    must get right. So is a pair whose answer states a number its clause does not (an edit confirmed against the
+    clause, :func:`coalqa.numbers.unsupported_quantities`): a reference answer must agree with the clause it cites.
+    Their chunks are still set aside (training never sees the clauses chosen for evaluation).
 
-    Returns ``{"references": n written, "no_key_facts": [pair ids left out], "chunks": set-aside chunk count}``.
+    Returns ``{"references": n written, "no_key_facts": [pair ids left out], "unsupported": [{"pair_id", "locator",
+    "numbers"}] left out, "chunks": set-aside chunk count}``.
 
     Raises:
         CoalqaError: nothing chosen, a document or chunk id not in the set, or no approved pair among them.
@@ -181,7 +184,7 @@ def export_eval(rs: ReviewSet, out: Path, *, docs: list[str], chunk_ids: list[st
     chosen = {c for c in chunk_ids} | {p.chunk_id for p in rs.pairs if p.doc in docs and p.chunk_id}
     if not docs and not chunk_ids:  # feedback only: the clauses of the confirmed corrections
         chosen = {p.chunk_id for p in rs.pairs if p.chunk_id in rs.chunks}
-    refs, no_facts, decided = [], [], set()
+    refs, no_facts, unsupported, decided = [], [], [], set()
     for p in rs.pairs:
         status, rec = rs.state(p)
         if p.chunk_id not in chosen or p.chunk_id not in rs.chunks or status not in ("approved", "edited"):
@@ -189,6 +192,10 @@ def export_eval(rs: ReviewSet, out: Path, *, docs: list[str], chunk_ids: list[st
         decided.add(p.chunk_id)
         chunk = rs.chunks[p.chunk_id]
         question, answer = rs.current_text(p, rec)
+        wrong = [q.text for q in unsupported_quantities(answer, [chunk["text"]])]
+        if wrong:
+            unsupported.append({"pair_id": p.id, "locator": p.locator, "numbers": wrong})
+            continue
         facts = key_facts(answer, chunk["text"])
         if not facts:
             no_facts.append(p.id)
@@ -199,13 +206,14 @@ def export_eval(rs: ReviewSet, out: Path, *, docs: list[str], chunk_ids: list[st
                      "review": {"pair_id": p.id, "decision": status, "reviewer": rec.get("reviewer")}})
     if not refs:
         raise CoalqaError(f"no approved or edited pairs with a key fact among the {len(chosen)} chunk(s) chosen "
-                          f"({len(no_facts)} approved pair(s) state no quantity their clause supports)")
+                          f"({len(no_facts)} approved pair(s) state no quantity their clause supports, "
+                          f"{len(unsupported)} state numbers their clause does not)")
     write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in refs))
     used = decided
     rs.log.append(lambda log: [{"type": "set_aside", "chunk_id": c, "chunk_sha": rs.chunks[c]["sha"],
                                 "output": str(out), "reviewer": reviewer, "time": now_iso(), "app": APP}
                                for c in sorted(used) if c not in log.set_aside])
-    return {"references": len(refs), "no_key_facts": no_facts, "chunks": len(used)}
+    return {"references": len(refs), "no_key_facts": no_facts, "unsupported": unsupported, "chunks": len(used)}
 
 
 def review_provenance(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
