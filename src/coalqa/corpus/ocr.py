@@ -61,13 +61,9 @@ _ENGINE = None
 def _engine(threads: int = 1):
     global _ENGINE
     if _ENGINE is None:
-        try:
-            from rapidocr_onnxruntime import RapidOCR
-        except ImportError as e:
-            raise OcrUnavailable(
-                "OCR needs rapidocr-onnxruntime (pip install rapidocr-onnxruntime); "
-                "or rerun with --ocr never to skip pages without text"
-            ) from e
+        check_available()
+        from rapidocr_onnxruntime import RapidOCR
+
         # max_side_len: keep a 200-dpi A4 page (2339 px high) at full resolution for detection
         # use_cls off: the 180° line classifier flipped upright lines (a 200-dpi line starting "6.1.4" came back
         # empty and was dropped); text_score 0: keep every recognised line, a doubtful one is flagged by its
