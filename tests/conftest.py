@@ -118,3 +118,24 @@ def train_adapter(work: Path, base: Path, rows: list[dict], **flags) -> Path:
     assert result.exit_code == 0, result.output
     (run_dir,) = (work / "runs").iterdir()
     return run_dir
+
+
+def prompts_fed_to_generate(loaded, questions: list[str], config) -> set[tuple[int, ...]]:
+    """Answer ``questions`` with ``coalqa.ask.answer(loaded, questions, config)`` while recording the prompt ids each
+    row handed to ``loaded.model.generate`` carries (padding removed by its attention mask); the model is restored."""
+    from coalqa.ask import answer
+
+    fed: list[tuple[int, ...]] = []
+    original = loaded.model.generate
+
+    def spy(*args, **kwargs):
+        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+        fed.extend(tuple(row[m.bool()].tolist()) for row, m in zip(ids, mask, strict=True))
+        return original(*args, **kwargs)
+
+    loaded.model.generate = spy
+    try:
+        answer(loaded, questions, config, progress=False)
+    finally:
+        del loaded.model.generate
+    return set(fed)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import train_adapter
+from conftest import prompts_fed_to_generate, train_adapter
 from typer.testing import CliRunner
 
 from coalqa.ask import AskConfig, answer, load_model
@@ -90,21 +90,9 @@ def test_prompt_ids_equal_training_prompt_ids(loaded) -> None:
     rows = [{"input": q, "output": a} for q, a in QA]
     examples = tokenise(rows, loaded.tokenizer, loaded.fmt, max_length=128, val_ratio=0, seed=0).train
     train_prompts = {tuple(ex["input_ids"][: ex["completion_mask"].index(1)]) for ex in examples}
-    fed: list[tuple[int, ...]] = []
-    original = loaded.model.generate
-
-    def spy(*args, **kwargs):
-        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
-        fed.extend(tuple(row[m.bool()].tolist()) for row, m in zip(ids, mask))
-        return original(*args, **kwargs)
-
-    loaded.model.generate = spy
-    try:
-        answer(loaded, [q for q, _ in QA], AskConfig(temperature=0, max_new_tokens=2, batch_size=4), progress=False)
-    finally:
-        del loaded.model.generate
+    fed = prompts_fed_to_generate(loaded, [q for q, _ in QA], AskConfig(temperature=0, max_new_tokens=2, batch_size=4))
     assert len(train_prompts) == len(QA)
-    assert set(fed) == train_prompts
+    assert fed == train_prompts
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import prompts_fed_to_generate
 
 from coalqa.offline import STANDIN_RECORD, STANDINS, Standin, StandinError, prepare_standin, split_wheels
 
@@ -219,7 +220,7 @@ def test_registry_pins_every_wheel_and_the_joined_gguf() -> None:
 
 def test_prompt_ids_at_training_equal_those_at_answering(built) -> None:
     """Its own ChatML template through template.py: training examples' prompts are what generate() is fed."""
-    from coalqa.ask import AskConfig, answer, load_model
+    from coalqa.ask import AskConfig, load_model
     from coalqa.template import PromptFormat
     from coalqa.train.data import tokenise
 
@@ -233,17 +234,8 @@ def test_prompt_ids_at_training_equal_those_at_answering(built) -> None:
     text = loaded.tokenizer.decode(next(iter(train_prompts)))
     assert text.startswith("<|im_start|>system\n你是煤矿安全规程问答助手。<|im_end|>\n<|im_start|>user\n")
     assert text.endswith("<|im_end|>\n<|im_start|>assistant\n")
-    fed: list[tuple[int, ...]] = []
-    original = loaded.model.generate
-
-    def spy(*args, **kwargs):
-        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
-        fed.extend(tuple(row[m.bool()].tolist()) for row, m in zip(ids, mask))
-        return original(*args, **kwargs)
-
-    loaded.model.generate = spy
-    answer(loaded, [q for q, _ in QA], AskConfig(temperature=0, max_new_tokens=2, batch_size=2), progress=False)
-    assert len(train_prompts) == len(QA) and set(fed) == train_prompts
+    fed = prompts_fed_to_generate(loaded, [q for q, _ in QA], AskConfig(temperature=0, max_new_tokens=2, batch_size=2))
+    assert len(train_prompts) == len(QA) and fed == train_prompts
 
 
 def test_demo_preset_names_a_registered_standin() -> None:
