@@ -387,6 +387,7 @@ class Index:
 
         self._by_id = {c["id"]: i for i, c in enumerate(self.chunks)}
         self._pools = {}  # windows/questions of chunk i are contiguous: max-pool with np.maximum.reduceat
+        self._term_tokens: dict[str, list[str]] = {}  # see _expansion_tokens
         for name, owners in (("windows", self.window_chunks), ("questions", self.question_chunks)):
             if owners is not None:
                 present = np.unique(owners)
@@ -404,22 +405,30 @@ class Index:
         """Weight of an expansion term against a word of the question (0 without expansion)."""
         return float((self.manifest.get("expansions") or {}).get("weight", 0.0))
 
+    def _expansion_tokens(self, term: str) -> list[str]:
+        """:func:`tokenize` of an expansion term, memoised (the table's terms recur across questions)."""
+        tokens = self._term_tokens.get(term)
+        if tokens is None:
+            tokens = self._term_tokens[term] = tokenize(term, self.tokenizer)
+        return tokens
+
     def expansion_terms(self, question: str) -> list[str]:
         """The regulation terms ``question``'s everyday words expand to (:func:`expand`); ``[]`` without expansion."""
         if self.expansions and self.expansion_weight > 0:
             return expand(question, self.expansions, self.tokenizer)
         return []
 
-    def query_weights(self, question: str, terms: list[str] | None = None) -> dict[str, float]:
+    def query_weights(self, question: str, terms: list[str] | None = None,
+                      tokens: list[str] | None = None) -> dict[str, float]:
         """Token → weight for ``question``: each of its tokens (:func:`tokenize`, less ``QUESTION_WORDS``) 1 per
-        occurrence, each expansion term's token not already there :attr:`expansion_weight`. ``terms``: the
-        expansion terms if already known (:meth:`expansion_terms`)."""
+        occurrence, each expansion term's token not already there :attr:`expansion_weight`. ``terms`` and ``tokens``:
+        the expansion terms (:meth:`expansion_terms`) and the question's tokens, if already known."""
         weights: dict[str, float] = {}
-        for t in tokenize(question, self.tokenizer):
+        for t in tokenize(question, self.tokenizer) if tokens is None else tokens:
             if t not in QUESTION_WORDS:
                 weights[t] = weights.get(t, 0.0) + 1.0
         for term in self.expansion_terms(question) if terms is None else terms:
-            for t in tokenize(term, self.tokenizer):
+            for t in self._expansion_tokens(term):
                 if t not in weights and t not in QUESTION_WORDS:
                     weights[t] = self.expansion_weight
         return weights
@@ -449,22 +458,24 @@ class Index:
         i = self._by_id.get(chunk_id)
         return None if i is None else self.chunks[i]
 
-    def bm25_scores(self, question: str):
-        """BM25 score of every chunk for ``question``'s own tokens, unexpanded and unweighted (numpy float32, shape
-        (chunks,)); all 0 when no token is known. This is the ``bm25`` of a hit and what ``min_score`` compares."""
+    def bm25_scores(self, question: str, tokens: list[str] | None = None):
+        """BM25 score of every chunk for ``question``'s own tokens (``tokens``: its :func:`tokenize`, if already
+        known), unexpanded and unweighted (numpy float32, shape (chunks,)); all 0 when no token is known. This is the
+        ``bm25`` of a hit and what ``min_score`` compares."""
         counts: dict[str, float] = {}
-        for t in tokenize(question, self.tokenizer):
+        for t in tokenize(question, self.tokenizer) if tokens is None else tokens:
             counts[t] = counts.get(t, 0.0) + 1.0
         return _scores(self.retriever, counts, len(self.chunks))
 
-    def ranking_scores(self, question: str) -> list:
-        """The lexical rankings' scores for ``question`` (:meth:`query_weights`): the chunk scores, then (if indexed)
-        each chunk's best sentence-window score, its best character-bigram window score (:meth:`bigram_weights`) and
-        its best indexed-question score; numpy float32 arrays of shape (chunks,)."""
+    def ranking_scores(self, question: str, tokens: list[str] | None = None) -> list:
+        """The lexical rankings' scores for ``question`` (:meth:`query_weights`; ``tokens``: its :func:`tokenize`, if
+        already known): the chunk scores, then (if indexed) each chunk's best sentence-window score, its best
+        character-bigram window score (:meth:`bigram_weights`) and its best indexed-question score; numpy float32
+        arrays of shape (chunks,)."""
         import numpy as np
 
         terms = self.expansion_terms(question)
-        weights = self.query_weights(question, terms)
+        weights = self.query_weights(question, terms, tokens)
         out = [_scores(self.retriever, weights, len(self.chunks))]
         bigram_weights = self.bigram_weights(question, terms) if self.bigram_windows is not None else None
         for name, retriever, owners, w in (("windows", self.windows, self.window_chunks, weights),
@@ -502,21 +513,27 @@ class Index:
             raise CoalqaError("the question is empty: nothing to retrieve for")
         if not isinstance(k, int) or k < 1:
             raise CoalqaError(f"k must be at least 1 (got {k!r})")
-        bm25 = self.bm25_scores(question)
-        lexical = self.ranking_scores(question)
-        rankings = [[int(i) for i in np.argsort(-s, kind="stable") if s[i] > 0] for s in lexical]
+        tokens = tokenize(question, self.tokenizer)
+        bm25 = self.bm25_scores(question, tokens)
+        lexical = self.ranking_scores(question, tokens)
+        rankings = []  # each: chunk rows, best first (ties: lower row first), lexical ones without score-0 chunks
+        for s in lexical:
+            order = np.argsort(-s, kind="stable")
+            rankings.append(order[s[order] > 0])
         dense = None
         if self.embeddings is not None:
             dense = self.embeddings @ self.embedder.query(question)
-            rankings.append([int(i) for i in np.argsort(-dense, kind="stable")])
+            rankings.append(np.argsort(-dense, kind="stable"))
         if len(rankings) == 1:  # one lexical ranking: its weighted BM25 score is the score
-            picked = [(i, float(lexical[0][i])) for i in rankings[0][:k]]
+            picked = [(int(i), float(lexical[0][i])) for i in rankings[0][:k]]
         else:
-            fused: dict[int, float] = {}
+            fused = np.zeros(len(self.chunks))  # float64, added ranking by ranking: the sums of Σ 1/(RRF_K + rank)
             for ranking in rankings:
-                for rank, i in enumerate(ranking[:FUSION_DEPTH], 1):
-                    fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank)
-            picked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+                top = ranking[:FUSION_DEPTH]
+                fused[top] += 1.0 / (RRF_K + np.arange(1, len(top) + 1))
+            rows = np.flatnonzero(fused)
+            best = rows[np.lexsort((rows, -fused[rows]))][:k]  # by fused score, ties: lower row first
+            picked = [(int(i), float(fused[i])) for i in best]
         expanded = lexical[0] if self.windows is None else np.minimum(lexical[0], lexical[1])
         hits = []
         for rank, (i, score) in enumerate(picked, 1):
