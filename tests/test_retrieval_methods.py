@@ -113,6 +113,24 @@ def test_bigram_windows_decide_for_the_clause_jieba_cuts_differently_and_never_c
         load_index(tmp_path / "words")
 
 
+def test_search_fuses_exactly_the_reciprocal_ranks_of_its_rankings(tmp_path):
+    """Two paths, one answer: the hits of ``search`` are Σ 1/(60 + rank) over each ranking of ``ranking_scores``
+    (chunks scoring 0 left out, each ranking's top 100), computed here in plain Python, best first, ties by row."""
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + WINDOW_CHUNKS + BIGRAM_CHUNKS + EVERYDAY_CHUNKS)
+    build_index([chunks], tmp_path / "idx")
+    index = load_index(tmp_path / "idx")
+    for question in ("巷道顶上挂的隔爆水袋子多久检查一回？", "采煤工作面风速和回风瓦斯浓度最高不得超过多少？", "矿灯能用多久？",
+                     "在井场干活能不能掏手机打电话？"):
+        fused: dict[int, float] = {}
+        for scores in index.ranking_scores(question):
+            ranked = sorted((i for i in range(len(scores)) if scores[i] > 0), key=lambda i: (-scores[i], i))
+            for rank, i in enumerate(ranked[:100], 1):
+                fused[i] = fused.get(i, 0.0) + 1.0 / (60 + rank)
+        expected = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        hits = index.search(question, 5)
+        assert [(h["chunk_id"], h["score"]) for h in hits] == [(index.chunks[i]["id"], round(v, 6)) for i, v in expected]
+
+
 def test_expansion_finds_the_clause_in_regulation_words_and_never_changes_its_text(tmp_path):
     chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + EVERYDAY_CHUNKS)
     question = "在井场干活能不能掏手机打电话？"
