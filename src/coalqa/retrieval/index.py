@@ -364,8 +364,8 @@ def _scores(retriever, weights: dict[str, float], n: int):
 @dataclass
 class Index:
     """A loaded index (see :func:`load_index`): the chunks, the BM25 retriever, the tokenizer, the sentence-window
-    retriever with the chunk of each window, the query-expansion table and, for hybrid retrieval, the chunk
-    embeddings with the embedder that made them."""
+    retriever with the chunk of each window and its character-bigram twin (``bigram_windows``, same rows), the
+    query-expansion table and, for hybrid retrieval, the chunk embeddings with the embedder that made them."""
 
     path: Path
     manifest: dict
