@@ -435,10 +435,11 @@ class Index:
 
     def bigram_weights(self, question: str, terms: list[str] | None = None) -> dict[str, float]:
         """Character bigram → weight for ``question`` (:func:`char_bigrams`): the question's words less
-        ``QUESTION_WORDS`` (jieba's precise cut, each question word leaving a gap, so no bigram spans it) give 1 per
+        ``QUESTION_WORDS`` (jieba's precise cut without HMM, as :func:`expand` cuts: each question word leaves a gap, so no
+        bigram spans it) give 1 per
         occurrence, each expansion term's bigram not already there :attr:`expansion_weight`. ``terms`` as in
         :meth:`query_weights`."""
-        kept = "".join(" " if w in QUESTION_WORDS else w for w in self.tokenizer.lcut(normalize_for_index(question)))
+        kept = "".join(" " if w in QUESTION_WORDS else w for w in self.tokenizer.lcut(normalize_for_index(question), HMM=False))
         weights: dict[str, float] = {}
         for g in char_bigrams(kept):
             weights[g] = weights.get(g, 0.0) + 1.0
