@@ -14,13 +14,16 @@ lower, for a clause holding at least one of the question's own words). Printed p
 whose source clause (strict: ``source_doc`` holding ``source_span``) is in the top hits and passes the gate, the
 share for which any top hit passes; for the off-topic questions (``bench/data/offtopic.txt``, written for this bench:
 daily life, other industries, mining-sounding questions no regulation answers) the share abstained (no top hit
-passes), and each off-topic question that gets through, with its clause.
+passes), and each off-topic question that gets through, with its clause. ``--everyday FILE`` (default
+``bench/data/everyday_short.txt``: short everyday questions the regulations do answer, each with a word its clause must
+hold) adds, per gate, the share of them with such a clause in the top hits, and with such a clause passing the gate.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from coalqa.retrieval import build_index, load_index
 from coalqa.retrieval.config import GroundingConfig
 
 OFFTOPIC = REPO / "bench" / "data" / "offtopic.txt"
+EVERYDAY = REPO / "bench" / "data" / "everyday_short.txt"
 
 
 def read_questions(path: Path) -> list[str]:
@@ -46,6 +50,7 @@ def main() -> None:
     ap.add_argument("--docs", type=Path, default=REPO.parent / "shared" / "corpus" / "coal-safety")
     ap.add_argument("--references", type=Path, action="append")
     ap.add_argument("--offtopic", type=Path, default=OFFTOPIC)
+    ap.add_argument("--everyday", type=Path, default=EVERYDAY, help="short everyday questions: 'question<TAB>regex' lines")
     ap.add_argument("--context_k", type=int, default=3)
     ap.add_argument("--max_chars", type=int, default=1500, help="chunk size (the demo: 300, with --min_score 3 --context_k 1)")
     ap.add_argument("--min_score", type=float, default=GroundingConfig().min_score)
@@ -59,12 +64,17 @@ def main() -> None:
     documents, _ = load_documents([args.docs])
     chunks = [c for d in documents for c in split_into_chunks(d, args.max_chars)]
     offtopic = read_questions(args.offtopic)
+    everyday = [line.split("\t") for line in read_questions(args.everyday)]
+    for n, row in enumerate(everyday, 1):
+        if len(row) != 2:
+            raise SystemExit(f"{args.everyday}: question {n} ({row[0]!r}): expected 'question<TAB>regex'")
     with tempfile.TemporaryDirectory() as tmp:
         write_chunks(chunks, Path(tmp) / "chunks.jsonl")
         build_index([Path(tmp) / "chunks.jsonl"], Path(tmp) / "index")
         index = load_index(Path(tmp) / "index")
         sets = {p.stem: [(r, index.search(r["question"], args.context_k)) for r in load_references(p)] for p in refs}
         off = [(q, index.search(q, args.context_k)) for q in offtopic]
+        short = [(re.compile(rx), index.search(q, args.context_k)) for q, rx in everyday]
     load = os.getloadavg()
     print(f"{len(chunks)} chunks; top {args.context_k} hits per question; load {load[0]:.1f}\n")
     print("| gate | set | source clause passes | any top hit passes | off-topic abstained |\n|---|---|---:|---:|---:|")
@@ -76,6 +86,14 @@ def main() -> None:
             anyp = sum(any(supports_question(h, cfg) for h in hits) for _, hits in items)
             print(f"| {name} | {set_name} ({len(items)}) | {src / len(items):.3f} ({src}) | {anyp / len(items):.3f} "
                   f"({anyp}) | {abstained / len(off):.3f} ({abstained} of {len(off)}) |")
+    if short:
+        found = sum(any(rx.search(h["text"]) for h in hits) for rx, hits in short)
+        print(f"\nshort everyday questions ({args.everyday.name}, {len(short)}): an answering clause in the top "
+              f"{args.context_k} for {found}\n\n| gate | an answering clause passes | any top hit passes |\n|---|---:|---:|")
+        for name, cfg in gates.items():
+            ok = sum(any(rx.search(h["text"]) and supports_question(h, cfg) for h in hits) for rx, hits in short)
+            anyp = sum(any(supports_question(h, cfg) for h in hits) for _, hits in short)
+            print(f"| {name} | {ok / len(short):.3f} ({ok}) | {anyp / len(short):.3f} ({anyp}) |")
     for name, cfg in gates.items():
         print(f"\noff-topic questions answered, {name}:")
         for q, h in [(q, h) for q, hits in off for h in hits if supports_question(h, cfg)]:

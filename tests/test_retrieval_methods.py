@@ -1,5 +1,5 @@
-"""The retrieval methods of issue 20 on small fixtures of our own: sentence-window fusion and query expansion change
-the ranking and never the text shown, cited or quoted; the index records them and refuses a stale or tampered one;
+"""The retrieval methods of issue 20 on small fixtures of our own: sentence-window fusion, character-bigram windows
+and query expansion change the ranking and never the text shown, cited or quoted; the index records them and refuses a stale or tampered one;
 the support hit of the retrieval evaluation counts the same rule in another document and not an unrelated chunk."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from coalqa.errors import CoalqaError
 from coalqa.eval.grounding import is_source, ranked_references, supports
 from coalqa.retrieval import build_index, load_index
 from coalqa.retrieval.expansion import BUILTIN, expand, read_expansions
-from coalqa.retrieval.text import make_tokenizer
+from coalqa.retrieval.text import char_bigrams, make_tokenizer
 
 runner = CliRunner()
 
@@ -64,6 +64,73 @@ def test_sentence_windows_rank_the_chunk_whose_one_sentence_answers(tmp_path):
     assert (tmp_path / "win" / "windows").is_dir() and not (tmp_path / "whole" / "windows").exists()
 
 
+ROCK_DUST = "".join(f"6.5.1.{n} 岩粉棚的岩粉应当定期更换，棚区长度应当符合设计。" for n in range(1, 5))
+BIGRAM_CHUNKS = [  # c-pipe: 巷道 and 检查 in a short chunk, three sentences apart; c-bag: both in its last sentence,
+    # with 隔爆 and 水袋, which the question's 隔爆水袋子 shares only as characters (jieba: 隔 / 爆水 / 袋子)
+    {"id": "c-pipe", "source": "10-煤矿防治水规定.txt", "title": "煤矿防治水规定", "locator": "第三十条", "heading": "",
+     "text": "第三十条 巷道内的排水管路应当吊挂整齐。水仓应当及时清理。水沟应当每月检查一次。"},
+    {"id": "c-bag", "source": "71-AQ1020-2008煤矿井下粉尘综合防治技术规范.txt", "title": "煤矿井下粉尘综合防治技术规范",
+     "locator": "6.5.1.1–6.5.2.7", "heading": "6.5 隔爆设施",
+     "text": ROCK_DUST + "6.5.2.7 巷道中隔爆水棚的管理：保持水槽和水袋完好，每半个月检查一次。"},
+]
+
+
+def test_char_bigrams_pairs_chinese_characters_and_keeps_numbers_whole():
+    assert char_bigrams("反风风量不应小于４０％；风速4m/s。甲") == ["反风", "风风", "风量", "量不", "不应", "应小", "小于",
+                                                               "40%", "风速", "4m", "s", "甲"]
+    assert char_bigrams("，。 ") == []
+
+
+def test_bigram_windows_decide_for_the_clause_jieba_cuts_differently_and_never_change_its_text(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + BIGRAM_CHUNKS)
+    question = "巷道顶上挂的隔爆水袋子多久检查一回？"
+    build_index([chunks], tmp_path / "words", char_bigrams=False, expansions="none")
+    build_index([chunks], tmp_path / "bigrams", expansions="none")
+    words, bigrams = load_index(tmp_path / "words"), load_index(tmp_path / "bigrams")
+    # the word rankings disagree (whole chunk: c-pipe, best window: c-bag); the bigram windows side with c-bag
+    scores = bigrams.ranking_scores(question)
+    assert len(scores) == 3 and [bigrams.chunks[int(s.argmax())]["id"] for s in scores] == ["c-pipe", "c-bag", "c-bag"]
+    assert words.search(question, 1)[0]["chunk_id"] == "c-pipe"
+    hits = bigrams.search(question, 3)
+    assert hits[0]["chunk_id"] == "c-bag"
+    originals = {c["id"]: c["text"] for c in SMALL_CHUNKS + BIGRAM_CHUNKS}
+    assert all(h["text"] == originals[h["chunk_id"]] for h in hits)
+    assert _stored_texts(tmp_path / "bigrams") == _stored_texts(tmp_path / "words") == list(originals.values())
+    # what the support gate compares (bm25, expanded) is not touched by the bigram ranking
+    before = {h["chunk_id"]: (h["bm25"], h["expanded"]) for h in words.search(question, 3)}
+    assert {h["chunk_id"]: (h["bm25"], h["expanded"]) for h in hits} == before
+    # the question's bigrams leave its question words out (咋: no 袋咋, 咋检), expansion terms come at their weight
+    build_index([chunks], tmp_path / "expanded")
+    weights = load_index(tmp_path / "expanded").bigram_weights("水袋咋检查？", ["每次检查"])
+    assert weights == {"水袋": 1.0, "检查": 1.0, "每次": 0.75, "次检": 0.75}
+    manifest = json.loads((tmp_path / "bigrams" / "index.json").read_text(encoding="utf-8"))
+    assert manifest["char_bigrams"] is True and (tmp_path / "bigrams" / "bigram_windows").is_dir()
+    assert words.manifest["char_bigrams"] is False and not (tmp_path / "words" / "bigram_windows").exists()
+    assert words.settings["char_bigrams"] is False and bigrams.settings["char_bigrams"] is True
+    # an index built without them says so in its rebuild command
+    (tmp_path / "words" / "windows" / "params.index.json").unlink()
+    with pytest.raises(CoalqaError, match=r"damaged .*--char_bigrams false --expansions none"):
+        load_index(tmp_path / "words")
+
+
+def test_search_fuses_exactly_the_reciprocal_ranks_of_its_rankings(tmp_path):
+    """Two paths, one answer: the hits of ``search`` are Σ 1/(60 + rank) over each ranking of ``ranking_scores``
+    (chunks scoring 0 left out, each ranking's top 100), computed here in plain Python, best first, ties by row."""
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + WINDOW_CHUNKS + BIGRAM_CHUNKS + EVERYDAY_CHUNKS)
+    build_index([chunks], tmp_path / "idx")
+    index = load_index(tmp_path / "idx")
+    for question in ("巷道顶上挂的隔爆水袋子多久检查一回？", "采煤工作面风速和回风瓦斯浓度最高不得超过多少？", "矿灯能用多久？",
+                     "在井场干活能不能掏手机打电话？"):
+        fused: dict[int, float] = {}
+        for scores in index.ranking_scores(question):
+            ranked = sorted((i for i in range(len(scores)) if scores[i] > 0), key=lambda i: (-scores[i], i))
+            for rank, i in enumerate(ranked[:100], 1):
+                fused[i] = fused.get(i, 0.0) + 1.0 / (60 + rank)
+        expected = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        hits = index.search(question, 5)
+        assert [(h["chunk_id"], h["score"]) for h in hits] == [(index.chunks[i]["id"], round(v, 6)) for i, v in expected]
+
+
 def test_expansion_finds_the_clause_in_regulation_words_and_never_changes_its_text(tmp_path):
     chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + EVERYDAY_CHUNKS)
     question = "在井场干活能不能掏手机打电话？"
@@ -93,6 +160,8 @@ def test_expand_matches_one_character_phrases_only_as_words():
     assert "冲洗" not in expand("冲击地压矿井放炮要离多远？", table, tk)  # 冲 inside 冲击
     assert {"距离", "爆破"} <= set(expand("冲击地压矿井放炮要离多远？", table, tk))
     assert expand("采区避难硐室", table, tk) == []
+    # a one-character verb jieba's HMM would glue to the question word before it (得测) still counts
+    assert {"检测", "测定"} <= set(expand("矿上一个月起码得测几回粉尘？", table, tk))
 
 
 def test_bad_expansion_table_is_refused_with_file_and_line(tmp_path):
@@ -131,12 +200,17 @@ def test_cli_index_flags_reach_the_manifest(tmp_path):
     chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + EVERYDAY_CHUNKS)
     result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "idx")])
     assert result.exit_code == 0, result.output
-    assert "2-sentence windows" in result.output and "query expansions at weight 0.75" in result.output
+    assert "2-sentence windows (words and character bigrams)" in result.output
+    assert "query expansions at weight 0.75" in result.output
     result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "idx0"), "--sentence_window", "0",
                                  "--expansions", "none"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "idx0" / "index.json").read_text(encoding="utf-8"))
-    assert manifest["sentence_window"] == 0 and manifest["expansions"] is None
+    assert manifest["sentence_window"] == 0 and manifest["expansions"] is None and manifest["char_bigrams"] is False
+    result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "idx1"), "--char_bigrams", "false"])
+    assert result.exit_code == 0 and "2-sentence windows," in result.output, result.output
+    manifest = json.loads((tmp_path / "idx1" / "index.json").read_text(encoding="utf-8"))
+    assert manifest["sentence_window"] == 2 and manifest["char_bigrams"] is False
     result = runner.invoke(app, ["retrieve", "--index", str(tmp_path / "idx"), "井场里能不能掏手机？", "-k", "1", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)[0]["chunk_id"] == "c-phone"
 

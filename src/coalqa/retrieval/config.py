@@ -32,6 +32,10 @@ class IndexConfig(BaseModel):
         2, ge=0, description="also rank each chunk by its best run of this many consecutive sentences and fuse that "
         "ranking with the whole-chunk one (RRF); 0: whole chunks only",
     )
+    char_bigrams: bool = Field(
+        True, description="also rank each chunk by its best sentence window matched on overlapping character bigrams "
+        "(independent of where jieba cuts words) and fuse that ranking too (RRF); needs sentence_window > 0",
+    )
     expansions: str = Field(
         "builtin", description="query expansion, everyday words → regulation wording: 'builtin' (the table shipped in "
         "coalqa/retrieval/colloquial.txt), a file of 'phrase<TAB>term term …' lines, or 'none'",

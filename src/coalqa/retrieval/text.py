@@ -9,6 +9,10 @@
   punctuation and a few function and question words (:data:`STOPWORDS`). The index and every query go through
   this one function with the same tokenizer object, so both sides always split alike. Questions also lose
   everyday question words and particles (:data:`QUESTION_WORDS`: 咋, 啥, 呢, 得 …), which the index keeps.
+* **Character bigrams** — :func:`char_bigrams`: the overlapping pairs of Chinese characters of normalised text
+  (runs of letters and digits whole), a second view of the same sentences that does not depend on where jieba cuts
+  (``水袋子``/``水袋``, ``有煤尘爆炸性``, OCR slips such as ``抽釆``): the standard indexing unit of Chinese IR
+  (Nie, Gao, Zhang & Zhou, "On the use of words and n-grams for Chinese information retrieval", IRAL 2000).
 * **Domain terms** — :func:`corpus_terms` collects the corpus' own terms (document titles, chapter and section
   headings, quoted defined terms such as ``“煤尘爆炸性”``) into a jieba user dictionary saved with the index, so
   that they survive segmentation as whole tokens.
@@ -37,6 +41,7 @@ QUESTION_WORDS = frozenset(
 _PUNCT = re.compile(r"^[\W_]+$")
 _ORDINAL = re.compile(r"第[一二三四五六七八九十百千零〇\d]+[编章节条款项]")
 _QUOTED = re.compile(r"[“\"「『]([\u4e00-\u9fff]{2,12})[”\"」』]")
+_GRAM_RUN = re.compile(r"[\u4e00-\u9fff]+|[a-z0-9.%]+")  # a run of Chinese characters, or of letters/digits (1.0%, 4m)
 _SENTENCE_END = re.compile(r"(?<=[。；;！!？?])|\n+")
 
 
@@ -127,6 +132,20 @@ def tokenize(text: str, tokenizer, cache: dict[str, list[str]] | None = None) ->
             if words is None:
                 words = cache[block] = _keep(tokenizer.lcut_for_search(block))
             out += words
+    return out
+
+
+def char_bigrams(text: str) -> list[str]:
+    """The character bigrams of ``text`` (:func:`normalize_for_index` first), in order: each run of Chinese characters
+    gives its overlapping pairs (``反风风量`` → ``反风 风风 风量``; a lone character itself), each run of letters,
+    digits, ``.`` and ``%`` one token (``1.0%``, ``4m``); punctuation and spaces separate runs. ``[]`` when none.
+    """
+    out: list[str] = []
+    for run in _GRAM_RUN.findall(normalize_for_index(text)):
+        if "\u4e00" <= run[0] <= "\u9fff" and len(run) > 1:
+            out += [run[i:i + 2] for i in range(len(run) - 1)]
+        else:
+            out.append(run)
     return out
 
 
