@@ -36,8 +36,8 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
 
     qa = json.loads(Path(next(s["output"] for s in summary["steps"] if s["name"] == "generate")).read_text(encoding="utf-8"))
     assert all({"input", "output", "chunk_id", "source", "locator"} <= set(r) for r in qa)
-    # fact pairs (the demo's default) of the sentences holding the trained items' spans
-    assert all("多少" in r["input"] or "几" in r["input"] or r["input"].endswith("有什么规定？") for r in qa)
+    # article pairs (the demo's default): clause parts holding the trained items' spans, asked by their locator
+    assert all(r["input"].endswith(("是如何规定的？", "的内容是什么？", "的原文是什么？")) for r in qa)
     adapter = Path(summary["adapter"])
     for name in ("adapter_model.safetensors", "train_config.yaml", "run_card.md"):
         assert (adapter / name).is_file()
@@ -54,7 +54,7 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     assert "| all | 3 | key-fact recall |" in md and "| trained | 2 | key-fact recall |" in md
     assert "| base | fine-tuned | base + grounded | fine-tuned + grounded |" in md  # grounded rows, same adapter
     grounded = load_report(next(p for p in work.glob("eval-fine-tuned-grounded-*.json") if not p.name.endswith(".predictions.json")))
-    assert grounded["model"]["adapter"] == str(adapter) and grounded["grounding"]["context_k"] == 1
+    assert grounded["model"]["adapter"] == str(adapter) and grounded["grounding"]["context_k"] == DemoConfig().context_k
     assert summary["retrieval"]["n"] == 3 and "citation_accuracy" in grounded["overall"]
     assert all({"citations", "evidence", "unsupported_numbers"} <= set(i) for i in grounded["items"])
     assert (work / "comparison.png").read_bytes().startswith(b"\x89PNG")
@@ -150,13 +150,12 @@ def test_demo_presets_ship_inside_the_package(tmp_path):
     from coalqa.demo.config import (
         FAST_PRESET,
         STANDIN_PRESET,
-        STANDIN_RAFT_PRESET,
         train_config,
         with_fast_preset,
     )
 
     presets = resources.files("coalqa.demo") / "presets"
-    for name, path in {"standin": STANDIN_PRESET, "standin-raft": STANDIN_RAFT_PRESET, "fast": FAST_PRESET}.items():
+    for name, path in {"standin": STANDIN_PRESET, "fast": FAST_PRESET}.items():
         with resources.as_file(presets / f"{name}.yaml") as found:
             assert Path(found).resolve() == path.resolve()
     repo_configs = Path(__file__).resolve().parents[1] / "configs"
@@ -165,8 +164,9 @@ def test_demo_presets_ship_inside_the_package(tmp_path):
     assert (fast.max_docs, fast.max_steps, fast.max_new_tokens) == (3, 2, 8)
     plain = train_config(DemoConfig(), {}, "base-model", tmp_path / "qa.json")
     raft = train_config(DemoConfig(), {}, "base-model", tmp_path / "qa.json", tmp_path / "index")
-    assert plain.use_4bit is False and plain.num_train_epochs == 7 and plain.learning_rate == 1e-3
-    assert raft.num_train_epochs == 4 and raft.max_length == 768 and raft.context_k == 1  # standin-raft.yaml on top
+    assert plain.use_4bit is False and plain.num_train_epochs == 1 and plain.learning_rate == 5e-4
+    assert plain.index is None and raft.index == tmp_path / "index"
+    assert raft.num_train_epochs == 1 and raft.context_k == 1 and raft.clause_chars == 200  # the demo's RAFT settings
 
 
 @pytest.mark.slow
@@ -188,7 +188,7 @@ def test_an_installed_wheel_finds_the_demo_presets(tmp_path):
                     str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
     wheel = next((tmp_path / "dist").glob("coalqa-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert {f"coalqa/demo/presets/{n}.yaml" for n in ("standin", "standin-raft", "fast")} <= set(names)
+    assert {f"coalqa/demo/presets/{n}.yaml" for n in ("standin", "fast")} <= set(names)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = ("import coalqa, pathlib; from coalqa.demo.config import DemoConfig, train_config, with_fast_preset; "
@@ -198,4 +198,4 @@ def test_an_installed_wheel_finds_the_demo_presets(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], check=False, cwd=site,
                          env=os.environ | {"PYTHONPATH": str(site)}, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["2", "4.0"]  # --fast: 2 steps; RAFT on the stand-in: 4 epochs
+    assert out.stdout.split() == ["2", "1.0"]  # --fast: 2 steps; the stand-in preset: 1 epoch

@@ -238,15 +238,20 @@ def test_prompt_ids_at_training_equal_those_at_answering(built) -> None:
     assert len(train_prompts) == len(QA) and fed == train_prompts
 
 
-def test_demo_preset_names_a_registered_standin() -> None:
-    from coalqa.demo import split_config
-    from coalqa.train import TrainConfig
+def test_the_demo_defaults_to_a_registered_qwen_standin_and_smollm2_keeps_its_recipe(tmp_path) -> None:
+    from coalqa.demo import DemoConfig, split_config
+    from coalqa.demo.config import train_config
 
-    preset = Path(__file__).resolve().parents[1] / "configs" / "demo-qwen2.5-coder-0.5b.yaml"
-    cfg, train = split_config(preset, {})
-    assert cfg.standin in STANDINS and cfg.model_name_or_path is None
-    assert train["use_4bit"] is False  # trained and served on the same full-precision base
-    TrainConfig.model_validate(train | {"model_name_or_path": "x", "data": "x.json"})
+    default = DemoConfig()
+    assert default.standin in STANDINS and default.model_name_or_path is None
+    train = train_config(default, {}, "base", tmp_path / "qa.json", tmp_path / "index")
+    assert train.use_4bit is False  # trained and served on the same full-precision base
+    assert (train.context_k, train.clause_chars) == (default.train_context_k, default.clause_chars)
+
+    smol, smol_train = split_config(Path(__file__).resolve().parents[1] / "configs" / "demo-smollm2-135m.yaml", {})
+    assert smol.standin == "smollm2-135m-instruct" and (smol.context_k, smol.clause_chars) == (1, 60)
+    assert smol.clause_kinds == ["fact"]
+    assert train_config(smol, smol_train, "base", tmp_path / "qa.json").num_train_epochs == 4
 
 
 def test_what_a_killed_run_left_is_neither_trusted_nor_kept(tmp_path) -> None:

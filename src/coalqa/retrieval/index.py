@@ -182,11 +182,7 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
     hashes = [file_sha256(f) if f.is_file() else None for f in files]
     chunks = read_index_chunks(files)
     asked, question_stats = _read_questions(questions, references, chunks)
-    embedder = None
-    if embedding_model:
-        from coalqa.retrieval.dense import load_embedder
-
-        embedder = load_embedder(embedding_model)
+    embedder = _embedder(embedding_model)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     tmp.chmod(new_file_mode(directory=True))  # mkdtemp makes it 0o700; the index is read by whoever reads the chunks
@@ -230,6 +226,15 @@ def build_index(chunk_files: Sequence[str | Path], out_dir: str | Path, *, embed
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _embedder(embedding_model: str | None):
+    """The embedding model of a hybrid index (:func:`coalqa.retrieval.dense.load_embedder`), or ``None``."""
+    if not embedding_model:
+        return None
+    from coalqa.retrieval.dense import load_embedder
+
+    return load_embedder(embedding_model)
 
 
 def _expansion_table(expansions, sentence_window, expansion_weight):
