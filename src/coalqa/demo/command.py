@@ -21,7 +21,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline on real regulations: chunk → QA pairs → LoRA → answers before/after → eval table.
 
-    Offline and on CPU by default (stand-in model SmolLM2-135M-Instruct, ~17 min on 2 cores); every
+    Offline and on CPU by default (stand-in model Qwen2.5-Coder-0.5B-Instruct, ~19 min on 2 cores); every
     step is cached in --work_dir and reused on a rerun.
     """
     cfg, preset = split_config(config, overrides)
