@@ -133,6 +133,14 @@ async def _json_body(request: Request, max_body_bytes: int) -> dict:
     return data
 
 
+def _required_int(data: dict, key: str, what: str) -> int:
+    """``data[key]`` as an int; :class:`Refused` (400) naming the field and ``what`` it is otherwise."""
+    try:
+        return int(data.get(key))
+    except (TypeError, ValueError):
+        raise Refused(400, f"{key} ({what}) is required", "invalid_request") from None
+
+
 def _view_of(rs: ReviewSet, params) -> list:
     """The pairs (with their status) of the view ``params`` names: ``status doc flag q sort``."""
     status, flag = str(params.get("status") or ""), str(params.get("flag") or "")
@@ -199,10 +207,7 @@ def _add_write_routes(app: FastAPI, rs: ReviewSet, reviewer: str, max_body_bytes
         pid = str(data.get("pair_id") or "")
         if pid not in rs.by_id:
             raise Refused(404, f"no pair {pid!r}", "not_found")
-        try:
-            base = int(data.get("base_version"))
-        except (TypeError, ValueError):
-            raise Refused(400, "base_version (the pair's version the page showed) is required", "invalid_request")
+        base = _required_int(data, "base_version", "the pair's version the page showed")
         try:
             rec = actions.decide(rs, pid, str(data.get("decision") or ""), base, reviewer,
                                  question=data.get("question"), answer=data.get("answer"), reason=data.get("reason"),
@@ -219,10 +224,7 @@ def _add_write_routes(app: FastAPI, rs: ReviewSet, reviewer: str, max_body_bytes
     async def bulk(request: Request):
         data = await _json_body(request, max_body_bytes)
         view = [p for p, _ in _view_of(rs, data)]
-        try:
-            count = int(data.get("count"))
-        except (TypeError, ValueError):
-            raise Refused(400, "count (the number of pairs confirmed) is required", "invalid_request")
+        count = _required_int(data, "count", "the number of pairs confirmed")
         try:
             recs = actions.bulk(rs, view, str(data.get("decision") or ""), reviewer, count,
                                 reason=data.get("reason"), note=data.get("note"))
