@@ -356,6 +356,7 @@ STANDINS: dict[str, Standin] = {
         folder="qwen2.5-coder-1.5b-instruct",
     ),
 }
+DEFAULT_STANDIN = "qwen2.5-coder-0.5b-instruct"  # the demo's stand-in when no model is given
 STANDIN_RECORD = "coalqa_standin.json"  # provenance record inside a built stand-in folder
 _CHUNK = 1 << 22
 
@@ -596,7 +597,7 @@ def prepare_standin(name: str, cache: str | Path | None = None, *, registry: dic
 TINY_QWEN2_DESCRIPTION = "tiny random Qwen2 (9.8M parameters, R1-Distill tokenizer): a smoke test, its answers are noise"
 
 
-def standin_model(work_dir: str | Path, *, fast: bool, standin: str = "qwen2.5-coder-0.5b-instruct",
+def standin_model(work_dir: str | Path, *, fast: bool, standin: str = DEFAULT_STANDIN,
                   say: Callable[[str], None] = print) -> tuple[str, str, bool]:
     """The offline stand-in base model of ``coalqa demo``: ``(folder, description, reused)``.
 
