@@ -35,6 +35,8 @@ def written(text: str) -> list[str]:
         ("两个月内", ["2month"]),
         ("温度-5℃", ["-5℃"]),
         ("依照第二十条的规定", []),
+        ("5.2瓦斯抽采，设2安全出口，灯功率5瓦、电流3安", ["5.2", "2", "5W", "3A"]),  # 瓦斯 and 安全 are words, not W and A
+        ("设计生产能力4.0Mt/a，即400万吨/年", ["4Mt/year", "4000000t/year"]),  # t/a: tonnes per annum
     ],
 )
 def test_find_quantities(text, expected):
@@ -50,7 +52,8 @@ def test_chinese_numerals():
 @pytest.mark.parametrize(
     ("a", "b"),
     [("11小时", "11h"), ("11h", "660分钟"), ("30摄氏度", "30℃"), ("30℃", "30°C"), ("1%", "1.0%"), ("三次", "3次"),
-     ("5立方米每分钟", "5m3/min"), ("2千米", "2000m"), ("20人", "二十名"), ("0.5MPa", "500kPa")],
+     ("5立方米每分钟", "5m3/min"), ("2千米", "2000m"), ("20人", "二十名"), ("0.5MPa", "500kPa"),
+     ("1.2Mt/a", "120万t/a"), ("90万t/a", "90万吨/年"), ("500kt", "0.5Mt")],
 )
 def test_same_quantity_across_writings(a, b):
     (qa,), (qb,) = find_quantities(a), find_quantities(b)
@@ -58,7 +61,8 @@ def test_same_quantity_across_writings(a, b):
     assert canonical_text(a) == canonical_text(b)
 
 
-@pytest.mark.parametrize(("a", "b"), [("10天", "15天"), ("20%", "18%"), ("3m", "3min"), ("30℃", "130℃")])
+@pytest.mark.parametrize(("a", "b"), [("10天", "15天"), ("20%", "18%"), ("3m", "3min"), ("30℃", "130℃"), ("1.2Mt/a", "1.2m"),
+                                      ("2A", "2t/a")])
 def test_different_quantities(a, b):
     (qa,), (qb,) = find_quantities(a), find_quantities(b)
     assert not same_quantity(qa, qb)

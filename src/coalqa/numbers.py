@@ -16,7 +16,10 @@ Reading rules (each covered by ``tests/test_numbers.py``):
   the start of a line or after punctuation (``1．``, ``（2）``, ``3、``), identifiers and formulas where digits
   are glued to Latin letters (``GB50471-2008``, ``CH4``, ``ST12``) and unit exponents (``m3``, ``m/s2``).
 * Equal values compare equal whatever the writing: ``1`` = ``1.0``, ``11小时`` = ``11h`` = ``660min``
-  (units of one dimension are scaled to a base unit: m, s, g, Pa, L, m2, W, V, A), ``30摄氏度`` = ``30℃`` = ``30°C``.
+  (units of one dimension are scaled to a base unit: m, s, g, Pa, L, m2, W, V, A), ``30摄氏度`` = ``30℃`` = ``30°C``;
+  a mine's capacity ``1.2Mt/a`` = ``120万t/a`` = ``120万吨/年`` (``a`` after ``/`` is a year, not an ampere).
+* ``瓦`` and ``安`` are units only where they do not begin a word: ``5.2瓦斯`` is a number before 瓦斯 (not 5.2 W),
+  ``2安全出口`` not 2 A.
 
 The unit table (:data:`UNITS`) is the documented source of every alias; it is printed in eval reports.
 """
@@ -61,6 +64,8 @@ UNITS: dict[str, tuple[tuple[str, ...], str, Decimal]] = {
     "g": (("g", "克"), "g", Decimal(1)),
     "kg": (("kg", "千克", "公斤"), "g", Decimal(1000)),
     "t": (("t", "吨"), "g", Decimal(1000000)),
+    "kt": (("kt", "千吨"), "g", Decimal(10) ** 9),
+    "Mt": (("mt", "兆吨", "百万吨"), "g", Decimal(10) ** 12),  # mine capacity: 1.2Mt/a = 120万t/a
     # pressure
     "Pa": (("pa", "帕", "帕斯卡"), "Pa", Decimal(1)),
     "kPa": (("kpa", "千帕"), "Pa", Decimal(1000)),
@@ -118,6 +123,11 @@ _CN_MULT = {"十": 10, "百": 100, "千": 1000, "万": 10000}
 _CN = "零〇一二三四五六七八九两十百千万"
 
 
+# One-character Chinese units that also begin words a number can stand before: 5.2瓦斯抽采 (a clause number and
+# 瓦斯, not 5.2 W), 2安全出口 (not 2 A).
+_WORD_STARTS = {"瓦": "斯", "安": "全装设置排"}
+
+
 def _unit_regex() -> str:
     aliases = sorted(_ALIAS, key=len, reverse=True)  # longest first: mm before m, min before m, 个月 before 个
     parts = []
@@ -125,6 +135,8 @@ def _unit_regex() -> str:
         body = re.escape(a)
         if a[-1].isascii() and a[-1].isalpha():
             body += r"(?![a-z])"  # 5ms is not 5 m; 5m3 is m3 (listed), 5mpa is MPa
+        if a in _WORD_STARTS:
+            body += f"(?![{_WORD_STARTS[a]}])"
         parts.append(body)
     return "|".join(parts)
 
@@ -259,6 +271,8 @@ def _canonical_unit(written: str) -> str:
         return ""
     parts = re.split(r"\s*(?:/|每)\s*", written, maxsplit=1)
     units = [_ALIAS[p] for p in parts]
+    if len(units) == 2 and parts[1] == "a":  # per annum, not per ampere: 90万t/a = 90万吨/年
+        units[1] = "year"
     return "/".join(units)
 
 
