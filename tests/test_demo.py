@@ -12,6 +12,7 @@ from coalqa.cli import app
 from coalqa.config import ConfigError
 from coalqa.demo import DemoConfig, split_config
 from coalqa.eval import load_references, load_report
+from coalqa.eval.panels import quality_goals
 from coalqa.eval.references import locate_sources, overlaps_span
 
 runner = CliRunner()
@@ -57,6 +58,10 @@ def test_fast_demo_runs_every_stage_and_reuses_them(tmp_path, corpus_dir, eval_f
     assert grounded["model"]["adapter"] == str(adapter) and grounded["grounding"]["context_k"] == DemoConfig().context_k
     assert summary["retrieval"]["n"] == 3 and "citation_accuracy" in grounded["overall"]
     assert all({"citations", "evidence", "unsupported_numbers"} <= set(i) for i in grounded["items"])
+    goals = {g["name"]: g for g in summary["quality_goals"]}  # checked on the grounded reports, also printed
+    assert goals["key-fact recall, all items"]["fine_tuned"] == grounded["overall"]["key_fact_recall"]
+    assert goals["key-fact recall, not trained"]["fine_tuned"] == grounded["groups"]["not trained"]["key_fact_recall"]
+    assert "quality goals" in result.output and "key-fact recall, not trained" in result.output
     assert (work / "comparison.png").read_bytes().startswith(b"\x89PNG")
     seen_md = (work / "comparison-seen.md").read_text(encoding="utf-8")  # recitation check on training questions
     assert "| all | 2 | ROUGE-L F1 |" in seen_md and summary["recitation_check"]["base"]["n"] == 2
@@ -199,3 +204,22 @@ def test_an_installed_wheel_finds_the_demo_presets(tmp_path):
                          env=os.environ | {"PYTHONPATH": str(site)}, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["2", "1.0"]  # --fast: 2 steps; the stand-in preset: 1 epoch
+
+
+def test_quality_goals_compare_the_fine_tuned_grounded_report_with_its_bounds_and_the_base():
+    def report(all_kfr, nt_kfr, unsupported, citation):
+        return {"overall": {"key_fact_recall": all_kfr, "unsupported_number_rate": unsupported, "citation_accuracy": citation},
+                "groups": {"not trained": {"key_fact_recall": nt_kfr}}}
+
+    rows = {r["name"]: r for r in quality_goals(report(0.633, 0.65, 0.033, 0.867), report(0.76, 0.64, 0.067, 0.9))}
+    assert rows["key-fact recall, all items"] == {"name": "key-fact recall, all items", "goal": ">= 0.75",
+                                                  "fine_tuned": 0.76, "base": 0.633, "met": True}
+    assert rows["key-fact recall, not trained"]["met"] is False  # 0.64 < 0.65
+    assert rows["unsupported-number rate"]["met"] is False  # 0.067 > 0.05
+    assert rows["citation accuracy"]["met"] is None and rows["citation accuracy"]["fine_tuned"] == 0.9
+    assert rows["beats the base, not trained"]["met"] is False  # 0.64 against the base's 0.65
+    at_bounds = {r["name"]: r["met"] for r in quality_goals(report(0.6, 0.6, 0.0, None), report(0.75, 0.65, 0.05, None))}
+    assert at_bounds["key-fact recall, all items"] and at_bounds["key-fact recall, not trained"]
+    assert at_bounds["unsupported-number rate"] and at_bounds["beats the base, not trained"]
+    missing = {r["name"]: r for r in quality_goals({"overall": {}}, {"overall": {}})}  # no groups, no metrics
+    assert all(r["met"] is None and r["fine_tuned"] is None for r in missing.values())

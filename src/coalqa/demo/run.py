@@ -49,7 +49,7 @@ from coalqa.demo.steps import (
     step_train,
 )
 from coalqa.errors import CoalqaError
-from coalqa.eval.panels import print_comparison
+from coalqa.eval.panels import print_comparison, print_quality_goals, quality_goals
 from coalqa.eval.references import locate_sources, seen_references
 from coalqa.hardware import choose_dtype
 from coalqa.jsonio import file_sha256, write_json_atomic
@@ -204,6 +204,7 @@ def _summary(cfg: DemoConfig, progress: _Progress, data: dict[str, Any], model: 
     }
     if answers.get("grounded"):
         summary["retrieval"] = answers["grounded"][0].get("retrieval")
+        summary["quality_goals"] = quality_goals(*answers["grounded"])
     if "seen" in answers:
         summary["recitation_check"] = {"base": answers["seen"][0]["overall"], "fine-tuned": answers["seen"][1]["overall"],
                                        "markdown": str(cfg.work_dir / "comparison-seen.md")}
@@ -229,6 +230,8 @@ def run_demo(cfg: DemoConfig, preset: dict[str, Any] | None = None, console: Con
     md_path, png_path = print_comparison(cfg.work_dir, cfg.show, cfg.seen_questions, console, answers)
     total = time.monotonic() - progress.started
     summary = _summary(cfg, progress, data, model, answers, (md_path, png_path), total)
+    if "quality_goals" in summary:
+        print_quality_goals(summary["quality_goals"], console)
     write_json_atomic(cfg.work_dir / "demo_summary.json", summary)
     reused_steps = [s.name for s in progress.steps if s.reused and s.name != "model"]
     run_dir, index_dir = answers["run_dir"], data["index_dir"]
