@@ -7,9 +7,9 @@ Usage::
     python bench/gate.py --max_chars 300 --min_score 3 --context_k 1   # the demo's index and gate
 
 Chunks ``../shared/corpus/coal-safety`` (``--max_chars``, default 1,500, as ``bench/retrieval.py``), builds the default index, takes
-the top ``--context_k`` hits of every question and applies :func:`coalqa.grounding.supports_question` three
-times: **before** — the old gate, ``min_score`` 5 alone (the question's own words' BM25); ``--min_score`` alone; and
-``--min_score`` or ``--min_expanded_score`` (defaults: those of grounded answering) (the expansion-weighted score of the whole clause and of its best sentence window, the
+the top ``--context_k`` hits of every question and applies :func:`coalqa.grounding.supports_question` four
+times: **before** — the old gate, ``min_score`` 5 alone (the question's own words' BM25); ``--min_score`` alone;
+``--min_score`` or ``--min_expanded_score``; and those or ``--min_coverage`` (defaults: those of grounded answering) (the expansion-weighted score of the whole clause and of its best sentence window, the
 lower, for a clause holding at least one of the question's own words). Printed per set: the share of questions
 whose source clause (strict: ``source_doc`` holding ``source_span``) is in the top hits and passes the gate, the
 share for which any top hit passes; for the off-topic questions (``bench/data/offtopic.txt``, written for this bench:
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 from coalqa.corpus import load_documents, split_into_chunks, write_chunks
 from coalqa.eval import load_references
 from coalqa.eval.grounding import is_source
-from coalqa.grounding import supports_question
+from coalqa.grounding import supports_question, with_coverage
 from coalqa.retrieval import build_index, load_index
 from coalqa.retrieval.config import GroundingConfig
 
@@ -55,12 +55,17 @@ def main() -> None:
     ap.add_argument("--max_chars", type=int, default=1500, help="chunk size (the demo: 300, with --min_score 3 --context_k 1)")
     ap.add_argument("--min_score", type=float, default=GroundingConfig().min_score)
     ap.add_argument("--min_expanded_score", type=float, default=GroundingConfig().min_expanded_score)
+    ap.add_argument("--min_coverage", type=float, default=GroundingConfig().min_coverage)
     args = ap.parse_args()
     refs = args.references or [REPO.parent / "shared" / "eval" / f"{n}.jsonl" for n in ("dev", "dev2")]
-    gates = {"before (min_score 5 alone)": GroundingConfig(min_score=5.0, min_expanded_score=None),
-             f"min_score {args.min_score:g} alone": GroundingConfig(min_score=args.min_score, min_expanded_score=None),
+    gates = {"before (min_score 5 alone)": GroundingConfig(min_score=5.0, min_expanded_score=None, min_coverage=None),
+             f"min_score {args.min_score:g} alone": GroundingConfig(min_score=args.min_score, min_expanded_score=None,
+                                                                    min_coverage=None),
              f"min_score {args.min_score:g} or min_expanded_score {args.min_expanded_score:g}":
-                 GroundingConfig(min_score=args.min_score, min_expanded_score=args.min_expanded_score)}
+                 GroundingConfig(min_score=args.min_score, min_expanded_score=args.min_expanded_score, min_coverage=None),
+             f"… or min_coverage {args.min_coverage:g} (default)":
+                 GroundingConfig(min_score=args.min_score, min_expanded_score=args.min_expanded_score,
+                                 min_coverage=args.min_coverage)}
     documents, _ = load_documents([args.docs])
     chunks = [c for d in documents for c in split_into_chunks(d, args.max_chars)]
     offtopic = read_questions(args.offtopic)
@@ -72,9 +77,14 @@ def main() -> None:
         write_chunks(chunks, Path(tmp) / "chunks.jsonl")
         build_index([Path(tmp) / "chunks.jsonl"], Path(tmp) / "index")
         index = load_index(Path(tmp) / "index")
-        sets = {p.stem: [(r, index.search(r["question"], args.context_k)) for r in load_references(p)] for p in refs}
-        off = [(q, index.search(q, args.context_k)) for q in offtopic]
-        short = [(re.compile(rx), index.search(q, args.context_k)) for q, rx in everyday]
+        cov = GroundingConfig()  # hits carry their coverage; gates without min_coverage ignore it
+
+        def top(q: str) -> list[dict]:
+            return with_coverage(index, q, index.search(q, args.context_k), cov)
+
+        sets = {p.stem: [(r, top(r["question"])) for r in load_references(p)] for p in refs}
+        off = [(q, top(q)) for q in offtopic]
+        short = [(re.compile(rx), top(q)) for q, rx in everyday]
     load = os.getloadavg()
     print(f"{len(chunks)} chunks; top {args.context_k} hits per question; load {load[0]:.1f}\n")
     print("| gate | set | source clause passes | any top hit passes | off-topic abstained |\n|---|---|---:|---:|---:|")
@@ -97,7 +107,8 @@ def main() -> None:
     for name, cfg in gates.items():
         print(f"\noff-topic questions answered, {name}:")
         for q, h in [(q, h) for q, hits in off for h in hits if supports_question(h, cfg)]:
-            print(f"  {q}  →  《{h['title']}》{h['locator']}  bm25 {h['bm25']:.2f}  expanded {h['expanded']:.2f}")
+            print(f"  {q}  →  《{h['title']}》{h['locator']}  bm25 {h['bm25']:.2f}  expanded {h['expanded']:.2f}  "
+                  f"coverage {h.get('coverage', 0.0):.2f}")
 
 
 if __name__ == "__main__":

@@ -271,6 +271,48 @@ def test_support_gate_lets_an_everyday_question_through_by_its_expansion_and_nee
     assert "c-phone" in [h["chunk_id"] for h in retrieve_support(index, EVERYDAY_PHONE_Q, gate, 3).supporting]
 
 
+SMOKE_CHUNK = {"id": "c-smoke", "source": "2-煤矿建设安全规程.txt", "title": "煤矿建设安全规程", "locator": "第九条",
+               "heading": "第一编 总则", "text": "第九条 入井人员严禁携带烟草和点火物品。井下严禁吸烟。"}
+
+
+def test_coverage_counts_the_question_words_a_clause_states_directly_or_through_the_expansion_table(tmp_path):
+    from conftest import write_chunks_file as write
+
+    from coalqa.retrieval.expansion import BUILTIN, read_expansions
+    from coalqa.retrieval.text import coverage, make_tokenizer
+
+    tk, table = make_tokenizer(), read_expansions(BUILTIN)
+    # content: 井下 不能 抽烟 (6 characters; 能 is a question word); 井下 is in the clause, 不能 (in the phrase 能不能 → 严禁)
+    # and 抽烟 → 吸烟 through the table
+    assert coverage("井下能不能抽烟？", "井下严禁吸烟。", tk, table) == 1.0
+    assert coverage("井下能不能抽烟？", "井下严禁吸烟。", tk) == pytest.approx(2 / 6)  # no table: 井下 alone
+    assert coverage("井下能不能打篮球？", "井下严禁吸烟。", tk, table) == pytest.approx(4 / 7)  # 打篮球 is nowhere
+    assert coverage("？", "井下严禁吸烟。", tk, table) == 0.0
+    build_index([write(tmp_path / "chunks.jsonl", SMALL_CHUNKS + [SMOKE_CHUNK])], tmp_path / "idx")
+    index = load_index(tmp_path / "idx")
+    assert index.coverage("井下能不能抽烟？", SMOKE_CHUNK["text"]) == 1.0
+
+
+def test_support_gate_lets_a_short_everyday_question_through_when_the_clause_covers_all_of_it(tmp_path):
+    from conftest import write_chunks_file as write
+
+    from coalqa.grounding import retrieve_support, supports_question, with_coverage
+    from coalqa.retrieval.config import GroundingConfig
+
+    build_index([write(tmp_path / "chunks.jsonl", SMALL_CHUNKS + [SMOKE_CHUNK])], tmp_path / "idx")
+    index = load_index(tmp_path / "idx")
+    gate = GroundingConfig(min_score=1000, min_expanded_score=None)  # the two scores out of reach: coverage alone
+    smoke = with_coverage(index, "井下能不能抽烟？", index.search("井下能不能抽烟？", 1), gate)[0]
+    assert smoke["chunk_id"] == "c-smoke" and smoke["bm25"] > 0 and smoke["coverage"] == 1.0
+    assert supports_question(smoke, gate)
+    assert not supports_question(smoke, gate.model_copy(update={"min_coverage": None}))  # the route switched off
+    assert [h["chunk_id"] for h in retrieve_support(index, "井下能不能抽烟？", gate, 1).supporting] == ["c-smoke"]
+    basketball = retrieve_support(index, "井下能不能打篮球？", gate, 3)  # shares 井下 and 能不能, not what is asked
+    assert basketball.hits and not basketball.supporting
+    assert all(h.get("coverage", 0.0) < gate.min_coverage for h in basketball.hits)
+    assert retrieve_support(index, "井下能不能抽烟？", gate, 1).context[0]["text"] == SMOKE_CHUNK["text"]  # text unchanged
+
+
 @pytest.mark.slow  # chunks and indexes the whole real corpus (~15 s on 2 cores)
 def test_default_support_gate_on_the_real_corpus_answers_everyday_words_and_abstains_off_topic(corpus_dir, tmp_path):
     from coalqa.corpus import load_documents, split_into_chunks, write_chunks
@@ -285,6 +327,9 @@ def test_default_support_gate_on_the_real_corpus_answers_everyday_words_and_abst
     top = everyday.supporting[0]
     assert top["bm25"] < cfg.min_score and top["expanded"] >= cfg.min_expanded_score  # let through by the expansion
     assert "停电撤人" in top["text"] and "瓦斯" in top["text"]  # the clause it means: 瓦斯超限…停电撤人
+    short = retrieve_support(index, "井下能不能抽烟？", cfg, 3).supporting  # too short for either score: by coverage
+    assert short and all(h["bm25"] < cfg.min_score and h["expanded"] < cfg.min_expanded_score for h in short)
+    assert any("吸烟" in h["text"] or "烟草" in h["text"] for h in short)
     for question in (OFF_TOPIC_PHONE_Q, "坐火车能不能带充电宝？", OFF_TOPIC, "银行柜员每天交接班要清点什么？"):
         g = retrieve_support(index, question, cfg, 3)
         assert g.hits and not g.supporting, (question, [(h["bm25"], h["expanded"]) for h in g.hits])

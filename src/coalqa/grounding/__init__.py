@@ -20,6 +20,7 @@ from coalqa.grounding.answer import (
     finish,
     retrieve_support,
     supports_question,
+    with_coverage,
 )
 from coalqa.retrieval.config import GroundingConfig
 
@@ -38,4 +39,5 @@ __all__ = [
     "finish",
     "retrieve_support",
     "supports_question",
+    "with_coverage",
 ]

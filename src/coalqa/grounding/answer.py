@@ -6,8 +6,10 @@
 1. retrieve ``context_k`` clauses (:meth:`coalqa.retrieval.Index.search`); a clause *supports* the question
    (:func:`supports_question`) when the BM25 score of the question's own words reaches ``min_score``, or when it
    holds at least one of them and its score counting the expansion terms (``expanded``: the whole clause and its
-   best sentence window, the lower) reaches ``min_expanded_score`` (or, in a hybrid index, when its cosine
-   similarity reaches ``min_similarity``); clauses that do not are never put into the prompt nor cited;
+   best sentence window, the lower) reaches ``min_expanded_score``, or when it holds one of them and its best
+   sentences state at least ``min_coverage`` of the question's content characters, directly or through the expansion
+   table (``coverage``, :meth:`coalqa.retrieval.Index.coverage`: short everyday questions) (or, in a hybrid index,
+   when its cosine similarity reaches ``min_similarity``); clauses that do not are never put into the prompt nor cited;
 2. no supporting clause: abstain (the answer says no supporting clause was found; no generation) or, with
    ``abstain`` off, answer from memory and mark the result ``grounded: false``;
 3. otherwise answer with the supporting clauses in the prompt (:func:`coalqa.template.user_message`), and add
@@ -88,22 +90,36 @@ def check_adapter_fits_index(peft_model: str | Path, index: Index, config: Groun
     check_index_fits(ChatModel.prompt_format_only(peft_model), index, config)
 
 
+COVERAGE_CHARS = 150  # coverage is measured on a clause's best-matching sentences, up to this many characters (~2)
+
+
 def supports_question(hit: dict, config: GroundingConfig) -> bool:
     """Whether a retrieved clause (a :meth:`coalqa.retrieval.Index.search` hit) supports its question: the support
     gate of the module docstring, step 1. ``bm25``: the question's own words on the clause; ``expanded``: with the
     expansion terms at their weight, the lower of the whole clause and its best sentence window (absent in hits of
-    older callers: 0)."""
+    older callers: 0); ``coverage``: added by :func:`with_coverage` (absent: 0)."""
     own = hit["bm25"]
-    if own > 0 and (own >= config.min_score or config.min_expanded_score is not None
-                    and hit.get("expanded", 0.0) >= config.min_expanded_score):
+    if own > 0 and (own >= config.min_score
+                    or config.min_expanded_score is not None and hit.get("expanded", 0.0) >= config.min_expanded_score
+                    or config.min_coverage is not None and hit.get("coverage", 0.0) >= config.min_coverage):
         return True
     return hit.get("dense", -1.0) >= config.min_similarity
+
+
+def with_coverage(index: Index, question: str, hits: list[dict], config: GroundingConfig) -> list[dict]:
+    """``hits`` with ``coverage`` (:meth:`coalqa.retrieval.Index.coverage` of ``question`` on the clause's best
+    sentences, up to :data:`COVERAGE_CHARS` characters; rounded to 4 places) added to each that holds one of the
+    question's own words, when ``config.min_coverage`` is set; else unchanged."""
+    if config.min_coverage is None:
+        return hits
+    return [h | {"coverage": round(index.coverage(question, index.focus(question, h["text"], COVERAGE_CHARS)), 4)}
+            if h["bm25"] > 0 else h for h in hits]
 
 
 def retrieve_support(index: Index, question: str, config: GroundingConfig, k: int, clause_chars: int = 0) -> Grounding:
     """Retrieve ``k`` clauses for ``question`` and keep those that support it (see the module docstring); their
     prompt text is cut to ``clause_chars`` (``PromptFormat.clause_chars``, :meth:`coalqa.retrieval.Index.focus`)."""
-    hits = index.search(question, k)
+    hits = with_coverage(index, question, index.search(question, k), config)
     supporting = [h for h in hits if supports_question(h, config)]
     context = [h | {"text": index.focus(question, h["text"], clause_chars)} for h in supporting] or None
     return Grounding(question, hits, supporting, context)

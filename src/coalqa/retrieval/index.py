@@ -62,6 +62,7 @@ from coalqa.retrieval.text import (
     TOKENIZER_VERSION,
     char_bigrams,
     corpus_terms,
+    coverage,
     make_tokenizer,
     normalize_for_index,
     split_sentences,
@@ -590,6 +591,11 @@ class Index:
         if last != len(scored) - 1:
             out.append(gap)
         return "".join(out)
+
+    def coverage(self, question: str, text: str) -> float:
+        """The share of ``question``'s content characters ``text`` states, directly or through this index's expansion
+        table (:func:`coalqa.retrieval.text.coverage`; without expansion, directly only): a float in [0, 1]."""
+        return coverage(question, text, self.tokenizer, self.expansions if self.expansion_weight > 0 else None)
 
     def idf(self, token: str) -> float:
         """BM25 inverse document frequency of ``token`` in this index (0 for a token it does not hold)."""

@@ -152,3 +152,39 @@ def char_bigrams(text: str) -> list[str]:
 def split_sentences(text: str) -> list[str]:
     """``text`` cut after ``。；！？`` and at line breaks; pieces stripped, empty ones dropped, wording unchanged."""
     return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+
+
+_CONTENT_CHAR = re.compile(r"[\u4e00-\u9fff0-9a-z]")
+
+
+def coverage(question: str, text: str, tokenizer, table: dict[str, list[str]] | None = None) -> float:
+    """The share of ``question``'s content characters that ``text`` states, directly or in the regulation's wording.
+
+    Content characters: Chinese characters, letters and digits of the question's words (jieba's precise cut without
+    HMM, as :func:`coalqa.retrieval.expand` cuts) other than :data:`QUESTION_WORDS`. One is covered when it is part
+    of a character bigram of the question that ``text`` holds (``井下`` in ``井下严禁吸烟``), or of a phrase of two or
+    more characters of the expansion ``table`` one of whose terms ``text`` holds (``抽烟`` → ``吸烟``). Both texts
+    are normalised (:func:`normalize_for_index`). Returns a float in [0, 1]; 0 when the question has no content
+    character. A short question in everyday words (井下能不能抽烟？) scores low on BM25 however well its clause answers
+    it; this says whether the clause answers *all* of it.
+    """
+    q, t = normalize_for_index(question), normalize_for_index(text)
+    content = [False] * len(q)
+    pos = 0
+    for word in tokenizer.lcut(q, HMM=False):
+        if word not in QUESTION_WORDS:
+            for i in range(pos, pos + len(word)):
+                content[i] = bool(_CONTENT_CHAR.match(q[i]))
+        pos += len(word)
+    covered = [False] * len(q)
+    for i in range(len(q) - 1):
+        if content[i] and content[i + 1] and q[i:i + 2] in t:
+            covered[i] = covered[i + 1] = True
+    for phrase, terms in (table or {}).items():
+        start = q.find(phrase) if len(phrase) > 1 else -1
+        while start >= 0:
+            if any(term in t for term in terms):
+                covered[start:start + len(phrase)] = [True] * len(phrase)
+            start = q.find(phrase, start + 1)
+    n = sum(content)
+    return sum(c and k for c, k in zip(content, covered)) / n if n else 0.0
