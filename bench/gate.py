@@ -63,7 +63,8 @@ def main() -> None:
                                                                     min_coverage=None),
              f"min_score {args.min_score:g} or min_expanded_score {args.min_expanded_score:g}":
                  GroundingConfig(min_score=args.min_score, min_expanded_score=args.min_expanded_score, min_coverage=None),
-             f"… or min_coverage {args.min_coverage:g} (default)":
+             f"… or min_coverage {args.min_coverage:g}"
+             + (" (default)" if args.min_coverage == GroundingConfig().min_coverage else ""):
                  GroundingConfig(min_score=args.min_score, min_expanded_score=args.min_expanded_score,
                                  min_coverage=args.min_coverage)}
     documents, _ = load_documents([args.docs])

@@ -288,6 +288,8 @@ def test_coverage_counts_the_question_words_a_clause_states_directly_or_through_
     assert coverage("井下能不能抽烟？", "井下严禁吸烟。", tk) == pytest.approx(2 / 6)  # no table: 井下 alone
     assert coverage("井下能不能打篮球？", "井下严禁吸烟。", tk, table) == pytest.approx(4 / 7)  # 打篮球 is nowhere
     assert coverage("？", "井下严禁吸烟。", tk, table) == 0.0
+    # function words (要, 吗: STOPWORDS) are not content; 下井 → 入井 through the table, 戴安全帽 directly
+    assert coverage("下井要戴安全帽吗？", "入井人员必须戴安全帽。", tk, table) == 1.0
     build_index([write(tmp_path / "chunks.jsonl", SMALL_CHUNKS + [SMOKE_CHUNK])], tmp_path / "idx")
     index = load_index(tmp_path / "idx")
     assert index.coverage("井下能不能抽烟？", SMOKE_CHUNK["text"]) == 1.0

@@ -161,7 +161,7 @@ def coverage(question: str, text: str, tokenizer, table: dict[str, list[str]] | 
     """The share of ``question``'s content characters that ``text`` states, directly or in the regulation's wording.
 
     Content characters: Chinese characters, letters and digits of the question's words (jieba's precise cut without
-    HMM, as :func:`coalqa.retrieval.expand` cuts) other than :data:`QUESTION_WORDS`. One is covered when it is part
+    HMM, as :func:`coalqa.retrieval.expand` cuts) other than :data:`QUESTION_WORDS` and :data:`STOPWORDS`. One is covered when it is part
     of a character bigram of the question that ``text`` holds (``井下`` in ``井下严禁吸烟``), or of a phrase of two or
     more characters of the expansion ``table`` one of whose terms ``text`` holds (``抽烟`` → ``吸烟``). Both texts
     are normalised (:func:`normalize_for_index`). Returns a float in [0, 1]; 0 when the question has no content
@@ -172,7 +172,7 @@ def coverage(question: str, text: str, tokenizer, table: dict[str, list[str]] | 
     content = [False] * len(q)
     pos = 0
     for word in tokenizer.lcut(q, HMM=False):
-        if word not in QUESTION_WORDS:
+        if word not in QUESTION_WORDS and word not in STOPWORDS:
             for i in range(pos, pos + len(word)):
                 content[i] = bool(_CONTENT_CHAR.match(q[i]))
         pos += len(word)
