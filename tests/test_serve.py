@@ -5,7 +5,8 @@ Servers (tiny Qwen2 + the rebuilt R1-Distill tokenizer, float32):
 
 * ``tuned`` — a real adapter from ``coalqa train`` that learnt to answer 专职爆破工，12h。 to every question; API key;
   small limits;
-* ``grounded`` — the same adapter with ``--index`` (a bm25s/jieba index over a few real clauses); API key;
+* ``grounded`` — the same adapter with ``--index`` (a bm25s/jieba index over a few real clauses) and numbers left
+  free (``--no-numbers_from_clauses``); API key;
 * ``base`` — a random base alone (``--no-adapter``) whose EOS logit is forced far below every other one
   (:func:`_eos_never_wins`), so every generation runs to its ``max_tokens`` (long generations for the disconnect and
   queue tests); ``max_queue`` 3;
@@ -101,8 +102,11 @@ def servers(tmp_path_factory, answering_adapter, endless_base, small_index):
                          logs / "tuned.log", env={"COALQA_API_KEY": KEY})
     base = ServeProcess(["--model_name_or_path", str(endless_base), "--no-adapter", "--max_queue", "3",
                          "--batch_size", "2", "--max_new_tokens", "64"], logs / "base.log")
+    # numbers left free (the default holds them to the clauses, tests/test_constrain.py): the trained 12h comes out and
+    # the number check and the page's marking of it are what is tested here
     grounded = ServeProcess(["--peft_model", str(answering_adapter), "--index", str(small_index), "--min_score", "1",
-                             "--max_new_tokens", "64"], logs / "grounded.log", env={"COALQA_API_KEY": KEY})
+                             "--max_new_tokens", "64", "--no-numbers_from_clauses"], logs / "grounded.log",
+                            env={"COALQA_API_KEY": KEY})
     started = [tuned, base, grounded]
     try:
         base.wait()
@@ -420,7 +424,8 @@ def test_grounded_reply_is_answer_groundeds_record(servers, loaded, small_index)
     grounded = servers["grounded"]
     off_topic = "红烧肉怎么做才好吃？"
     want, abstained = answer_grounded(loaded, load_index(small_index), [LAMP_Q, off_topic],
-                                      AskConfig(temperature=0, max_new_tokens=64, min_score=1.0), progress=False)
+                                      AskConfig(temperature=0, max_new_tokens=64, min_score=1.0, numbers_from_clauses=False),
+                                      progress=False)
     r = ask(grounded, LAMP_Q, temperature=0)
     extra = r.model_extra
     assert r.choices[0].message.content == want["answer"] and want["answer"].startswith(TRAINED)

@@ -352,7 +352,7 @@ def find_quantities(text: str) -> tuple[Quantity, ...]:
     return tuple(q for _, _, qs in _iter_quantities(norm) for q in qs)
 
 
-_NUMBER_TOKEN = re.compile(r"\d+(?:\.\d+)*")
+NUMBER_TOKEN = re.compile(r"\d+(?:\.\d+)*")  # a digit run: number_tokens, and what constrained decoding allows (coalqa.ask.constrain)
 
 
 def number_tokens(text: str) -> list[str]:
@@ -364,7 +364,7 @@ def number_tokens(text: str) -> list[str]:
     A trailing or lone dot is not part of a number (``"1."`` → ``["1"]``). Chinese numerals are not
     listed (they are words; a lost one shows in the character count).
     """
-    return _NUMBER_TOKEN.findall(nfkc_casefold(text))
+    return NUMBER_TOKEN.findall(nfkc_casefold(text))
 
 
 def same_quantity(a: Quantity, b: Quantity) -> bool:

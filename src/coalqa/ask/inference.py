@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coalqa.ask.config import AskConfig
+from coalqa.ask.constrain import clause_numbers
 from coalqa.config import read_settings
 from coalqa.errors import CoalqaError
 from coalqa.hardware import choose_dtype
@@ -382,13 +383,28 @@ def _left_padded(prompts: list[list[int]], pad_id: int, device):
     return input_ids.to(device), attention_mask.to(device)
 
 
-def generate_batch(loaded: LoadedModel, prompts: list[list[int]], gen_config, stopping_criteria=None) -> list[list[int]]:
+def numbers_processor(loaded: LoadedModel, numbers: Sequence[frozenset[str] | None] | None, prompt_width: int):
+    """A ``LogitsProcessorList`` holding :class:`coalqa.ask.constrain.NumbersFromClauses` for rows whose ``numbers``
+    are given, or ``None`` when no row is constrained."""
+    if numbers is None or all(n is None for n in numbers):
+        return None
+    from transformers import LogitsProcessorList
+
+    from coalqa.ask.constrain import NumbersFromClauses
+
+    return LogitsProcessorList([NumbersFromClauses(loaded.tokenizer, numbers, prompt_width)])
+
+
+def generate_batch(loaded: LoadedModel, prompts: list[list[int]], gen_config, stopping_criteria=None,
+                   numbers: Sequence[frozenset[str] | None] | None = None) -> list[list[int]]:
     """Generate after every prompt (token id lists) in one left-padded batch.
 
     Args:
         gen_config: a ``GenerationConfig`` (:func:`make_generation_config` of an :class:`AskConfig`).
         stopping_criteria: optional ``transformers.StoppingCriteriaList``; a criterion may return one flag per
             row, ending that row alone (``coalqa serve`` stops a request whose client went away this way).
+        numbers: per row, the only numbers it may write (:func:`coalqa.ask.constrain.clause_numbers`; ``None``:
+            free); ``None``: no row constrained.
 
     Returns:
         the new ids of every row, in input order (a row that ended early is padded with the pad id after its EOS).
@@ -398,7 +414,8 @@ def generate_batch(loaded: LoadedModel, prompts: list[list[int]], gen_config, st
     input_ids, attention_mask = _left_padded(prompts, gen_config.pad_token_id, loaded.model.device)
     with torch.inference_mode():
         out = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=gen_config,
-                                    stopping_criteria=stopping_criteria)
+                                    stopping_criteria=stopping_criteria,
+                                    logits_processor=numbers_processor(loaded, numbers, input_ids.shape[1]))
     return out[:, input_ids.shape[1]:].tolist()
 
 
@@ -445,6 +462,7 @@ def answer(
     tok = loaded.tokenizer
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     prompts = [encode_prompt(tok, q, loaded.fmt, context=c) for q, c in zip(questions, contexts, strict=True)]
+    numbers = [clause_numbers(loaded.fmt, c) if cfg.numbers_from_clauses else None for c in contexts]
     gen_config = make_generation_config(loaded, cfg)
     eos = eos_ids(loaded)
     order = sorted(range(len(questions)), key=lambda i: -len(prompts[i]))
@@ -455,7 +473,8 @@ def answer(
         for start in range(0, len(order), cfg.batch_size):
             batch = order[start:start + cfg.batch_size]
             t0 = time.perf_counter()
-            generated = generate_batch(loaded, [prompts[i] for i in batch], gen_config)
+            generated = generate_batch(loaded, [prompts[i] for i in batch], gen_config,
+                                       numbers=[numbers[i] for i in batch])
             seconds = (time.perf_counter() - t0) / len(batch)
             done = [result_record(loaded, questions[i], generated[row], eos, seconds) for row, i in enumerate(batch)]
             for i, r in zip(batch, done):
@@ -492,6 +511,7 @@ class Stream:
         self._streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
         self._gen_config = make_generation_config(loaded, cfg)
         self._criteria = StoppingCriteriaList([_StopFlag()])
+        self._numbers = [clause_numbers(loaded.fmt, context) if cfg.numbers_from_clauses else None]
         self._output: list[int] = []
         self._error: BaseException | None = None
         self._t0 = time.perf_counter()
@@ -508,6 +528,7 @@ class Stream:
                 out = self._loaded.model.generate(
                     input_ids=ids, attention_mask=mask, generation_config=self._gen_config,
                     streamer=self._streamer, stopping_criteria=self._criteria,
+                    logits_processor=numbers_processor(self._loaded, self._numbers, ids.shape[1]),
                 )
             self._output = out[0, ids.shape[1]:].tolist()
         except BaseException as e:  # noqa: BLE001 -- re-raised in result(); the streamer must end or the reader blocks forever

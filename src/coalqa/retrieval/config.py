@@ -93,5 +93,10 @@ class GroundingConfig(BaseModel):
         "similarity (e5 similarities are compressed: unrelated Chinese clauses score 0.80-0.85 with multilingual-e5-small)",
     )
     abstain: bool = Field(True, description="when no clause supports the question (min_score, min_expanded_score, min_coverage), say so instead of answering; false: answer from memory, marked ungrounded")
+    numbers_from_clauses: bool = Field(
+        True, description="constrained decoding: a grounded answer can write only the numbers (digit runs) its clauses "
+        "in the prompt write, not one of its own (coalqa.ask.constrain; Chinese numerals are not constrained); false: "
+        "free, the number check only flags them afterwards",
+    )
     evidence_sentences: int = Field(2, ge=0, description="sentences quoted verbatim from the cited clauses as evidence (best match to the question first)")
     check_index: bool = Field(True, description="refuse an index holding other chunks than the one the adapter was trained with")

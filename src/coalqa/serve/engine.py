@@ -25,7 +25,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from coalqa.ask.constrain import clause_numbers
 from coalqa.serve.protocol import ApiError, Turn
+from coalqa.template import inference_format
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -60,6 +62,7 @@ class Generation:
         self.cancelled = threading.Event()
         self._loop = loop
         self._on_cancel = None
+        self.numbers: frozenset[str] | None = None  # the only numbers it may write (grounded; coalqa.ask.constrain)
 
     def emit(self, *event) -> None:
         """Queue an event for the request's handler (thread-safe)."""
@@ -244,7 +247,7 @@ class LocalEngine:
     def prompt_ids(self, turn: Turn, context=None) -> list[int]:
         """The prompt of ``turn`` through :func:`coalqa.template.encode_prompt`, with the retrieved clauses ``context``
         when grounded (the request's system prompt, if any, replaces the trained one)."""
-        from coalqa.template import encode_prompt, inference_format
+        from coalqa.template import encode_prompt
 
         fmt = inference_format(self.loaded.fmt, turn.system)
         with self.tokenizer_lock:
@@ -267,6 +270,8 @@ class LocalEngine:
                            param="messages")
         gen = Generation(loop, turn)
         gen._on_cancel = self._drop
+        if self.config.numbers_from_clauses:
+            gen.numbers = clause_numbers(inference_format(self.loaded.fmt, turn.system), context)
         with self._cv:
             self._admit_or_503()
             self.stats.requests += 1
@@ -369,7 +374,7 @@ class LocalEngine:
                 return torch.tensor([row.finished for row in rows], dtype=torch.bool, device=input_ids.device)
 
         generate_batch(self.loaded, [r.prompt_ids for r in rows], make_generation_config(self.loaded, settings),
-                       StoppingCriteriaList([_PerRow()]))
+                       StoppingCriteriaList([_PerRow()]), numbers=[r.gen.numbers for r in rows])
         for row in rows:  # ended by generate's own limits
             row.finish("length")
 
