@@ -29,6 +29,7 @@ def written(text: str) -> list[str]:
         ("1～2m的距离，GB50471-2008规定，CH4浓度1.0%", ["1m", "2m", "1%"]),  # range; identifiers and formulas skipped
         ("6.2.2.8 工作面\n1. 每班三次\n（2）二十人以上", ["3次", "20人"]),  # clause number, list markers
         ("百分之二十的风量", ["20%"]),
+        ("根据条款[1]，每班至少3次；见【2】和[ 3 ]", ["3次"]),  # references to the prompt's numbered clauses
         ("可以处3万元以下的罚款", ["30000元"]),
         ("一个矿井一般每年至少一次", ["1次"]),  # 一个 is an article, 一般 no number
         ("加速度0.75m/s2", ["0.75m/s2"]),

@@ -13,7 +13,8 @@ Reading rules (each covered by ``tests/test_numbers.py``):
   word (``3万元``) and ranges (``1～2m`` is 1 m and 2 m). Chinese numerals count only with a unit or measure word (``三次``), never
   alone (``一定``, ``一律``).
 * Not quantities: ordinals and references (``第3条``, ``第三章``), clause numbers (``6.2.2.8``), list markers at
-  the start of a line or after punctuation (``1．``, ``（2）``, ``3、``), identifiers and formulas where digits
+  the start of a line or after punctuation (``1．``, ``（2）``, ``3、``), bracketed markers anywhere (``（2）``, and
+  ``[1]``/``【1】``: an answer citing the clauses numbered in its prompt), identifiers and formulas where digits
   are glued to Latin letters (``GB50471-2008``, ``CH4``, ``ST12``) and unit exponents (``m3``, ``m/s2``).
 * Equal values compare equal whatever the writing: ``1`` = ``1.0``, ``11小时`` = ``11h`` = ``660min``
   (units of one dimension are scaled to a base unit: m, s, g, Pa, L, m2, W, V, A), ``30摄氏度`` = ``30℃`` = ``30°C``;
@@ -163,7 +164,8 @@ _START = re.compile(r"[\d\-第a-z零〇一二三四五六七八九两十百千�
 # 一 with a count word is mostly an article ("一个矿井", "一名瓦斯检查工"), not a number the answer states.
 _ARTICLE_UNITS = {"个", "种", "项", "条", "人", "部", "台", "套", "组", "块", "段", "处", "道", "层", "根", "排", "孔"}
 _LIST_MARKER = re.compile(r"(?:^|(?<=[\n。；;：:，,！？!?]))\s*(?:\(\s*\d+\s*\)|\d+\s*[.、)](?!\d))")
-_PAREN_MARKER = re.compile(r"\(\s*(?:\d+|[一二三四五六七八九十]+)\s*\)")
+# (2), and the references [1] 【1】 an answer makes to the clauses numbered in its prompt (coalqa.template)
+_PAREN_MARKER = re.compile(r"[(\[【]\s*(?:\d+|[一二三四五六七八九十]+)\s*[)\]】]")
 
 
 # Punctuation that closes a phrase: a number right before it ends a quantity ("不得低于" / "20。").
