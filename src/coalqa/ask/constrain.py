@@ -4,8 +4,8 @@ A wrong number in a safety answer can hurt someone. The number check (:mod:`coal
 flags a number after it was written; this makes the model unable to write it. With retrieved clauses in the prompt
 (``numbers_from_clauses``, on by default), every digit run the model generates (:data:`coalqa.numbers.NUMBER_TOKEN`
 after NFKC: ``11``, ``0.75``, ``6.2.2.7``, the ``3`` of ``m3``) must be one of the digit runs of the clauses as the
-prompt shows them (:func:`clause_numbers`: title, locator, text, ``[n]``); the question's own numbers are not
-included, as the number check does not count them as support either.
+prompt shows them (:func:`clause_numbers`: title, locator, text, ``[n]``); the question's own numbers and those of
+earlier turns of a chat are not included, as the number check does not count them as support either.
 
 How, per generated token and row (:class:`NumbersFromClauses`, a ``transformers`` ``LogitsProcessor``):
 
