@@ -22,9 +22,10 @@ Not constrained: numbers written in Chinese numerals (``二十米``; the number 
 and numbers spelt out in words of other languages. The constraint changes only which tokens may be chosen: greedy
 answers stay deterministic, batched = one by one and streamed = whole (tested).
 
-Cost: once per tokenizer, the digit-bearing tokens of the vocabulary are found by decoding it (Qwen2: 151,665 tokens,
-310 of them hold a digit after NFKC, ~1 s); per step and row, a decode of the last 32 tokens and a check of those 310
-(measured in the README: ~1 ms per step and row on 2 cores).
+Cost: once per tokenizer, the tokens to check are found by decoding the vocabulary (Qwen2.5: 151,936 tokens, 310 hold
+a digit after NFKC and 6,127 more begin with ``.``; ~1 s on 2 cores); per step and row, a decode of the last 32 tokens,
+the check of those tokens being cached per number being written. Measured (README): the demo's 30 grounded answers
+took 130 s instead of 119 s.
 """
 
 from __future__ import annotations
