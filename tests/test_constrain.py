@@ -142,3 +142,28 @@ def test_serve_engine_holds_numbers_to_the_clauses_as_coalqa_ask_does(loaded) ->
     finally:
         engine.close()
     assert got == want and all(_runs(a) <= clause_numbers(loaded.fmt, c) for a, c in zip(got, CONTEXTS))
+
+
+def test_reasoning_is_free_and_the_answer_after_think_is_held(r1_tokenizer) -> None:
+    import torch
+
+    from coalqa.ask.constrain import NumbersFromClauses
+
+    tok = r1_tokenizer
+    prompt = tok("问题？", add_special_tokens=False)["input_ids"]
+    one, two = tok.convert_tokens_to_ids("1"), tok.convert_tokens_to_ids("2")
+    comma = tok("，", add_special_tokens=False)["input_ids"][0]
+
+    def scores_after(generated: str, opens_think: bool):
+        ids = torch.tensor([prompt + tok(generated, add_special_tokens=False)["input_ids"]])
+        proc = NumbersFromClauses(tok, [frozenset({"11"})], len(prompt), opens_think=opens_think)
+        return proc(ids, torch.zeros(1, len(tok)))[0]
+
+    free = scores_after("先想一想，矿灯用1", opens_think=True)  # still reasoning: nothing banned
+    assert torch.isfinite(free).all()
+    held = scores_after("先想一想，矿灯用1", opens_think=False)  # the answer itself: 1 must become 11
+    assert held[one] == 0 and held[two] == float("-inf") and held[comma] == float("-inf")
+    after = scores_after("想到了12小时\n</think>\n\n矿灯用1", opens_think=True)  # past </think>: held
+    assert after[one] == 0 and after[two] == float("-inf") and after[comma] == float("-inf")
+    started = scores_after("想到了\n</think>\n\n矿灯用", opens_think=True)
+    assert started[one] == 0 and started[two] == float("-inf") and started[comma] == 0

@@ -16,7 +16,9 @@ How, per generated token and row (:class:`NumbersFromClauses`, a ``transformers`
   is allowed, the end of the answer included: the run may not stop there (a digit completing it is always allowed).
   Only ``max_new_tokens`` can cut it, and the number check then flags the partial number. Nothing else forces a
   digit;
-* rows without clauses (``None``) are not constrained; answers without retrieval are never constrained.
+* rows without clauses (``None``) are not constrained; answers without retrieval are never constrained;
+* where the prompt opens a ``<think>`` block (R1-Distill's chat template), the reasoning is free and the answer after
+  ``</think>`` is held, as the number check reads the answer alone.
 
 Not constrained: numbers written in Chinese numerals (``二十米``; the number check still reads those with a unit),
 and numbers spelt out in words of other languages. The constraint changes only which tokens may be chosen: greedy
@@ -36,7 +38,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from coalqa.numbers import NUMBER_TOKEN
-from coalqa.template import PromptFormat, user_message
+from coalqa.template import THINK_CLOSE, PromptFormat, user_message
 
 if TYPE_CHECKING:
     import torch
@@ -120,11 +122,13 @@ class NumbersFromClauses:
         tokenizer: the model's tokenizer.
         numbers: per batch row, the allowed digit runs (:func:`clause_numbers`), ``None`` for a row not constrained.
         prompt_width: length of the (left-padded) prompt; generated tokens follow it.
+        opens_think: the prompt ends inside an opened ``<think>`` block: each row is free until it writes ``</think>``.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, numbers: Sequence[frozenset[str] | None],
-                 prompt_width: int) -> None:
+                 prompt_width: int, opens_think: bool = False) -> None:
         self.tokenizer, self.numbers, self.width = tokenizer, list(numbers), prompt_width
+        self._answering = [not opens_think] * len(self.numbers)  # past the reasoning (if any)
         self.prefixes = [None if n is None else _prefixes(n) for n in self.numbers]
         self.ids, self.texts = digit_tokens(tokenizer)
         self._other = None
@@ -141,7 +145,13 @@ class NumbersFromClauses:
                 continue
             prefixes = self.prefixes[row]
             generated = input_ids[row, self.width:][-TAIL_TOKENS:].tolist()
-            text = unicodedata.normalize("NFKC", self.tokenizer.decode(generated, skip_special_tokens=True))
+            text = self.tokenizer.decode(generated)  # special tokens kept: a tokenizer may count </think> among them
+            if THINK_CLOSE in text:  # the answer begins after it (a reasoning model's last reasoning token)
+                self._answering[row] = True
+                text = text[text.rindex(THINK_CLOSE) + len(THINK_CLOSE):]
+            if not self._answering[row]:
+                continue
+            text = unicodedata.normalize("NFKC", text)
             open_run = _open_run(text)
             state = "" if open_run is None else text[open_run.start():]  # all the check depends on
             banned = self._banned[row].get(state)

@@ -385,14 +385,15 @@ def _left_padded(prompts: list[list[int]], pad_id: int, device):
 
 def numbers_processor(loaded: LoadedModel, numbers: Sequence[frozenset[str] | None] | None, prompt_width: int):
     """A ``LogitsProcessorList`` holding :class:`coalqa.ask.constrain.NumbersFromClauses` for rows whose ``numbers``
-    are given, or ``None`` when no row is constrained."""
+    are given (free while reasoning when the prompt opens ``<think>``), or ``None`` when no row is constrained."""
     if numbers is None or all(n is None for n in numbers):
         return None
     from transformers import LogitsProcessorList
 
     from coalqa.ask.constrain import NumbersFromClauses
 
-    return LogitsProcessorList([NumbersFromClauses(loaded.tokenizer, numbers, prompt_width)])
+    return LogitsProcessorList([NumbersFromClauses(loaded.tokenizer, numbers, prompt_width,
+                                                   prompt_opens_think(loaded.tokenizer, loaded.fmt))])
 
 
 def generate_batch(loaded: LoadedModel, prompts: list[list[int]], gen_config, stopping_criteria=None,
