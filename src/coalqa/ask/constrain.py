@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from coalqa.numbers import NUMBER_TOKEN
+from coalqa.numbers import NUMBER_TOKEN, number_tokens
 from coalqa.template import THINK_CLOSE, PromptFormat, user_message
 
 if TYPE_CHECKING:
@@ -48,9 +48,9 @@ TAIL_TOKENS = 32  # generated tokens decoded to find the number being written (a
 
 
 def numbers_in(text: str) -> frozenset[str]:
-    """The distinct digit runs of ``text`` after NFKC (:data:`coalqa.numbers.NUMBER_TOKEN`): ``"30ｍ３/s，6.2.1"`` →
+    """The distinct digit runs of ``text`` (:func:`coalqa.numbers.number_tokens`, after NFKC): ``"30ｍ３/s，6.2.1"`` →
     ``{"30", "3", "6.2.1"}``."""
-    return frozenset(NUMBER_TOKEN.findall(unicodedata.normalize("NFKC", text)))
+    return frozenset(number_tokens(text))
 
 
 def clause_numbers(fmt: PromptFormat, context: Sequence[dict] | None) -> frozenset[str] | None:

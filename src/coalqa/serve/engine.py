@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 
 from coalqa.ask.constrain import clause_numbers
 from coalqa.serve.protocol import ApiError, Turn
-from coalqa.template import inference_format
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -247,7 +246,7 @@ class LocalEngine:
     def prompt_ids(self, turn: Turn, context=None) -> list[int]:
         """The prompt of ``turn`` through :func:`coalqa.template.encode_prompt`, with the retrieved clauses ``context``
         when grounded (the request's system prompt, if any, replaces the trained one)."""
-        from coalqa.template import encode_prompt
+        from coalqa.template import encode_prompt, inference_format
 
         fmt = inference_format(self.loaded.fmt, turn.system)
         with self.tokenizer_lock:
@@ -270,8 +269,8 @@ class LocalEngine:
                            param="messages")
         gen = Generation(loop, turn)
         gen._on_cancel = self._drop
-        if self.config.numbers_from_clauses:
-            gen.numbers = clause_numbers(inference_format(self.loaded.fmt, turn.system), context)
+        if self.config.numbers_from_clauses:  # the clauses as the prompt shows them (a system prompt plays no part)
+            gen.numbers = clause_numbers(self.loaded.fmt, context)
         with self._cv:
             self._admit_or_503()
             self.stats.requests += 1
