@@ -47,19 +47,13 @@ if TYPE_CHECKING:
 TAIL_TOKENS = 32  # generated tokens decoded to find the number being written (a digit run is far shorter)
 
 
-def numbers_in(text: str) -> frozenset[str]:
-    """The distinct digit runs of ``text`` (:func:`coalqa.numbers.number_tokens`, after NFKC): ``"30ｍ３/s，6.2.1"`` →
-    ``{"30", "3", "6.2.1"}``."""
-    return frozenset(number_tokens(text))
-
-
 def clause_numbers(fmt: PromptFormat, context: Sequence[dict] | None) -> frozenset[str] | None:
     """The numbers an answer from the clauses ``context`` may write: the digit runs of the clauses as the prompt
-    shows them (:func:`coalqa.template.user_message` without the question); ``None`` (not constrained) without
-    clauses."""
+    shows them (:func:`coalqa.template.user_message` without the question), as :func:`coalqa.numbers.number_tokens`
+    reads them (after NFKC: ``30ｍ３/s，6.2.1`` → ``30``, ``3``, ``6.2.1``); ``None`` (not constrained) without clauses."""
     if not context:
         return None
-    return numbers_in(user_message("", fmt, context))
+    return frozenset(number_tokens(user_message("", fmt, context)))
 
 
 @lru_cache(maxsize=4)
