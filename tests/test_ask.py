@@ -108,10 +108,11 @@ def test_batched_answers_equal_one_by_one_under_greedy(loaded, trained_adapter, 
     batched = answer(model, QUESTIONS, GREEDY.model_copy(update={"batch_size": 8}), progress=False)
     assert [r["question"] for r in batched] == QUESTIONS
     for a, b in zip(one_by_one, batched):
-        assert (a["answer"], a["reasoning"], a["tokens"], a["finished_reasoning"]) == (
-            b["answer"], b["reasoning"], b["tokens"], b["finished_reasoning"])
+        assert (a["answer"], a["reasoning"], a["tokens"], a["finished_reasoning"], a["cut"]) == (
+            b["answer"], b["reasoning"], b["tokens"], b["finished_reasoning"], b["cut"])
     assert all(0 < r["tokens"] <= GREEDY.max_new_tokens and r["seconds"] > 0 for r in batched)
-    assert set(batched[0]) == {"question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning"}
+    assert all(r["tokens"] == GREEDY.max_new_tokens for r in batched if r["cut"])
+    assert set(batched[0]) == {"question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning", "cut"}
     if not use_adapter:
         assert len({r["reasoning"] + r["answer"] for r in batched}) > len(QUESTIONS) // 2
 
@@ -122,10 +123,13 @@ def test_result_stops_at_eos_and_handles_r1_think_quirk(loaded) -> None:
     tok = loaded.tokenizer
     gen = tok("推理。\n</think>\n\n每月1次。", add_special_tokens=False)["input_ids"] + [R1_EOS_ID] * 4
     r = result_record(loaded, "q", gen, [R1_EOS_ID], 0.5)
-    assert (r["reasoning"], r["answer"], r["finished_reasoning"]) == ("推理。", "每月1次。", True)
+    assert (r["reasoning"], r["answer"], r["finished_reasoning"], r["cut"]) == ("推理。", "每月1次。", True, False)
     assert r["tokens"] == len(gen) - 3
     cut = result_record(loaded, "q", tok("还在想", add_special_tokens=False)["input_ids"], [R1_EOS_ID], 0.5)
-    assert (cut["reasoning"], cut["answer"], cut["finished_reasoning"]) == ("还在想", "", False)
+    assert (cut["reasoning"], cut["answer"], cut["finished_reasoning"], cut["cut"]) == ("还在想", "", False, True)
+    # the limit after the think block: an answer, but cut (it may end in half a number)
+    half = result_record(loaded, "q", tok("推理。\n</think>\n\n每月1", add_special_tokens=False)["input_ids"], [R1_EOS_ID], 0.5)
+    assert (half["answer"], half["finished_reasoning"], half["cut"]) == ("每月1", True, True)
 
 
 @pytest.mark.slow
@@ -317,7 +321,12 @@ def test_batch_mode_writes_carries_fields_and_resumes(trained_adapter, loaded, t
     assert [r["id"] for r in results] == [f"q{i}" for i in range(len(QA))]
     assert [r["answer"] for r in results] == [e["answer"] for e in expected]
     assert all(r["output"] == a and r["input_answer"] == "ref" for r, (_, a) in zip(results, QA))
-    assert {"question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning"} <= set(results[0])
+    assert {"question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning", "cut"} <= set(results[0])
+    # the tiny adapter never closes its think block in 12 tokens: every row is cut there, none after it
+    assert [r["cut"] for r in results] == [e["cut"] for e in expected] == [True] * len(QA)
+    assert not any(r["finished_reasoning"] for r in results)
+    assert f"warning: {len(QA)} answer(s) cut at max_new_tokens=12 inside <think>" in first.stderr
+    assert "answer(s) cut at max_new_tokens=12: they may end mid-sentence" not in first.stderr
     settings = json.loads(settings_path(out).read_text(encoding="utf-8"))
     assert settings["generation"] == {"do_sample": False, "max_new_tokens": 12}
     assert settings["model"]["adapter"] == str(trained_adapter.resolve())

@@ -23,21 +23,24 @@ def _refs(eval_file: Path) -> list[dict]:
 
 
 def _fixture_predictions(eval_file: Path) -> list[dict]:
-    """dev-001 verbatim, dev-002 empty, dev-003 one of two facts (full-width), dev-004 facts only in the
-    reasoning; the rest answer with the question itself. dev-005 carries no id (matched by question)."""
+    """dev-001 verbatim, dev-002 empty (the token limit cut its reasoning), dev-003 one of two facts (full-width),
+    dev-004 facts only in the reasoning, dev-006 cut by the token limit; the rest answer with the question itself.
+    dev-005 carries no id (matched by question)."""
     preds = []
     for ref in _refs(eval_file):
         pred = {"id": ref["id"], "question": ref["question"], "answer": ref["question"], "reasoning": ""}
         if ref["id"] == "dev-001":
             pred["answer"] = ref["reference_answer"]
         elif ref["id"] == "dev-002":
-            pred["answer"] = ""
+            pred["answer"], pred["reasoning"], pred["cut"] = "", "还在想", True
         elif ref["id"] == "dev-003":
             pred["answer"] = "掘进工作面回风巷瓦斯浓度超过１．０％时必须停止工作。"
         elif ref["id"] == "dev-004":
             pred["answer"], pred["reasoning"] = "按规程执行。", ref["reference_answer"]
         elif ref["id"] == "dev-005":
             del pred["id"]
+        elif ref["id"] == "dev-006":
+            pred["cut"] = True
         preds.append(pred)
     return preds
 
@@ -61,10 +64,12 @@ def test_eval_on_predictions_writes_json_and_markdown(tmp_path, eval_file):
     assert items["dev-004"]["key_fact_recall"] == 0.0 and items["dev-004"]["reasoning"]
     assert items["dev-005"]["answer"]  # matched by question text
     assert report["overall"]["empty_answers"] == 1
+    assert report["overall"]["cut_answers"] == 1 and items["dev-006"]["cut"] and "cut" not in items["dev-001"]
     recalls = [i["key_fact_recall"] for i in report["items"]]
     assert report["overall"]["key_fact_recall"] == pytest.approx(sum(recalls) / 30)
     md = (tmp_path / "rep.md").read_text(encoding="utf-8")
     assert "| dev-003 |" in md and "one token per character" in md
+    assert "| empty answers | cut at the token limit |" in md and "| 1 | 1 |\n" in md  # all: 1 empty, 1 cut
     assert "11小时 = 11h" in md and "| h | h、hr、hrs、小时" in md  # how key facts matched, with the unit table
     assert report["key_fact_note"].startswith("a key fact is found")
 

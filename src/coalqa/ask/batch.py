@@ -13,7 +13,8 @@ in errors):
 
 Results file: a JSON list, one object per answered question, in questions-file order: the row's
 other fields (e.g. ``id``, ``output``; a field named like a result key is kept as ``input_<key>``),
-then ``question``, ``answer``, ``reasoning``, ``tokens``, ``seconds``, ``finished_reasoning``. It is
+then ``question``, ``answer``, ``reasoning``, ``tokens``, ``seconds``, ``finished_reasoning``, ``cut`` (the
+token limit ended the answer; see :func:`coalqa.ask.answer`). It is
 rewritten atomically (temporary file + ``os.replace``) after every batch, so a killed run keeps what
 it finished, and a rerun with the same output file answers only the rest (matched on ``id`` when rows
 have one, else on the question text). Settings go to ``<output stem>.settings.json`` beside it.
@@ -32,7 +33,7 @@ from coalqa.errors import CoalqaError
 from coalqa.jsonio import read_rows
 from coalqa.textio import read_text_file
 
-RESULT_KEYS = ("question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning",
+RESULT_KEYS = ("question", "answer", "reasoning", "tokens", "seconds", "finished_reasoning", "cut",
                "grounded", "abstained", "citations", "evidence", "unsupported_numbers")
 
 

@@ -213,6 +213,9 @@ def _stream_turn(model: ChatModel, question: str, cfg: AskConfig, history: list[
         hint = "" if cfg.show_think else " or look with --show_think"
         err.print(f"(推理在 {cfg.max_new_tokens} 个 token 处被截断，没有答案 / reasoning cut at max_new_tokens: "
                   f"no answer; raise --max_new_tokens{hint})", style="yellow")
+    elif result.get("cut"):
+        err.print(f"(回答在 {cfg.max_new_tokens} 个 token 处被截断，末尾可能是半句话或半个数 / answer cut at max_new_tokens: "
+                  "it may end mid-sentence or mid-number; raise --max_new_tokens)", style="yellow")
     err.print(
         f"[prompt {len(stream.prompt_ids)} tokens · generated {result['tokens']} tokens · {result['seconds']:.1f} s]",
         style="dim",
@@ -336,12 +339,22 @@ def _batch(model: ChatModel, rows: list[dict], existing: list[dict], output_file
         flagged = sum(bool(r.get("unsupported_numbers")) for r in results)
         err.print(f"grounded: {len(results) - abstained} answered with citations, {abstained} abstained (no supporting "
                   f"clause), {flagged} with numbers no cited clause states", markup=False)
-    cut = sum(not r["finished_reasoning"] for r in results)
     tokens = sum(r["tokens"] for r in results)
     settings["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json_atomic(sfile, settings)
     rate = f", {len(results) / seconds:.2f} questions/s, {tokens / seconds:.1f} tokens/s" if results and seconds > 0 else ""
     err.print(f"answered {len(results)} in {seconds:.1f} s{rate} → {output_file} (settings: {sfile})", markup=False)
-    if cut:
-        err.print(f"warning: {cut} answer(s) cut at max_new_tokens={cfg.max_new_tokens} inside <think>: "
+    _warn_cut(results, cfg.max_new_tokens, err)
+
+
+def _warn_cut(results: list[dict], max_new_tokens: int, err: Console) -> None:
+    """Count the answers the token limit ended: inside ``<think>`` (no answer at all) and after it (``cut``: the
+    answer may stop mid-sentence or mid-number)."""
+    in_think = sum(not r["finished_reasoning"] for r in results)
+    if in_think:
+        err.print(f"warning: {in_think} answer(s) cut at max_new_tokens={max_new_tokens} inside <think>: "
                   "empty answer", style="yellow", markup=False)
+    ended = sum(bool(r.get("cut")) and r["finished_reasoning"] for r in results)
+    if ended:
+        err.print(f"warning: {ended} answer(s) cut at max_new_tokens={max_new_tokens}: they may end mid-sentence or "
+                  "mid-number (field cut); raise --max_new_tokens", style="yellow", markup=False)

@@ -357,7 +357,10 @@ def check_questions(questions: Sequence[str]) -> None:
 
 
 def result_record(loaded: LoadedModel, question: str, generated: list[int], eos: list[int], seconds: float) -> dict:
-    """Decode one row of generated ids (cut after the first EOS) into the result record."""
+    """Decode one row of generated ids (cut after the first EOS) into the result record.
+
+    ``cut`` is True when the row holds no EOS: generation stopped at ``max_new_tokens`` (or was stopped), so the answer
+    may end mid-sentence or mid-number."""
     n = next((i + 1 for i, t in enumerate(generated) if t in eos), len(generated))
     text = loaded.tokenizer.decode(generated[:n], skip_special_tokens=True)
     reasoning, text_answer, finished = split_reasoning(text, prompt_opens_think(loaded.tokenizer, loaded.fmt))
@@ -368,6 +371,7 @@ def result_record(loaded: LoadedModel, question: str, generated: list[int], eos:
         "tokens": n,
         "seconds": round(seconds, 3),
         "finished_reasoning": finished,
+        "cut": not any(t in eos for t in generated),
     }
 
 
@@ -437,7 +441,8 @@ def answer(
     Each result: ``question``, ``answer`` (text after ``</think>``), ``reasoning`` (inside the think
     block; ``""`` when none), ``tokens`` (generated tokens up to and including EOS, not the padding
     after it), ``seconds`` (wall time of its batch divided by the batch size, so results sum to the
-    total), ``finished_reasoning`` (False when the token limit cut the think block: answer ``""``).
+    total), ``finished_reasoning`` (False when the token limit cut the think block: answer ``""``),
+    ``cut`` (True when the token limit ended the generation before EOS: the answer may stop mid-number).
 
     Questions are grouped longest-prompt first to limit padding; with greedy decoding
     (``temperature=0``) in float32 the answers equal one-by-one answers (tested on CPU). In bfloat16

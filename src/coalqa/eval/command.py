@@ -49,6 +49,7 @@ def summary_table(report: dict[str, Any]) -> Table:
         table.add_row(METRICS[k], *("–" if s.get(k) is None else f"{s[k]:.3f}" for _, s in scopes))
     table.add_row("key facts found", *(f"{s['facts_found']}/{s['facts_total']}" for _, s in scopes))
     table.add_row("empty answers", *(str(s["empty_answers"]) for _, s in scopes))
+    table.add_row("cut at the token limit", *(str(s.get("cut_answers", 0)) for _, s in scopes))
     return table
 
 

@@ -47,7 +47,7 @@ def score_items(
     for ref, pred in zip(references, predictions, strict=True):
         answer, reasoning = answer_text(pred)
         item = dict(ref) | {"answer": answer, "reasoning": reasoning}
-        for extra in ("tokens", "seconds", "finished_reasoning"):
+        for extra in ("tokens", "seconds", "finished_reasoning", "cut"):
             if extra in pred:
                 item[extra] = pred[extra]
         item |= score_answer(answer, ref["reference_answer"], ref.get("key_facts"), tokenization)
@@ -71,6 +71,7 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
         "facts_found": sum(len(i["facts_found"]) for i in with_facts),
         "facts_total": sum(len(i["facts_found"]) + len(i["facts_missed"]) for i in with_facts),
         "empty_answers": sum(1 for i in items if not i["answer"]),
+        "cut_answers": sum(1 for i in items if i.get("cut") and i["answer"]),  # ended by the token limit
     }
     judged = [i["judge_score"] for i in items if i.get("judge_score") is not None]
     if any("judge_score" in i for i in items):
@@ -125,13 +126,13 @@ def report_markdown(report: dict[str, Any]) -> str:
         (f"References: `{report.get('references')}` · tokens for ROUGE/BLEU: {report['tokenization_note']} · "
         f"key facts: {report.get('key_fact_note', KEY_FACT_NOTE)} (unit table at the end)."),
         "",
-        "| items | n | " + " | ".join(METRICS[k] for k in keys) + " | key facts found | empty answers |",
-        "|---|---:|" + "---:|" * len(keys) + "---:|---:|",
+        "| items | n | " + " | ".join(METRICS[k] for k in keys) + " | key facts found | empty answers | cut at the token limit |",
+        "|---|---:|" + "---:|" * len(keys) + "---:|---:|---:|",
     ]
     for name, s in scopes:
         lines.append(
             f"| {name} | {s['n']} | " + " | ".join(_fmt(s.get(k)) for k in keys)
-            + f" | {s['facts_found']}/{s['facts_total']} | {s['empty_answers']} |"
+            + f" | {s['facts_found']}/{s['facts_total']} | {s['empty_answers']} | {s.get('cut_answers', 0)} |"
         )
     retrieval = report.get("retrieval")
     if retrieval:

@@ -159,7 +159,7 @@ def finish(index: Index, grounding: Grounding, result: dict, config: GroundingCo
 def abstention(grounding: Grounding) -> dict:
     """The result for a question no clause supports: the abstention text, nothing generated, nothing cited."""
     return {"question": grounding.question, "answer": ABSTAIN_ANSWER, "reasoning": "", "tokens": 0, "seconds": 0.0,
-            "finished_reasoning": True, "grounded": False, "abstained": True, "citations": [], "evidence": [],
+            "finished_reasoning": True, "cut": False, "grounded": False, "abstained": True, "citations": [], "evidence": [],
             "unsupported_numbers": [],
             "best_score": max((h["bm25"] for h in grounding.hits), default=0.0)}
 
