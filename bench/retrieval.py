@@ -5,6 +5,7 @@ Usage::
     python bench/retrieval.py                                  # the defaults of `coalqa index`, dev.jsonl + dev2.jsonl
     python bench/retrieval.py --sentence_window 0 --expansions none   # whole chunks only, no expansion
     python bench/retrieval.py --char_bigrams false                      # word windows without the bigram windows
+    python bench/retrieval.py --char_unigrams true --references bench/data/dev3.jsonl   # + character-unigram sentences
     python bench/retrieval.py --ablate                         # the default, then without each method, one table
     python bench/retrieval.py --references other.jsonl --misses
     python bench/retrieval.py --max_chars 300 --evidence 1 --min_score 3 --ablate   # the demo's index and grounding
@@ -97,6 +98,8 @@ def main() -> None:
     ap.add_argument("--sentence_window", type=int, default=DEFAULTS.sentence_window)
     ap.add_argument("--char_bigrams", default=str(DEFAULTS.char_bigrams).lower(), choices=["true", "false"],
                     help="also rank by character-bigram sentence windows (default true)")
+    ap.add_argument("--char_unigrams", default=str(DEFAULTS.char_unigrams).lower(), choices=["true", "false"],
+                    help="also rank by character-unigram single sentences (default false)")
     ap.add_argument("--expansions", default=DEFAULTS.expansions, help="builtin, none or a table file")
     ap.add_argument("--expansion_weight", type=float, default=DEFAULTS.expansion_weight)
     ap.add_argument("--questions", type=Path, action="append", default=[],
@@ -117,13 +120,15 @@ def main() -> None:
     documents, _ = load_documents([args.docs])
     chunks = [c for d in documents for c in split_into_chunks(d, args.max_chars)]
     settings = {"embedding_model": args.embedding_model, "sentence_window": args.sentence_window,
-                "char_bigrams": args.char_bigrams == "true",
+                "char_bigrams": args.char_bigrams == "true", "char_unigrams": args.char_unigrams == "true",
                 "expansions": args.expansions, "expansion_weight": args.expansion_weight,
                 "questions": args.questions, "references": refs if args.questions else []}
     runs = {"as given": settings}
     if args.ablate:
         runs = {"default (windows + bigram windows + expansion)": settings,
                 "without bigram windows": settings | {"char_bigrams": False},
+                ("without" if settings["char_unigrams"] else "with") + " unigram sentences":
+                    settings | {"char_unigrams": not settings["char_unigrams"]},
                 "without sentence windows (of either kind)": settings | {"sentence_window": 0},
                 "without expansion": settings | {"expansions": "none"},
                 "without windows or expansion": settings | {"sentence_window": 0, "expansions": "none"}}

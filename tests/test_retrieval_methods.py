@@ -305,3 +305,42 @@ def test_an_evaluation_question_in_a_qa_file_is_refused_with_file_and_row(tmp_pa
     assert result.exit_code == 0 and "1 questions of 4 QA pairs" in result.output, result.output
     with pytest.raises(CoalqaError, match="--references lists the evaluation sets"):
         build_index([chunks], tmp_path / "idx2", references=[refs])
+
+
+UNIGRAM_CHUNKS = [  # c-drink says 喝酒 where a worker says 喝了两杯酒; c-canteen shares the worker's 中午, 下午, 下井
+    {"id": "c-drink", "source": "3-煤矿建设安全规范.txt", "title": "煤矿建设安全规范", "locator": "4.24", "heading": "",
+     "text": "4.24 入井人员必须戴安全帽，严禁穿化纤衣服，入井前严禁喝酒。"},
+    {"id": "c-canteen", "source": "d.txt", "title": "矿井后勤管理办法", "locator": "第九条", "heading": "",
+     "text": "第九条 食堂中午和下午应当按时供应热饭，下井人员的班中餐由食堂送到井下。"},
+]
+
+
+def test_unigram_sentences_find_the_clause_no_word_or_bigram_reaches_and_never_change_its_text(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + UNIGRAM_CHUNKS)
+    question = "中午喝了两杯酒，下午还能下井吗？"
+    build_index([chunks], tmp_path / "plain", expansions="none")
+    build_index([chunks], tmp_path / "uni", expansions="none", char_unigrams=True)
+    plain, uni = load_index(tmp_path / "plain"), load_index(tmp_path / "uni")
+    # 喝了两杯酒 shares no jieba word and no bigram with 入井前严禁喝酒: only the unigram sentences reach c-drink
+    assert "c-drink" not in [h["chunk_id"] for h in plain.search(question, 8)]
+    scores = uni.ranking_scores(question)
+    drink_row = [c["id"] for c in uni.chunks].index("c-drink")
+    assert len(scores) == 4 and scores[3][drink_row] > 0 and all(s[drink_row] == 0 for s in scores[:3])
+    hits = uni.search(question, 8)
+    assert hits[0]["chunk_id"] == "c-canteen" and "c-drink" in [h["chunk_id"] for h in hits]
+    originals = {c["id"]: c["text"] for c in SMALL_CHUNKS + UNIGRAM_CHUNKS}
+    assert all(h["text"] == originals[h["chunk_id"]] for h in hits)
+    assert _stored_texts(tmp_path / "uni") == _stored_texts(tmp_path / "plain") == list(originals.values())
+    # the support gate's scores are untouched: a clause reached by unigrams alone has bm25 0 (the gate refuses it)
+    drink = next(h for h in hits if h["chunk_id"] == "c-drink")
+    assert (drink["bm25"], drink["expanded"]) == (0.0, 0.0)
+    before = {h["chunk_id"]: (h["bm25"], h["expanded"]) for h in plain.search(question, 8)}
+    assert {h["chunk_id"]: (h["bm25"], h["expanded"]) for h in hits if h["chunk_id"] in before} == before
+    # the question's unigrams: its words less question words (还, 能) and less the function characters (了, 中…)
+    assert uni.unigram_weights(question) == {"午": 2.0, "喝": 1.0, "两": 1.0, "杯": 1.0, "酒": 1.0, "下": 2.0,
+                                             "井": 1.0, "吗": 1.0}
+    assert uni.manifest["char_unigrams"] is True and uni.settings["char_unigrams"] is True
+    assert plain.manifest["char_unigrams"] is False and not (tmp_path / "plain" / "unigram_sentences").exists()
+    (tmp_path / "uni" / "sentence_chunks.npy").unlink()
+    with pytest.raises(CoalqaError, match=r"damaged .*--char_unigrams true --expansions none"):
+        load_index(tmp_path / "uni")

@@ -27,7 +27,7 @@ def index(
     overrides: dict[str, Any],
 ) -> None:
     """Build a retrieval index (BM25 over jieba tokens of whole chunks and of sentence windows, and over character
-    bigrams of the sentence windows; questions expanded with regulation wording; optional dense embeddings) from
+    bigrams of the sentence windows, optionally over character unigrams of single sentences; questions expanded with regulation wording; optional dense embeddings) from
     chunk files.
 
     The folder records the chunks and a hash of each chunk file; an index whose chunk files changed is refused
@@ -42,11 +42,12 @@ def index(
                   output_dirs={"the index folder (--output)": output})
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     manifest = build_index(chunks, output, embedding_model=cfg.embedding_model, sentence_window=cfg.sentence_window,
-                           char_bigrams=cfg.char_bigrams, expansions=cfg.expansions, expansion_weight=cfg.expansion_weight,
+                           char_bigrams=cfg.char_bigrams, char_unigrams=cfg.char_unigrams, expansions=cfg.expansions, expansion_weight=cfg.expansion_weight,
                            questions=questions or (), references=references or ())
     dense = f", dense {manifest['embedding']['model']} ({manifest['embedding']['dim']} dims)" if manifest["embedding"] else ""
     windows = f", {manifest['sentence_window']}-sentence windows" if manifest["sentence_window"] else ""
     windows += " (words and character bigrams)" if manifest["char_bigrams"] else ""
+    windows += ", character-unigram sentences" if manifest["char_unigrams"] else ""
     exp = manifest["expansions"]
     expansion = f", {exp['entries']} query expansions at weight {exp['weight']:g}" if exp else ""
     if manifest["questions"]:

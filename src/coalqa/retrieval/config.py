@@ -42,6 +42,10 @@ class IndexConfig(BaseModel):
         True, description="also rank each chunk by its best sentence window matched on overlapping character bigrams "
         "(independent of where jieba cuts words) and fuse that ranking too (RRF); needs sentence_window > 0",
     )
+    char_unigrams: bool = Field(
+        False, description="also rank each chunk by its best single sentence matched on single characters (less common "
+        "function characters) and fuse that ranking too (RRF): helps questions in everyday words, see README 2b",
+    )
     expansions: str = Field(
         "builtin", description="query expansion, everyday words → regulation wording: 'builtin' (the table shipped in "
         "coalqa/retrieval/colloquial.txt), a file of 'phrase<TAB>term term …' lines, or 'none'",
