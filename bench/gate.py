@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--min_score", type=float, default=GroundingConfig().min_score)
     ap.add_argument("--min_expanded_score", type=float, default=GroundingConfig().min_expanded_score)
     ap.add_argument("--min_coverage", type=float, default=GroundingConfig().min_coverage)
+    ap.add_argument("--char_unigrams", action="store_true", help="index with character-unigram sentences (README 2b)")
     args = ap.parse_args()
     refs = args.references or [REPO.parent / "shared" / "eval" / f"{n}.jsonl" for n in ("dev", "dev2")]
     gates = {"before (min_score 5 alone)": GroundingConfig(min_score=5.0, min_expanded_score=None, min_coverage=None),
@@ -76,7 +77,7 @@ def main() -> None:
             raise SystemExit(f"{args.everyday}: question {n} ({row[0]!r}): expected 'question<TAB>regex'")
     with tempfile.TemporaryDirectory() as tmp:
         write_chunks(chunks, Path(tmp) / "chunks.jsonl")
-        build_index([Path(tmp) / "chunks.jsonl"], Path(tmp) / "index")
+        build_index([Path(tmp) / "chunks.jsonl"], Path(tmp) / "index", char_unigrams=args.char_unigrams)
         index = load_index(Path(tmp) / "index")
         cov = GroundingConfig()  # hits carry their coverage; gates without min_coverage ignore it
 
