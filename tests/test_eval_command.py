@@ -70,6 +70,8 @@ def test_eval_on_predictions_writes_json_and_markdown(tmp_path, eval_file):
     md = (tmp_path / "rep.md").read_text(encoding="utf-8")
     assert "| dev-003 |" in md and "one token per character" in md
     assert "| empty answers | cut at the token limit |" in md and "| 1 | 1 |\n" in md  # all: 1 empty, 1 cut
+    cut_rows = [line for line in md.splitlines() if "| (cut) " in line]  # the answer cell says it was cut
+    assert len(cut_rows) == 1 and cut_rows[0].startswith("| dev-006 |")
     assert "11小时 = 11h" in md and "| h | h、hr、hrs、小时" in md  # how key facts matched, with the unit table
     assert report["key_fact_note"].startswith("a key fact is found")
 

@@ -151,8 +151,9 @@ def report_markdown(report: dict[str, Any]) -> str:
     for i in report["items"]:
         facts = "–" if i["key_fact_recall"] is None else f"{len(i['facts_found'])}/{len(i['facts_found']) + len(i['facts_missed'])}"
         missed = "、".join(i["facts_missed"] or []) or ""
+        answer = ("(cut) " if i.get("cut") and i["answer"] else "") + i["answer"]  # ended by the token limit
         lines.append(
-            f"| {i['id']} | {i['rouge_l']:.3f} | {i['bleu4']:.3f} | {facts} | {_md_cell(missed, 30)} | {_md_cell(i['answer'])} |"
+            f"| {i['id']} | {i['rouge_l']:.3f} | {i['bleu4']:.3f} | {facts} | {_md_cell(missed, 30)} | {_md_cell(answer)} |"
         )
     lines += ["", "## Units matched as equal in key facts (coalqa.numbers)", "", unit_table_markdown()]
     return "\n".join(lines) + "\n"

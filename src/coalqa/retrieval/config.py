@@ -44,7 +44,8 @@ class IndexConfig(BaseModel):
     )
     char_unigrams: bool = Field(
         False, description="also rank each chunk by its best single sentence matched on single characters (less common "
-        "function characters) and fuse that ranking too (RRF): helps questions in everyday words, see README 2b",
+        "function characters) and fuse that ranking too (RRF); off by default; helps questions in everyday words, "
+        "see README 2b",
     )
     expansions: str = Field(
         "builtin", description="query expansion, everyday words → regulation wording: 'builtin' (the table shipped in "
