@@ -138,7 +138,8 @@ def main() -> None:
                 "without windows or expansion": settings | {"sentence_window": 0, "expansions": "none"}}
     print(f"corpus: {len(documents)} documents → {len(chunks)} chunks (max {args.max_chars} chars); "
           + ", ".join(f"{n}: {len(r)} questions" for n, r in ref_sets.items()))
-    print(f"settings: {settings}")
+    shown = {k: v for k, v in settings.items() if k != "references" or settings["questions"]}  # doc2query's check only
+    print(f"index settings: {shown}")
     with tempfile.TemporaryDirectory() as tmp:
         write_chunks(chunks, Path(tmp) / "chunks.jsonl")
         results = {name: run(Path(tmp) / "chunks.jsonl", Path(tmp), ref_sets, s, args.repeat, args.evidence,
