@@ -6,10 +6,6 @@ Usage::
     python bench/retrieval.py --sentence_window 0 --expansions none   # whole chunks only, no expansion
     python bench/retrieval.py --char_bigrams false                      # word windows without the bigram windows
     python bench/retrieval.py --char_unigrams true --references bench/data/dev3.jsonl   # + character-unigram sentences
-
-``bench/data/dev3.jsonl``, ``dev4.jsonl`` and ``dev5.jsonl``: 30 everyday-worded questions each, written for this project by
-helpers that had not seen the expansion table nor the other sets (README 2b; dev3 then chose the unigram variant, dev4 and
-dev5 only measured).
     python bench/retrieval.py --ablate                         # the default, then without each method, one table
     python bench/retrieval.py --references other.jsonl --misses
     python bench/retrieval.py --max_chars 300 --evidence 1 --min_score 3 --ablate   # the demo's index and grounding

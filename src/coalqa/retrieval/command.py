@@ -27,8 +27,8 @@ def index(
     overrides: dict[str, Any],
 ) -> None:
     """Build a retrieval index (BM25 over jieba tokens of whole chunks and of sentence windows, and over character
-    bigrams of the sentence windows, optionally over character unigrams of single sentences; questions expanded with regulation wording; optional dense embeddings) from
-    chunk files.
+    bigrams of the sentence windows, optionally over character unigrams of single sentences; questions expanded with
+    regulation wording; optional dense embeddings) from chunk files.
 
     The folder records the chunks and a hash of each chunk file; an index whose chunk files changed is refused
     later, with the command that rebuilds it.
@@ -42,7 +42,8 @@ def index(
                   output_dirs={"the index folder (--output)": output})
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     manifest = build_index(chunks, output, embedding_model=cfg.embedding_model, sentence_window=cfg.sentence_window,
-                           char_bigrams=cfg.char_bigrams, char_unigrams=cfg.char_unigrams, expansions=cfg.expansions, expansion_weight=cfg.expansion_weight,
+                           char_bigrams=cfg.char_bigrams, char_unigrams=cfg.char_unigrams, expansions=cfg.expansions,
+                           expansion_weight=cfg.expansion_weight,
                            questions=questions or (), references=references or ())
     dense = f", dense {manifest['embedding']['model']} ({manifest['embedding']['dim']} dims)" if manifest["embedding"] else ""
     windows = f", {manifest['sentence_window']}-sentence windows" if manifest["sentence_window"] else ""

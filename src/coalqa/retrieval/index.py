@@ -282,11 +282,12 @@ def _write_chunk_indexes(tmp: Path, chunks, tokenizer, cache, sentence_window: i
     import bm25s
     import numpy as np
 
+    texts = [split_sentences(c["text"]) for c in chunks]  # each chunk's sentences, wording kept
     if unigrams:
-        _write_unigram_index(tmp, chunks, progress)
+        _write_unigram_index(tmp, texts, progress)
 
     heads = [tokenize(_head_text(c), tokenizer, cache) for c in chunks]
-    sentences = [[tokenize(s, tokenizer, cache) for s in split_sentences(c["text"])] for c in chunks]
+    sentences = [[tokenize(s, tokenizer, cache) for s in ss] for ss in texts]
     retriever = bm25s.BM25(**BM25_PARAMS)
     retriever.index([h + [t for s in ss for t in s] for h, ss in zip(heads, sentences)], show_progress=progress)
     retriever.save(str(tmp / "bm25"), show_progress=False)
@@ -302,7 +303,7 @@ def _write_chunk_indexes(tmp: Path, chunks, tokenizer, cache, sentence_window: i
     window_index.save(str(tmp / "windows"), show_progress=False)
     np.save(tmp / "window_chunks.npy", np.asarray(owners, dtype="int32"))
     if bigrams:  # the same windows, in the same order, as character bigrams
-        grams = [[char_bigrams(s) for s in split_sentences(c["text"])] for c in chunks]
+        grams = [[char_bigrams(s) for s in ss] for ss in texts]
         bigram_windows = [[g for s in gs[start:start + sentence_window] for g in s]
                           for gs in grams for start in range(max(1, len(gs) - sentence_window + 1))]
         assert len(bigram_windows) == len(windows)
@@ -311,14 +312,15 @@ def _write_chunk_indexes(tmp: Path, chunks, tokenizer, cache, sentence_window: i
         bigram_index.save(str(tmp / "bigram_windows"), show_progress=False)
 
 
-def _write_unigram_index(tmp: Path, chunks, progress: bool) -> None:
-    """``unigram_sentences/``: every sentence of every chunk as character unigrams, with ``sentence_chunks.npy``."""
+def _write_unigram_index(tmp: Path, texts: list[list[str]], progress: bool) -> None:
+    """``unigram_sentences/``: every sentence of every chunk (``texts``: each chunk's :func:`split_sentences`) as
+    character unigrams, with ``sentence_chunks.npy`` (a chunk without sentences: one empty document)."""
     import bm25s
     import numpy as np
 
     sentences, owners = [], []
-    for i, c in enumerate(chunks):
-        for s in split_sentences(c["text"]) or [c["text"]]:
+    for i, ss in enumerate(texts):
+        for s in ss or [""]:
             sentences.append(char_unigrams(s))
             owners.append(i)
     retriever = bm25s.BM25(**BM25_PARAMS)
@@ -405,7 +407,8 @@ def _scores(retriever, weights: dict[str, float], n: int):
 class Index:
     """A loaded index (see :func:`load_index`): the chunks, the BM25 retriever, the tokenizer, the sentence-window
     retriever with the chunk of each window and its character-bigram twin (``bigram_windows``, same rows), the
-    single-sentence character-unigram retriever with the chunk of each sentence (optional), the query-expansion table and, for hybrid retrieval, the chunk embeddings with the embedder that made them."""
+    single-sentence character-unigram retriever with the chunk of each sentence (optional), the query-expansion table
+    and, for hybrid retrieval, the chunk embeddings with the embedder that made them."""
 
     path: Path
     manifest: dict
@@ -483,26 +486,25 @@ class Index:
         bigram spans it) give 1 per
         occurrence, each expansion term's bigram not already there :attr:`expansion_weight`. ``terms`` as in
         :meth:`query_weights`."""
-        kept = "".join(" " if w in QUESTION_WORDS else w for w in self.tokenizer.lcut(normalize_for_index(question), HMM=False))
-        weights: dict[str, float] = {}
-        for g in char_bigrams(kept):
-            weights[g] = weights.get(g, 0.0) + 1.0
-        for term in self.expansion_terms(question) if terms is None else terms:
-            for g in char_bigrams(term):
-                if g not in weights:
-                    weights[g] = self.expansion_weight
-        return weights
+        return self._gram_weights(question, terms, char_bigrams, "")
 
     def unigram_weights(self, question: str, terms: list[str] | None = None) -> dict[str, float]:
         """Character unigram → weight for ``question`` (:func:`char_unigrams`), built as :meth:`bigram_weights`: the
         question's words less ``QUESTION_WORDS`` 1 per occurrence, each expansion term's unigram not already there
         :attr:`expansion_weight`."""
-        kept = " ".join(w for w in self.tokenizer.lcut(normalize_for_index(question), HMM=False) if w not in QUESTION_WORDS)
+        return self._gram_weights(question, terms, char_unigrams, " ")
+
+    def _gram_weights(self, question: str, terms: list[str] | None, grams, sep: str) -> dict[str, float]:
+        """``grams`` (:func:`char_bigrams` or :func:`char_unigrams`) of ``question``'s words joined by ``sep``, each
+        question word replaced by a gap, 1 per occurrence; its expansion terms' ones not already there at
+        :attr:`expansion_weight`."""
+        words = self.tokenizer.lcut(normalize_for_index(question), HMM=False)
+        kept = sep.join(" " if w in QUESTION_WORDS else w for w in words)
         weights: dict[str, float] = {}
-        for g in char_unigrams(kept):
+        for g in grams(kept):
             weights[g] = weights.get(g, 0.0) + 1.0
         for term in self.expansion_terms(question) if terms is None else terms:
-            for g in char_unigrams(term):
+            for g in grams(term):
                 weights.setdefault(g, self.expansion_weight)
         return weights
 
