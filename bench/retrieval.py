@@ -22,6 +22,9 @@ across regulations). ``--misses`` lists the questions whose source chunk is not 
 (:func:`coalqa.grounding.retrieve_support`), their ``--evidence_sentences`` best sentences
 (:func:`coalqa.grounding.evidence`), and the share of each reference's key facts those hold (an abstention
 quotes nothing: 0) — the ceiling of a grounded answer's key-fact recall, no model needed.
+``bench/data/dev3.jsonl``, ``dev4.jsonl`` and ``dev5.jsonl``: 30 everyday-worded questions each, written for this
+project by helpers that had seen neither the expansion table nor the other sets (README 2b; dev3 then chose the
+unigram variant, dev4 and dev5 only measured).
 The machine is shared: the load average is printed beside the timings.
 """
 
