@@ -361,7 +361,8 @@ def result_record(loaded: LoadedModel, question: str, generated: list[int], eos:
 
     ``cut`` is True when the row holds no EOS: generation stopped at ``max_new_tokens`` (or was stopped), so the answer
     may end mid-sentence or mid-number."""
-    n = next((i + 1 for i, t in enumerate(generated) if t in eos), len(generated))
+    end = next((i + 1 for i, t in enumerate(generated) if t in eos), None)  # just past the first EOS
+    n = len(generated) if end is None else end
     text = loaded.tokenizer.decode(generated[:n], skip_special_tokens=True)
     reasoning, text_answer, finished = split_reasoning(text, prompt_opens_think(loaded.tokenizer, loaded.fmt))
     return {
@@ -371,7 +372,7 @@ def result_record(loaded: LoadedModel, question: str, generated: list[int], eos:
         "tokens": n,
         "seconds": round(seconds, 3),
         "finished_reasoning": finished,
-        "cut": not any(t in eos for t in generated),
+        "cut": end is None,
     }
 
 

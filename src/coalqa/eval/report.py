@@ -55,6 +55,11 @@ def score_items(
     return items
 
 
+def _cut(item: dict[str, Any]) -> bool:
+    """An answer the token limit ended (``cut`` from :func:`coalqa.ask.answer`); an empty one counts as empty instead."""
+    return bool(item.get("cut")) and bool(item["answer"])
+
+
 def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Averages of the item scores (see the module docstring); metrics with no values are ``None``."""
 
@@ -71,7 +76,7 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
         "facts_found": sum(len(i["facts_found"]) for i in with_facts),
         "facts_total": sum(len(i["facts_found"]) + len(i["facts_missed"]) for i in with_facts),
         "empty_answers": sum(1 for i in items if not i["answer"]),
-        "cut_answers": sum(1 for i in items if i.get("cut") and i["answer"]),  # ended by the token limit
+        "cut_answers": sum(1 for i in items if _cut(i)),
     }
     judged = [i["judge_score"] for i in items if i.get("judge_score") is not None]
     if any("judge_score" in i for i in items):
@@ -151,7 +156,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     for i in report["items"]:
         facts = "–" if i["key_fact_recall"] is None else f"{len(i['facts_found'])}/{len(i['facts_found']) + len(i['facts_missed'])}"
         missed = "、".join(i["facts_missed"] or []) or ""
-        answer = ("(cut) " if i.get("cut") and i["answer"] else "") + i["answer"]  # ended by the token limit
+        answer = ("(cut) " if _cut(i) else "") + i["answer"]
         lines.append(
             f"| {i['id']} | {i['rouge_l']:.3f} | {i['bleu4']:.3f} | {facts} | {_md_cell(missed, 30)} | {_md_cell(answer)} |"
         )
