@@ -5,6 +5,7 @@ Usage::
     python bench/retrieval.py                                  # the defaults of `coalqa index`, dev.jsonl + dev2.jsonl
     python bench/retrieval.py --sentence_window 0 --expansions none   # whole chunks only, no expansion
     python bench/retrieval.py --char_bigrams false                      # word windows without the bigram windows
+    python bench/retrieval.py --title_weight 0                          # without the title prior
     python bench/retrieval.py --char_unigrams true --references bench/data/dev3.jsonl   # + character-unigram sentences
     python bench/retrieval.py --ablate                         # the default, then without each method, one table
     python bench/retrieval.py --references other.jsonl --misses
@@ -105,6 +106,7 @@ def main() -> None:
                     help="also rank by character-unigram single sentences (default false)")
     ap.add_argument("--expansions", default=DEFAULTS.expansions, help="builtin, none or a table file")
     ap.add_argument("--expansion_weight", type=float, default=DEFAULTS.expansion_weight)
+    ap.add_argument("--title_weight", type=float, default=DEFAULTS.title_weight, help="title prior (0: off)")
     ap.add_argument("--questions", type=Path, action="append", default=[],
                     help="QA file(s) whose questions rank their chunks (doc2query); refused if one holds a --references "
                     "question. The chunk ids must be those of these chunks: `coalqa generate` on the chunks this "
@@ -124,11 +126,13 @@ def main() -> None:
     chunks = [c for d in documents for c in split_into_chunks(d, args.max_chars)]
     settings = {"embedding_model": args.embedding_model, "sentence_window": args.sentence_window,
                 "char_bigrams": args.char_bigrams == "true", "char_unigrams": args.char_unigrams == "true",
-                "expansions": args.expansions, "expansion_weight": args.expansion_weight,
+                "expansions": args.expansions, "expansion_weight": args.expansion_weight, "title_weight": args.title_weight,
                 "questions": args.questions, "references": refs if args.questions else []}
     runs = {"as given": settings}
     if args.ablate:
-        runs = {"default (windows + bigram windows + expansion)": settings,
+        runs = {"default (windows + bigram windows + expansion + title prior)": settings,
+                ("without" if settings["title_weight"] else "with") + " title prior":
+                    settings | {"title_weight": 0.0 if settings["title_weight"] else DEFAULTS.title_weight},
                 "without bigram windows": settings | {"char_bigrams": False},
                 ("without" if settings["char_unigrams"] else "with") + " unigram sentences":
                     settings | {"char_unigrams": not settings["char_unigrams"]},

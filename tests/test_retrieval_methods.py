@@ -15,8 +15,9 @@ from coalqa.cli import app
 from coalqa.errors import CoalqaError
 from coalqa.eval.grounding import is_source, ranked_references, supports
 from coalqa.retrieval import build_index, load_index
+from coalqa.retrieval.config import IndexConfig
 from coalqa.retrieval.expansion import BUILTIN, expand, read_expansions
-from coalqa.retrieval.text import char_bigrams, make_tokenizer
+from coalqa.retrieval.text import char_bigrams, make_tokenizer, tokenize
 
 runner = CliRunner()
 
@@ -48,7 +49,7 @@ def test_sentence_windows_rank_the_chunk_whose_one_sentence_answers(tmp_path):
     chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + WINDOW_CHUNKS)
     question = "采煤工作面风速和回风瓦斯浓度最高不得超过多少？"
     build_index([chunks], tmp_path / "whole", sentence_window=0, expansions="none")
-    build_index([chunks], tmp_path / "win", expansions="none")
+    build_index([chunks], tmp_path / "win", expansions="none", title_weight=0)  # c-many's title names 采煤工作面
     whole, win = load_index(tmp_path / "whole"), load_index(tmp_path / "win")
     assert whole.search(question, 1)[0]["chunk_id"] == "c-many"  # most question words, scattered over four articles
     hits = win.search(question, 3)
@@ -115,17 +116,23 @@ def test_bigram_windows_decide_for_the_clause_jieba_cuts_differently_and_never_c
 
 def test_search_fuses_exactly_the_reciprocal_ranks_of_its_rankings(tmp_path):
     """Two paths, one answer: the hits of ``search`` are Σ 1/(60 + rank) over each ranking of ``ranking_scores``
-    (chunks scoring 0 left out, each ranking's top 100), computed here in plain Python, best first, ties by row."""
+    (chunks scoring 0 left out, each ranking's top 100) plus the title prior of the chunks found, computed here in plain
+    Python, best first, ties by row."""
     chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + WINDOW_CHUNKS + BIGRAM_CHUNKS + EVERYDAY_CHUNKS)
     build_index([chunks], tmp_path / "idx")
     index = load_index(tmp_path / "idx")
+    assert index.title_weight == IndexConfig().title_weight > 0
     for question in ("巷道顶上挂的隔爆水袋子多久检查一回？", "采煤工作面风速和回风瓦斯浓度最高不得超过多少？", "矿灯能用多久？",
-                     "在井场干活能不能掏手机打电话？"):
+                     "在井场干活能不能掏手机打电话？", "瓦斯抽采的采煤工作面风速不得超过多少？"):
         fused: dict[int, float] = {}
         for scores in index.ranking_scores(question):
             ranked = sorted((i for i in range(len(scores)) if scores[i] > 0), key=lambda i: (-scores[i], i))
             for rank, i in enumerate(ranked[:100], 1):
                 fused[i] = fused.get(i, 0.0) + 1.0 / (60 + rank)
+        words = {t for t in tokenize(question, index.tokenizer) if len(t) >= 2}
+        for i in fused:
+            title = set(tokenize(index.chunks[i]["title"], index.tokenizer))
+            fused[i] += index.title_weight * sum(index.idf(t) for t in words & title)
         expected = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
         hits = index.search(question, 5)
         assert [(h["chunk_id"], h["score"]) for h in hits] == [(index.chunks[i]["id"], round(v, 6)) for i, v in expected]
@@ -344,3 +351,49 @@ def test_unigram_sentences_find_the_clause_no_word_or_bigram_reaches_and_never_c
     (tmp_path / "uni" / "sentence_chunks.npy").unlink()
     with pytest.raises(CoalqaError, match=r"damaged .*--char_unigrams true --expansions none"):
         load_index(tmp_path / "uni")
+
+
+TITLE_CHUNKS = [  # one rule in two regulations; the general one also forbids smoking, so it matches the question better
+    {"id": "c-general", "source": "2-煤矿建设安全规程.txt", "title": "煤矿建设安全规程", "locator": "第一百八十四条",
+     "heading": "", "text": "第一百八十四条 地面泵房和泵房周围20m范围内，严禁堆积易燃物和有明火，严禁吸烟。"},
+    {"id": "c-subject", "source": "4-煤矿瓦斯抽采工程设计规范.txt", "title": "煤矿瓦斯抽采工程设计规范", "locator": "7.1.6",
+     "heading": "", "text": "7.1.6 地面泵房和泵房周围20m范围内，严禁堆积易燃物和有明火。"},
+]
+
+
+def test_title_prior_prefers_the_regulation_the_question_names_and_changes_nothing_else(tmp_path):
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl", SMALL_CHUNKS + WINDOW_CHUNKS + TITLE_CHUNKS)
+    build_index([chunks], tmp_path / "off", title_weight=0)
+    build_index([chunks], tmp_path / "on", title_weight=0.002)  # the default 0.0005 is measured on the real corpus
+    off, on = load_index(tmp_path / "off"), load_index(tmp_path / "on")
+    named, unnamed = "瓦斯抽采的地面泵房周围多大范围内严禁吸烟和堆积易燃物？", "地面泵房周围多大范围内严禁吸烟和堆积易燃物？"
+    assert [h["chunk_id"] for h in off.search(named, 2)] == ["c-general", "c-subject"]  # 吸烟 and one rank ahead
+    hits = on.search(named, 8)
+    assert [h["chunk_id"] for h in hits[:2]] == ["c-subject", "c-general"]  # 瓦斯, 抽采: words of its title
+    # a question naming no title keeps the order of the fusion alone; no title word, no prior
+    assert [h["chunk_id"] for h in on.search(unnamed, 2)] == ["c-general", "c-subject"]
+    assert not on.title_prior(tokenize(unnamed, on.tokenizer)).any()
+    prior = on.title_prior(tokenize(named, on.tokenizer))
+    rows = {c["id"]: i for i, c in enumerate(on.chunks)}
+    assert prior[rows["c-subject"]] > 0 == prior[rows["c-general"]]
+    assert prior[rows["c-speed"]] > 0  # 瓦斯抽采基本指标 shares 瓦斯, 抽采 too: every chunk of a document gets it
+    # text, bm25 and expanded (what is shown, cited and gated) are those without the prior
+    originals = {c["id"]: c["text"] for c in SMALL_CHUNKS + WINDOW_CHUNKS + TITLE_CHUNKS}
+    assert all(h["text"] == originals[h["chunk_id"]] for h in hits)
+    before = {h["chunk_id"]: (h["bm25"], h["expanded"]) for h in off.search(named, 8)}
+    assert {h["chunk_id"]: (h["bm25"], h["expanded"]) for h in hits} == before
+    # recorded: manifest, settings (cache keys of grounded answers), rebuild command; an older index has none
+    assert on.manifest["title_weight"] == 0.002 and on.settings["title_weight"] == 0.002
+    assert off.manifest["title_weight"] == 0.0 and off.title_weight == 0.0
+    (tmp_path / "off" / "window_chunks.npy").unlink()
+    with pytest.raises(CoalqaError, match=r"damaged .*--title_weight 0\.0"):
+        load_index(tmp_path / "off")
+    manifest = json.loads((tmp_path / "on" / "index.json").read_text(encoding="utf-8"))
+    del manifest["title_weight"]
+    (tmp_path / "on" / "index.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert load_index(tmp_path / "on").title_weight == 0.0
+    with pytest.raises(CoalqaError, match="title_weight must be 0 .off. or more"):
+        build_index([chunks], tmp_path / "bad", title_weight=-0.001)
+    result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "cli"), "--title_weight", "0.001"])
+    assert result.exit_code == 0 and "title prior 0.001" in result.output, result.output
+    assert json.loads((tmp_path / "cli" / "index.json").read_text(encoding="utf-8"))["title_weight"] == 0.001

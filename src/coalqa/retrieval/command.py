@@ -28,7 +28,7 @@ def index(
 ) -> None:
     """Build a retrieval index (BM25 over jieba tokens of whole chunks and of sentence windows, and over character
     bigrams of the sentence windows, optionally over character unigrams of single sentences; questions expanded with
-    regulation wording; optional dense embeddings) from chunk files.
+    regulation wording; a document-title prior; optional dense embeddings) from chunk files.
 
     The folder records the chunks and a hash of each chunk file; an index whose chunk files changed is refused
     later, with the command that rebuilds it.
@@ -43,7 +43,7 @@ def index(
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     manifest = build_index(chunks, output, embedding_model=cfg.embedding_model, sentence_window=cfg.sentence_window,
                            char_bigrams=cfg.char_bigrams, char_unigrams=cfg.char_unigrams, expansions=cfg.expansions,
-                           expansion_weight=cfg.expansion_weight,
+                           expansion_weight=cfg.expansion_weight, title_weight=cfg.title_weight,
                            questions=questions or (), references=references or ())
     dense = f", dense {manifest['embedding']['model']} ({manifest['embedding']['dim']} dims)" if manifest["embedding"] else ""
     windows = f", {manifest['sentence_window']}-sentence windows" if manifest["sentence_window"] else ""
@@ -51,6 +51,7 @@ def index(
     windows += ", character-unigram sentences" if manifest["char_unigrams"] else ""
     exp = manifest["expansions"]
     expansion = f", {exp['entries']} query expansions at weight {exp['weight']:g}" if exp else ""
+    expansion += f", title prior {manifest['title_weight']:g}" if manifest["title_weight"] else ""
     if manifest["questions"]:
         q = manifest["questions"]
         expansion += (f", {q['indexed']} questions of {q['pairs']} QA pairs ({q['duplicates']} repeats, "
