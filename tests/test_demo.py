@@ -223,3 +223,19 @@ def test_quality_goals_compare_the_fine_tuned_grounded_report_with_its_bounds_an
     assert at_bounds["unsupported-number rate"] and at_bounds["beats the base, not trained"]
     missing = {r["name"]: r for r in quality_goals({"overall": {}}, {"overall": {}})}  # no groups, no metrics
     assert all(r["met"] is None and r["fine_tuned"] is None for r in missing.values())
+
+
+def test_demo_rebuilds_an_index_from_before_the_title_prior(tmp_path):
+    from conftest import write_chunks_file
+
+    from coalqa.demo.steps import step_index
+
+    chunks = write_chunks_file(tmp_path / "chunks.jsonl")
+    assert step_index(chunks, tmp_path / "index") is False  # built
+    assert step_index(chunks, tmp_path / "index") is True  # today's: reused
+    manifest_file = tmp_path / "index" / "index.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    del manifest["title_weight"]  # as an index built before the title prior existed
+    manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
+    assert step_index(chunks, tmp_path / "index") is False
+    assert json.loads(manifest_file.read_text(encoding="utf-8"))["title_weight"] == 0.0005

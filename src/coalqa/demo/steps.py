@@ -210,12 +210,14 @@ def step_answer(
 
 def step_index(chunks_path: Path, index_dir: Path) -> bool:
     """Index the chunks of ``chunks_path`` for retrieval into ``index_dir``; ``True`` (reused) when it holds an index
-    of today's format (:data:`coalqa.retrieval.index.INDEX_FORMAT`), else it is (re)built and ``False``."""
+    of today's format (:data:`coalqa.retrieval.index.INDEX_FORMAT`) and title prior, else it is (re)built and
+    ``False``."""
     from coalqa.retrieval import build_index
-    from coalqa.retrieval.index import INDEX_FORMAT
+    from coalqa.retrieval.index import DEFAULT_TITLE_WEIGHT, INDEX_FORMAT
 
-    reused = (index_dir / "index.json").is_file() and json.loads(  # an older format is rebuilt with today's methods
-        (index_dir / "index.json").read_text(encoding="utf-8")).get("coalqa_index") == INDEX_FORMAT
+    manifest = json.loads((index_dir / "index.json").read_text(encoding="utf-8")) if (index_dir / "index.json").is_file() else {}
+    # an index of an older format, or from before the title prior, is rebuilt with today's methods
+    reused = manifest.get("coalqa_index") == INDEX_FORMAT and manifest.get("title_weight") == DEFAULT_TITLE_WEIGHT
     if not reused:
         build_index([chunks_path], index_dir)
     return reused
