@@ -392,8 +392,13 @@ def test_title_prior_prefers_the_regulation_the_question_names_and_changes_nothi
     del manifest["title_weight"]
     (tmp_path / "on" / "index.json").write_text(json.dumps(manifest), encoding="utf-8")
     assert load_index(tmp_path / "on").title_weight == 0.0
-    with pytest.raises(CoalqaError, match="title_weight must be 0 .off. or more"):
-        build_index([chunks], tmp_path / "bad", title_weight=-0.001)
+    for bad in (-0.001, float("inf"), float("nan")):
+        with pytest.raises(CoalqaError, match="title_weight must be a finite number, 0 .off. or more"):
+            build_index([chunks], tmp_path / "bad", title_weight=bad)
+    assert not (tmp_path / "bad").exists()
+    result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "cli_inf"), "--title_weight", "inf"])
+    assert result.exit_code != 0 and "title_weight: Input should be a finite number" in str(result.exception)
+    assert not (tmp_path / "cli_inf").exists()
     result = runner.invoke(app, ["index", str(chunks), "-o", str(tmp_path / "cli"), "--title_weight", "0.001"])
     assert result.exit_code == 0 and "title prior 0.001" in result.output, result.output
     assert json.loads((tmp_path / "cli" / "index.json").read_text(encoding="utf-8"))["title_weight"] == 0.001

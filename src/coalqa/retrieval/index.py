@@ -56,6 +56,7 @@ expansion-weighted BM25 score of the whole chunk or of its best sentence window,
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -262,8 +263,8 @@ def _expansion_table(expansions, sentence_window, expansion_weight, title_weight
         raise CoalqaError(f"sentence_window must be 0 (off) or a number of sentences (got {sentence_window!r})")
     if not 0 <= expansion_weight <= 1:
         raise CoalqaError(f"expansion_weight must be between 0 and 1 (got {expansion_weight!r})")
-    if not title_weight >= 0:  # also refuses NaN
-        raise CoalqaError(f"title_weight must be 0 (off) or more (got {title_weight!r})")
+    if not 0 <= title_weight < math.inf:  # also refuses NaN
+        raise CoalqaError(f"title_weight must be a finite number, 0 (off) or more (got {title_weight!r})")
     if expansions is not None and str(expansions).lower() == "none":
         expansions = None
     table_file = None if expansions is None else BUILTIN if str(expansions) == "builtin" else Path(expansions)
@@ -693,8 +694,6 @@ class Index:
 
     def idf(self, token: str) -> float:
         """BM25 inverse document frequency of ``token`` in this index (0 for a token it does not hold)."""
-        import math
-
         j = self.retriever.vocab_dict.get(token)
         if j is None:
             return 0.0
