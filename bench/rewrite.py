@@ -1,4 +1,4 @@
-"""Benchmark: does rewriting a worker's question into regulation wording with an LLM pay? (issue 20; measured only)
+"""Benchmark: does rewriting a worker's question into regulation wording with an LLM pay? (measured, not in coalqa)
 
 Usage::
 
@@ -80,9 +80,11 @@ def fused(lists: list[list[str]], weights: list[float]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="a local chat model folder (e.g. a stand-in of coalqa.offline)")
-    ap.add_argument("--char_unigrams", default="false", choices=["true", "false"])
+    ap.add_argument("--char_unigrams", default="false", choices=["true", "false"],
+                    help="index with character-unigram sentences too (coalqa index --char_unigrams; default false)")
     ap.add_argument("--cache", type=Path, default=Path("rewrites.jsonl"), help="rewrites kept here (JSON lines)")
-    ap.add_argument("--docs", type=Path, default=REPO.parent / "shared" / "corpus" / "coal-safety")
+    ap.add_argument("--docs", type=Path, default=REPO.parent / "shared" / "corpus" / "coal-safety",
+                    help="the regulations to index (default ../shared/corpus/coal-safety)")
     args = ap.parse_args()
     model_dir = str(Path(args.model).expanduser())
     cached = {}
