@@ -55,9 +55,9 @@ class IndexConfig(BaseModel):
         0.75, ge=0, le=1, description="weight of an expansion term against a word of the question",
     )
     title_weight: float = Field(
-        0.0005, ge=0, allow_inf_nan=False, description="title prior: added to a found chunk's fused score per unit of idf of each question "
-        "word its document's title holds, so a question naming a regulation's subject prefers that regulation when "
-        "two state the same rule; 0: off (README 2b)",
+        0.0005, ge=0, allow_inf_nan=False, description="title prior: added to a found chunk's fused score per unit "
+        "of idf of each question word its document's title holds, so a question naming a regulation's subject prefers "
+        "that regulation when two state the same rule; 0: off (README 2b)",
     )
 
 

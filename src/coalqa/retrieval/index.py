@@ -454,10 +454,11 @@ class Index:
     @property
     def settings(self) -> dict:
         """How this index ranks (format, BM25 parameters, sentence window, bigram and unigram rankings, fusion, title
-        prior weight, expansion table hash and weight, indexed question files): with :attr:`fingerprint` (which chunks), what a cached result of a search depends on."""
+        prior weight, expansion table hash and weight, indexed question files): with :attr:`fingerprint` (which
+        chunks), what a cached result of a search depends on."""
         return {k: self.manifest.get(k)
-                for k in ("coalqa_index", "bm25", "sentence_window", "char_bigrams", "char_unigrams", "fusion", "title_weight",
-                          "expansions", "questions")}
+                for k in ("coalqa_index", "bm25", "sentence_window", "char_bigrams", "char_unigrams", "fusion",
+                          "title_weight", "expansions", "questions")}
 
     @property
     def title_weight(self) -> float:
